@@ -1,0 +1,24 @@
+"""dnal_core: Differentiable Neural Architecture Learning (Guo, Wu, Kittler, Feng).
+
+The pieces, each with one home:
+  gate     the SS layer, the delta schedule, the sparsity loss (Section III-C)
+  models   model builders by name (``build``, ``list_models``)
+  measure  MACs (the paper's "FLOPs"), params, latency
+  io       atomic writes, model files that carry their architecture
+  paper    the paper's Tables I-VII as data
+"""
+__version__ = "0.1.0"
+
+from .gate import (DeltaSchedule, SSGate, arch_parameters, gate_probs, gates, open_counts,
+                   reset_gates, set_delta, set_mode, set_threshold, sparsity_loss)
+from .io import load_model, save_model
+from .measure import count, count_macs, count_params, latency
+from .models import PLACEMENTS, build, build_from_arch, list_models
+from .paper import paper_table
+
+__all__ = [
+    "__version__", "SSGate", "DeltaSchedule", "gates", "arch_parameters", "set_mode", "set_delta",
+    "set_threshold", "reset_gates", "open_counts", "gate_probs", "sparsity_loss", "build",
+    "build_from_arch", "list_models", "PLACEMENTS", "count", "count_macs", "count_params",
+    "latency", "save_model", "load_model", "paper_table",
+]

@@ -1,0 +1,1 @@
+"""One module per ``dnal`` subcommand; each defines ``register(subparsers)``."""

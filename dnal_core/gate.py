@@ -1,0 +1,181 @@
+"""The scaled-sigmoid (SS) channel gate, the delta schedule and the sparsity loss.
+
+Paper, Section III-C: every gated channel j carries one architecture parameter s_j and
+is multiplied by p_j = sigmoid(delta * s_j). As delta grows from 1 to 1e4 the gate
+becomes the binary function 1[s_j > 0] (eq. 3), and a channel whose gate is 0 can be
+removed without changing the network's output.
+
+Three modes, one per stage of Alg. 1:
+  ``off``  identity: the weight stage (lines 1-4) and the finetune stage (lines 10-11);
+  ``soft`` x * sigmoid(delta * s): the architecture stage (lines 5-8);
+  ``hard`` x * 1[sigmoid(delta * s) > threshold]: what the pruner reads (line 9).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import nn
+
+MODES = ("off", "soft", "hard")
+LOSS_FORMS = ("paper", "code")
+SCHEDULE_UNITS = ("iteration", "epoch")
+
+# Paper, eq. 2: binary(s) = 1 if s > 0, i.e. sigmoid(delta*s) > 0.5. The authors' code keeps
+# a channel where sigmoid(delta*s) > 0.9 (notes/official-code.md); pass threshold=0.9 for that.
+PAPER_THRESHOLD = 0.5
+CODE_THRESHOLD = 0.9
+
+
+class SSGate(nn.Module):
+    """Per-channel gate ``x * sigmoid(delta * s)`` over dimension 1 of its input.
+
+    ``delta`` is a 0-d tensor buffer that is updated in place (``set_delta``), so changing
+    it never changes a compiled graph's guards or a captured CUDA graph's addresses.
+    """
+
+    def __init__(self, channels: int, threshold: float = PAPER_THRESHOLD):
+        super().__init__()
+        if channels < 1:
+            raise ValueError(f"SSGate needs at least one channel, got {channels}")
+        self.s = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("delta", torch.ones(()))
+        self.mode = "off"
+        self.threshold = float(threshold)
+
+    @property
+    def channels(self) -> int:
+        return self.s.numel()
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, mode={self.mode!r}, threshold={self.threshold}"
+
+    def probs(self) -> torch.Tensor:
+        """sigmoid(delta * s), shape (C,)."""
+        return torch.sigmoid(self.delta * self.s)
+
+    def keep(self) -> torch.Tensor:
+        """Boolean mask of the channels a hard gate keeps, shape (C,)."""
+        return self.probs().detach() > self.threshold
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "off":
+            return x
+        if self.mode == "soft":
+            g = self.probs()
+        elif self.mode == "hard":
+            g = self.keep()
+        else:  # guarded by set_mode; kept for direct attribute writes
+            raise ValueError(f"unknown SS mode {self.mode!r}; valid: {', '.join(MODES)}")
+        shape = (1, -1) + (1,) * (x.dim() - 2)  # (1, C, 1, 1) for NCHW, (1, C) for NC
+        return x * g.to(x.dtype).view(shape)
+
+
+# --- whole-model helpers ------------------------------------------------------------------
+
+def gates(model: nn.Module) -> list[tuple[str, SSGate]]:
+    """Every SS gate of ``model`` as (qualified name, module), in registration order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, SSGate)]
+
+
+def arch_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
+    """The architecture parameters s of every gate (the only thing stage 2 trains)."""
+    for _, g in gates(model):
+        yield g.s
+
+
+def set_mode(model: nn.Module, mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown SS mode {mode!r}; valid: {', '.join(MODES)}")
+    for _, g in gates(model):
+        g.mode = mode
+
+
+def set_delta(model: nn.Module, delta: float | torch.Tensor) -> None:
+    """Write delta into every gate's buffer in place (no new tensors, no recompiles)."""
+    with torch.no_grad():
+        for _, g in gates(model):
+            g.delta.copy_(torch.as_tensor(delta, dtype=g.delta.dtype))
+
+
+def set_threshold(model: nn.Module, threshold: float) -> None:
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
+    for _, g in gates(model):
+        g.threshold = float(threshold)
+
+
+def reset_gates(model: nn.Module) -> None:
+    """Alg. 1 line 5: s = 0 for every gate, so every gate starts at sigmoid(0) = 0.5."""
+    with torch.no_grad():
+        for _, g in gates(model):
+            g.s.zero_()
+
+
+def open_counts(model: nn.Module) -> list[int]:
+    """Channels each hard gate keeps, in ``gates`` order."""
+    return [int(g.keep().sum()) for _, g in gates(model)]
+
+
+def gate_probs(model: nn.Module) -> torch.Tensor:
+    """All gate values sigmoid(delta*s), concatenated (for histograms, Fig. 3)."""
+    return torch.cat([g.probs().detach().flatten() for _, g in gates(model)])
+
+
+# --- the delta schedule -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DeltaSchedule:
+    """Exponential growth of delta over the architecture stage (Section III-C, Alg. 1).
+
+    ``unit="iteration"`` (default, the smooth reading of the paper): delta goes from
+    ``start`` at the stage's first step to ``end`` at its last, geometrically.
+    ``unit="epoch"`` (the authors' code): constant within an epoch, 10^(4(k+1)/E) in
+    epoch k = 0..E-1 for start=1, end=1e4: never exactly 1, and 1e4 in the last epoch.
+    """
+
+    epochs: int
+    steps_per_epoch: int
+    start: float = 1.0
+    end: float = 1e4
+    unit: str = "iteration"
+
+    def __post_init__(self):
+        if self.unit not in SCHEDULE_UNITS:
+            raise ValueError(f"unknown delta schedule unit {self.unit!r}; valid: {', '.join(SCHEDULE_UNITS)}")
+        if self.epochs < 1 or self.steps_per_epoch < 1:
+            raise ValueError("a delta schedule needs at least one epoch and one step per epoch")
+        if not 0 < self.start <= self.end:
+            raise ValueError(f"delta must grow from a positive start: got {self.start} -> {self.end}")
+
+    def __call__(self, epoch: int, step: int = 0) -> float:
+        """delta for ``step`` (0-based, within the epoch) of ``epoch`` (0-based)."""
+        log_ratio = math.log(self.end / self.start)
+        if self.unit == "epoch":
+            frac = (epoch + 1) / self.epochs
+        else:
+            total = self.epochs * self.steps_per_epoch
+            t = epoch * self.steps_per_epoch + step
+            frac = 1.0 if total == 1 else t / (total - 1)
+        frac = min(max(frac, 0.0), 1.0)
+        return float(self.start * math.exp(log_ratio * frac))
+
+
+# --- the sparsity loss --------------------------------------------------------------------
+
+def sparsity_loss(model: nn.Module, lam: float, form: str = "paper") -> torch.Tensor:
+    """The second term of eq. 4.
+
+    ``form="paper"``: lam * sum_j sigmoid(delta * s_j) (eq. 4);
+    ``form="code"``:  lam * sum_j sigmoid(s_j), without delta (the authors' code).
+    """
+    if form not in LOSS_FORMS:
+        raise ValueError(f"unknown sparsity loss form {form!r}; valid: {', '.join(LOSS_FORMS)}")
+    if lam < 0:
+        raise ValueError(f"lambda must be >= 0, got {lam}")
+    terms = [(g.probs() if form == "paper" else torch.sigmoid(g.s)).sum() for _, g in gates(model)]
+    if not terms:
+        raise ValueError("the model has no SS gates")
+    return lam * torch.stack(terms).sum()

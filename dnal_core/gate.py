@@ -32,8 +32,9 @@ CODE_THRESHOLD = 0.9
 class SSGate(nn.Module):
     """Per-channel gate ``x * sigmoid(delta * s)`` over dimension 1 of its input.
 
-    ``delta`` is a 0-d tensor buffer that is updated in place (``set_delta``), so changing
-    it never changes a compiled graph's guards or a captured CUDA graph's addresses.
+    ``delta`` and ``threshold`` are 0-d tensor buffers: they travel in the state_dict, and
+    ``delta`` is updated in place (``set_delta``), so changing it never changes a compiled
+    graph's guards or a captured CUDA graph's addresses.
     """
 
     def __init__(self, channels: int, threshold: float = PAPER_THRESHOLD):
@@ -42,15 +43,15 @@ class SSGate(nn.Module):
             raise ValueError(f"SSGate needs at least one channel, got {channels}")
         self.s = nn.Parameter(torch.zeros(channels))
         self.register_buffer("delta", torch.ones(()))
+        self.register_buffer("threshold", torch.tensor(float(threshold)))
         self.mode = "off"
-        self.threshold = float(threshold)
 
     @property
     def channels(self) -> int:
         return self.s.numel()
 
     def extra_repr(self) -> str:
-        return f"{self.channels}, mode={self.mode!r}, threshold={self.threshold}"
+        return f"{self.channels}, mode={self.mode!r}, threshold={float(self.threshold):g}"
 
     def probs(self) -> torch.Tensor:
         """sigmoid(delta * s), shape (C,)."""
@@ -103,8 +104,9 @@ def set_delta(model: nn.Module, delta: float | torch.Tensor) -> None:
 def set_threshold(model: nn.Module, threshold: float) -> None:
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
-    for _, g in gates(model):
-        g.threshold = float(threshold)
+    with torch.no_grad():
+        for _, g in gates(model):
+            g.threshold.fill_(float(threshold))
 
 
 def reset_gates(model: nn.Module) -> None:

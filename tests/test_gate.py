@@ -20,7 +20,7 @@ def test_modes():
     g.mode = "hard"
     mask = torch.tensor([0.0, 0.0, 1.0, 1.0]).view(1, 4, 1, 1)
     torch.testing.assert_close(g(x), x * mask)
-    g.threshold = 0.9  # the authors' code: sigmoid(delta*s) > 0.9
+    g.threshold.fill_(0.9)  # the authors' code: sigmoid(delta*s) > 0.9
     g.delta.fill_(1e4)
     assert g.keep().tolist() == [False, False, True, True]
     g.delta.fill_(1.0)

@@ -84,3 +84,23 @@ def latency(model: nn.Module, batch_size: int = 1, input_size=None, device: str 
             model(x)
             times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def hard_gated_arch(model: nn.Module, min_channels: int = 1) -> dict:
+    """The architecture the hard gates describe: ``model.arch()`` with each gate's width
+    replaced by its open-channel count (at least ``min_channels``). Channel positions and
+    whole-block removal are the pruner's business; this is what the widths alone imply."""
+    from .gate import open_counts
+
+    arch = model.arch()
+    arch["widths"] = [max(min_channels, n) for n in open_counts(model)]
+    arch.pop("out_index", None)
+    return arch
+
+
+def gated_macs(model: nn.Module) -> int:
+    """MACs of the network the hard gates describe (each gated layer at its open width, at
+    least 1): what the per-epoch logs report as the architecture shrinks."""
+    from .models import build_from_arch
+
+    return count_macs(build_from_arch(hard_gated_arch(model)), getattr(model, "input_size", None))

@@ -180,3 +180,16 @@ def test_reduced_widths_match_analytic_count(seed):
     mb = build("mobilenetv2-cifar", width_mult=0.5, widths=random_widths(ref, rng))
     c = count(mb)
     assert (c["macs"], c["params"]) == hooked_count(mb)
+
+
+def test_gated_macs_follows_open_gates():
+    from dnal_core.measure import gated_macs
+
+    m = build("vgg16-cifar")
+    set_mode(m, "hard")
+    with torch.no_grad():
+        for _, g in gates(m):
+            g.s.fill_(-1.0)
+            g.s[: g.channels // 2] = 1.0  # half of every layer open
+    half = build("vgg16-cifar", widths=[w // 2 for w in m.default_widths])
+    assert gated_macs(m) == count(half)["macs"]

@@ -12,6 +12,40 @@ from .layers import DEFAULT_PLACEMENT, ConvUnit, Place, check_placement, check_w
 from .registry import register_model
 
 # --------------------------------------------------------------------------------------------
+# A pruned network (dnal_core.prune) is built by the same builders with ``gated=False`` (no SS
+# layers), ``folded`` (gate indices whose conv is a FoldedConv2d: it carries the response of
+# removed constant inputs), ``stream_bias`` (block indices whose Place adds a constant) and
+# width 0 for a removed residual branch. arch() writes these keys only when they are not the
+# defaults, so a dense or gated model's arch() is unchanged.
+
+def _pruned_keys(model) -> dict:
+    keys = {}
+    if not model.gated:
+        keys["gated"] = False
+    if getattr(model, "folded", None):
+        keys["folded"] = list(model.folded)
+    if getattr(model, "stream_bias", None):
+        keys["stream_bias"] = list(model.stream_bias)
+    return keys
+
+
+def _index_set(values, n: int, what: str, model: str) -> list[int]:
+    values = sorted({int(v) for v in (values or ())})
+    if any(not 0 <= v < n for v in values):
+        raise ValueError(f"{model}: {what} entries must lie in [0, {n})")
+    return values
+
+
+def _check_removed(widths: list[int], pairs, removable, model: str) -> None:
+    """Width 0 marks a removed residual branch: both of its widths, and only with a shortcut."""
+    for b, (i, j) in enumerate(pairs):
+        if (widths[i] == 0) != (widths[j] == 0):
+            raise ValueError(f"{model}: block {b} has one zero width; a removed branch has both zero")
+        if widths[i] == 0 and not removable[b]:
+            raise ValueError(f"{model}: block {b} has no shortcut and cannot be removed (width 0)")
+
+
+# --------------------------------------------------------------------------------------------
 # VGG16: 13 conv+BN (each gated), max-pool after conv 2, 4, 7, 10, then a 2x2 average pool and
 # the classifier Linear(512, 512) -> BN1d -> ReLU -> Linear(512, 10), not gated (as the
 # authors' code). 313.46M MACs, 14.99M params.
@@ -23,21 +57,24 @@ class VGGCifar(nn.Module):
     input_size = (3, 32, 32)
 
     def __init__(self, widths: Sequence[int] | None = None, placement: str = DEFAULT_PLACEMENT,
-                 num_classes: int = 10, width_mult: float = 1.0, fc_width: int | None = None):
+                 num_classes: int = 10, width_mult: float = 1.0, fc_width: int | None = None,
+                 gated: bool = True, folded: Sequence[int] | None = None):
         super().__init__()
         self.placement = check_placement(placement)
-        self.num_classes, self.width_mult = num_classes, width_mult
+        self.num_classes, self.width_mult, self.gated = num_classes, width_mult, bool(gated)
         self.default_widths = [scale(c, width_mult) for c in VGG16_CFG if c != "M"]
         self.widths = check_widths(widths, self.default_widths, self.name)
+        self.folded = _index_set(folded, len(self.widths), "folded", self.name)
         self.fc_width = fc_width if fc_width is not None else scale(512, width_mult)
-        layers, cin, it = [], 3, iter(self.widths)
+        layers, cin, i = [], 3, 0
         for c in VGG16_CFG:
             if c == "M":
                 layers.append(nn.MaxPool2d(2))
             else:
-                w = next(it)
-                layers.append(ConvUnit(cin, w, 3, placement=placement))
-                cin = w
+                w = self.widths[i]
+                layers.append(ConvUnit(cin, w, 3, placement=placement, gated=self.gated,
+                                       folded=i in self.folded))
+                cin, i = w, i + 1
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
@@ -50,7 +87,7 @@ class VGGCifar(nn.Module):
     def arch(self) -> dict:
         return {"model": self.name, "widths": list(self.widths), "placement": self.placement,
                 "num_classes": self.num_classes, "width_mult": self.width_mult,
-                "fc_width": self.fc_width}
+                "fc_width": self.fc_width, **_pruned_keys(self)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -62,11 +99,16 @@ class VGGCifar(nn.Module):
 
 class BasicBlockA(nn.Module):
     def __init__(self, cin: int, mid: int, out: int, stream: int, stride: int, placement: str,
-                 out_index: Sequence[int] | None = None):
+                 out_index: Sequence[int] | None = None, gated: bool = True, folded: bool = False,
+                 bias: bool = False):
         super().__init__()
-        self.conv1 = ConvUnit(cin, mid, 3, stride, placement=placement)
-        self.conv2 = ConvUnit(mid, out, 3, 1, act=None, placement=placement)
-        self.place = Place(out, stream, out_index)
+        if out:  # out == 0: a pruned block whose branch was removed; only the shortcut is left
+            self.conv1 = ConvUnit(cin, mid, 3, stride, placement=placement, gated=gated)
+            self.conv2 = ConvUnit(mid, out, 3, 1, act=None, placement=placement, gated=gated,
+                                  folded=folded)
+        else:
+            self.conv1 = self.conv2 = None
+        self.place = Place(out, stream, out_index, bias=bias)
         self.stride, self.pad = stride, stream - cin  # option A: zero channels added by the shortcut
 
     def shortcut(self, x):
@@ -77,7 +119,8 @@ class BasicBlockA(nn.Module):
         return x
 
     def forward(self, x):
-        return F.relu(self.place(self.conv2(self.conv1(x)), self.shortcut(x)))
+        branch = self.conv2(self.conv1(x)) if self.conv2 is not None else None
+        return F.relu(self.place(branch, self.shortcut(x)))
 
 
 class ResNetCifar(nn.Module):
@@ -85,18 +128,22 @@ class ResNetCifar(nn.Module):
 
     def __init__(self, depth: int, widths: Sequence[int] | None = None,
                  placement: str = DEFAULT_PLACEMENT, num_classes: int = 10, width_mult: float = 1.0,
-                 out_index: Sequence[Sequence[int] | None] | None = None):
+                 out_index: Sequence[Sequence[int] | None] | None = None, gated: bool = True,
+                 folded: Sequence[int] | None = None, stream_bias: Sequence[int] | None = None):
         super().__init__()
         if (depth - 2) % 6:
             raise ValueError(f"a CIFAR ResNet has depth 6n+2, got {depth}")
         n = (depth - 2) // 6
         self.name = f"resnet{depth}-cifar"
         self.placement = check_placement(placement)
-        self.num_classes, self.width_mult = num_classes, width_mult
+        self.num_classes, self.width_mult, self.gated = num_classes, width_mult, bool(gated)
         streams = [scale(c, width_mult) for c in (16, 32, 64)]
         self.streams = [s for s in streams for _ in range(n)]  # stream width of each block
         self.default_widths = [w for s in self.streams for w in (s, s)]
-        self.widths = check_widths(widths, self.default_widths, self.name)
+        self.widths = check_widths(widths, self.default_widths, self.name, min_width=0 if not gated else 1)
+        _check_removed(self.widths, [(2 * b, 2 * b + 1) for b in range(3 * n)], [True] * (3 * n), self.name)
+        self.folded = _index_set(folded, len(self.widths), "folded", self.name)
+        self.stream_bias = _index_set(stream_bias, 3 * n, "stream_bias", self.name)
         if out_index is not None and len(out_index) != 3 * n:
             raise ValueError(f"{self.name}: out_index needs {3 * n} entries (one per block), got {len(out_index)}")
         self.stem = ConvUnit(3, streams[0], 3, gated=False)
@@ -105,7 +152,8 @@ class ResNetCifar(nn.Module):
             stride = 2 if b % n == 0 and b > 0 else 1
             mid, out = self.widths[2 * b], self.widths[2 * b + 1]
             idx = out_index[b] if out_index is not None else None
-            blocks.append(BasicBlockA(cin, mid, out, stream, stride, placement, idx))
+            blocks.append(BasicBlockA(cin, mid, out, stream, stride, placement, idx, self.gated,
+                                      2 * b + 1 in self.folded, b in self.stream_bias))
             cin = stream
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -118,7 +166,7 @@ class ResNetCifar(nn.Module):
         idx = [blk.place.index_list() for blk in self.blocks]
         return {"model": self.name, "widths": list(self.widths), "placement": self.placement,
                 "num_classes": self.num_classes, "width_mult": self.width_mult,
-                "out_index": idx if any(i is not None for i in idx) else None}
+                "out_index": idx if any(i is not None for i in idx) else None, **_pruned_keys(self)}
 
 
 @register_model("vgg16-cifar")
@@ -146,19 +194,26 @@ MBV2_CIFAR_CFG = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2),
 class InvertedResidual(nn.Module):
     def __init__(self, cin: int, hidden: int, out: int, stream: int, stride: int, expand: bool,
                  residual: bool, placement: str, out_index: Sequence[int] | None = None,
-                 act: type[nn.Module] = nn.ReLU6):
+                 act: type[nn.Module] = nn.ReLU6, gated: bool = True, bias: bool = False):
         super().__init__()
-        if not expand and hidden != cin:
+        if not expand and hidden != cin and out:
             raise ValueError(f"a block without expansion keeps its input width ({cin}), got {hidden}")
-        self.expand = ConvUnit(cin, hidden, 1, act=act, gated=False) if expand else None
-        self.dw = ConvUnit(hidden, hidden, 3, stride, groups=hidden, act=act, placement=placement)
-        self.project = ConvUnit(hidden, out, 1, act=None, placement=placement)
-        self.place = Place(out, stream, out_index)
+        if out:  # out == 0: a pruned residual block whose branch was removed
+            self.expand = ConvUnit(cin, hidden, 1, act=act, gated=False) if expand else None
+            self.dw = ConvUnit(hidden, hidden, 3, stride, groups=hidden, act=act,
+                               placement=placement, gated=gated)
+            self.project = ConvUnit(hidden, out, 1, act=None, placement=placement, gated=gated)
+        else:
+            self.expand = self.dw = self.project = None
+        self.place = Place(out, stream, out_index, bias=bias)
         self.residual = residual
 
     def forward(self, x):
-        h = self.expand(x) if self.expand is not None else x
-        return self.place(self.project(self.dw(h)), x if self.residual else None)
+        branch = None
+        if self.project is not None:
+            h = self.expand(x) if self.expand is not None else x
+            branch = self.project(self.dw(h))
+        return self.place(branch, x if self.residual else None)
 
 
 class MobileNetV2Cifar(nn.Module):
@@ -171,10 +226,11 @@ class MobileNetV2Cifar(nn.Module):
     def __init__(self, widths: Sequence[int] | None = None, placement: str = DEFAULT_PLACEMENT,
                  num_classes: int = 10, width_mult: float = 1.0,
                  out_index: Sequence[Sequence[int] | None] | None = None,
-                 stream_widths: Sequence[int] | None = None):
+                 stream_widths: Sequence[int] | None = None, gated: bool = True,
+                 stream_bias: Sequence[int] | None = None):
         super().__init__()
         self.placement = check_placement(placement)
-        self.num_classes, self.width_mult = num_classes, width_mult
+        self.num_classes, self.width_mult, self.gated = num_classes, width_mult, bool(gated)
         stem = scale(32, width_mult)
         stages = [scale(c, width_mult) for _, c, _, _ in self.cfg]
         if stream_widths is not None:
@@ -192,7 +248,12 @@ class MobileNetV2Cifar(nn.Module):
                              stride == 1 and cin == stream and i > 0))
                 cin = stream
         self.default_widths = [w for p in plan for w in (p[1], p[2])] + [scale(self.last_width, width_mult)]
-        self.widths = check_widths(widths, self.default_widths, self.name)
+        self.widths = check_widths(widths, self.default_widths, self.name, min_width=0 if not gated else 1)
+        _check_removed(self.widths, [(2 * b, 2 * b + 1) for b in range(len(plan))],
+                       [p[5] for p in plan], self.name)
+        if self.widths[-1] == 0:
+            raise ValueError(f"{self.name}: the last conv cannot have width 0")
+        self.stream_bias = _index_set(stream_bias, len(plan), "stream_bias", self.name)
         if out_index is not None and len(out_index) != len(plan):
             raise ValueError(f"{self.name}: out_index needs {len(plan)} entries (one per block)")
         # a first block without expansion runs its depthwise conv on the stem's channels,
@@ -204,10 +265,10 @@ class MobileNetV2Cifar(nn.Module):
             hidden, out = self.widths[2 * b], self.widths[2 * b + 1]
             idx = out_index[b] if out_index is not None else None
             blocks.append(InvertedResidual(cin, hidden, out, stream, stride, expand, residual,
-                                           placement, idx))
+                                           placement, idx, gated=self.gated, bias=b in self.stream_bias))
             cin = stream
         self.blocks = nn.Sequential(*blocks)
-        self.last = ConvUnit(cin, self.widths[-1], 1, act=nn.ReLU6, placement=placement)
+        self.last = ConvUnit(cin, self.widths[-1], 1, act=nn.ReLU6, placement=placement, gated=self.gated)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(self.widths[-1], num_classes)
 
@@ -220,7 +281,8 @@ class MobileNetV2Cifar(nn.Module):
         return {"model": self.name, "widths": list(self.widths), "placement": self.placement,
                 "num_classes": self.num_classes, "width_mult": self.width_mult,
                 "out_index": idx if any(i is not None for i in idx) else None,
-                "stream_widths": None if self.stream_widths == default_streams else list(self.stream_widths)}
+                "stream_widths": None if self.stream_widths == default_streams else list(self.stream_widths),
+                **_pruned_keys(self)}
 
 
 @register_model("mobilenetv2-cifar")

@@ -33,10 +33,11 @@ class ConvUnit(nn.Sequential):
 
     def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1,
                  act: type[nn.Module] | None = nn.ReLU, gated: bool = True,
-                 placement: str = DEFAULT_PLACEMENT):
+                 placement: str = DEFAULT_PLACEMENT, folded: bool = False):
         check_placement(placement)
+        conv_cls = FoldedConv2d if folded else nn.Conv2d  # folded: a pruned unit (see FoldedConv2d)
         parts = {
-            "conv": nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+            "conv": conv_cls(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
             "bn": nn.BatchNorm2d(cout),
         }
         order = ["conv", "bn"]
@@ -50,21 +51,62 @@ class ConvUnit(nn.Sequential):
         super().__init__(OrderedDict((k, parts[k]) for k in order))
 
 
+def const_response(kernel: torch.Tensor, size, stride, padding, dilation) -> torch.Tensor:
+    """``conv2d(ones(1, 1, H, W), kernel)`` for a (O, 1, kh, kw) kernel, shape (O, Ho, Wo).
+
+    Computed with element-wise products of 0/1 row and column masks (which kernel taps see the
+    image, not the zero padding), so it is exact, cheap, and not counted as a MAC: it does not
+    depend on the input, only on its spatial size."""
+    def taps(n, k, s, p, d):  # (k, out): 1 where tap a of output position i reads the image
+        out = (n + 2 * p - d * (k - 1) - 1) // s + 1
+        pos = torch.arange(out, device=kernel.device)[None, :] * s - p + torch.arange(k, device=kernel.device)[:, None] * d
+        return ((pos >= 0) & (pos < n)).to(kernel.dtype)
+
+    (h, w), (kh, kw) = size, kernel.shape[-2:]
+    rows = taps(h, kh, stride[0], padding[0], dilation[0])  # (kh, Ho)
+    cols = taps(w, kw, stride[1], padding[1], dilation[1])  # (kw, Wo)
+    t = (kernel[:, 0, :, :, None] * cols[None, None]).sum(2)  # (O, kh, Wo)
+    return (t[:, :, None, :] * rows[None, :, :, None]).sum(1)  # (O, Ho, Wo)
+
+
+class FoldedConv2d(nn.Conv2d):
+    """A convolution of a pruned network that also adds what its removed constant input
+    channels contributed. With SS before BN (``conv-ss-bn-relu``) a closed channel emits a
+    constant, not zero; under zero padding a constant channel is not a constant at the image
+    borders, so its contribution is the map ``const_response(const_kernel)`` with
+    ``const_kernel[o] = sum_j value_j * weight[o, j]`` over the removed channels j (a buffer:
+    a constant of the architecture, not a trained parameter)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.groups != 1:
+            raise ValueError("FoldedConv2d folds constant inputs of a dense (groups=1) conv only")
+        self.register_buffer("const_kernel", torch.zeros(self.out_channels, 1, *self.kernel_size))
+
+    def forward(self, x):
+        y = super().forward(x)
+        return y + const_response(self.const_kernel, x.shape[-2:], self.stride, self.padding,
+                                  self.dilation).to(y.dtype)
+
+
 def scale(width: int, mult: float) -> int:
     """A width scaled by ``mult`` (smoke runs and tests), never below 1."""
     return max(1, int(round(width * mult)))
 
 
-def check_widths(widths: Sequence[int] | None, default: Sequence[int], model: str) -> list[int]:
-    """Validate per-gate widths: the right number of positive integers."""
+def check_widths(widths: Sequence[int] | None, default: Sequence[int], model: str,
+                 min_width: int = 1) -> list[int]:
+    """Validate per-gate widths: the right number of integers >= ``min_width`` (0 only in a
+    pruned, ungated network, where it marks a removed residual branch)."""
     if widths is None:
         return list(default)
     widths = list(widths)
     if len(widths) != len(default):
         raise ValueError(f"{model}: expected {len(default)} widths (one per SS gate), got {len(widths)}")
-    bad = [w for w in widths if not isinstance(w, int) or isinstance(w, bool) or w < 1]
+    bad = [w for w in widths if not isinstance(w, int) or isinstance(w, bool) or w < min_width]
     if bad:
-        raise ValueError(f"{model}: widths must be positive integers, got {bad[:5]}")
+        kind = "positive integers" if min_width >= 1 else "integers >= 0"
+        raise ValueError(f"{model}: widths must be {kind}, got {bad[:5]}")
     return widths
 
 
@@ -83,12 +125,20 @@ def check_index(index: Sequence[int] | None, width: int, stream: int, where: str
 class Place(nn.Module):
     """Put a branch's channels at fixed positions of a wider stream (the paper's zero-padding
     alignment, Section III-C): ``out[:, index] = base[:, index] + branch`` and the stream's other
-    channels are ``base`` (or zero). With no index and equal widths it is a plain sum."""
+    channels are ``base`` (or zero). With no index and equal widths it is a plain sum.
 
-    def __init__(self, width: int, stream: int, index: Sequence[int] | None):
+    In a pruned network ``bias=True`` adds a constant per stream channel: what the closed
+    channels of the branch (or a whole removed branch, ``width=0``, ``branch=None``) emitted,
+    e.g. BN's shift when the gate sits before BN. It is a buffer, like BN's running mean."""
+
+    def __init__(self, width: int, stream: int, index: Sequence[int] | None, bias: bool = False):
         super().__init__()
         self.stream = stream
         self.width = width
+        if bias:
+            self.register_buffer("bias", torch.zeros(stream))
+        else:
+            self.bias = None
         index = check_index(index, width, stream, "Place")
         if index is None and width == stream:
             self.register_buffer("index", None, persistent=False)
@@ -99,9 +149,15 @@ class Place(nn.Module):
     def index_list(self) -> list[int] | None:
         return None if self.index is None else self.index.tolist()
 
-    def forward(self, branch: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
-        if self.index is None:
-            return branch if base is None else base + branch
-        if base is None:
-            base = branch.new_zeros((branch.shape[0], self.stream) + tuple(branch.shape[2:]))
-        return base.index_add(1, self.index, branch)
+    def forward(self, branch: torch.Tensor | None, base: torch.Tensor | None = None) -> torch.Tensor:
+        if branch is None:  # a removed branch: the stream passes through
+            out = base
+        elif self.index is None:
+            out = branch if base is None else base + branch
+        else:
+            if base is None:
+                base = branch.new_zeros((branch.shape[0], self.stream) + tuple(branch.shape[2:]))
+            out = base.index_add(1, self.index, branch)
+        if self.bias is not None:
+            out = out + self.bias.to(out.dtype).view((1, -1) + (1,) * (out.dim() - 2))
+        return out

@@ -1,0 +1,216 @@
+"""Remove the channels whose hard gate is closed (Alg. 1 line 9): a standalone network with
+fewer channels and no SS layers, checked against the hard-gated one.
+
+    from dnal_core.prune import prune, load_pruned, save_pruned
+    res = prune(model, min_channels=1, round_to=1)   # model: a gated network after stage 2
+    res.model, res.arch, res.report                  # nn.Module, model.arch(), counts + check
+    save_pruned(res, "out/"); load_pruned("out/")    # arch.json + weights.pt (+ report.json)
+
+Layout: ``verbs`` is the mechanism (slice a conv/BN/linear, fold constants), ``policy`` decides
+which channels stay (``keep_masks``), ``cifar`` (and the other family modules) say how each
+architecture couples its channels and apply the verbs. This file ties them together.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .. import io
+from ..gate import SSGate, gates, open_counts
+from ..measure import count, count_macs
+from ..models import build_from_arch
+from . import cifar as _cifar
+from .policy import Branch, Group, KeepPlan, keep_masks
+from .verbs import (closed_values, fold_conv_in, shift_bn, slice_bn, slice_conv_in, slice_conv_out,
+                    slice_depthwise, slice_linear_in, slice_linear_out)
+
+ARCH_FILE, WEIGHTS_FILE, REPORT_FILE = "arch.json", "weights.pt", "report.json"
+CHECK_RTOL = 1e-4  # brief: pruned logits equal the hard-gated logits within 1e-4 relative
+
+
+class PruneCheckError(RuntimeError):
+    """The pruned network does not compute what the hard-gated network computes."""
+
+
+@dataclass(frozen=True)
+class Family:
+    structure: Callable[[nn.Module], list[Group]]   # how channels are coupled (policy input)
+    surgery: Callable[[nn.Module, list], tuple]     # (src, keep) -> (arch, state_dict)
+
+
+_FAMILIES: list[tuple[type, Family]] = []
+
+
+def register_family(cls: type, structure, surgery) -> None:
+    """Teach the pruner a model class: its coupling ``structure`` and its ``surgery``."""
+    _FAMILIES.append((cls, Family(structure, surgery)))
+
+
+register_family(_cifar.VGGCifar, _cifar.vgg_structure, _cifar.vgg_surgery)
+register_family(_cifar.ResNetCifar, _cifar.resnet_structure, _cifar.resnet_surgery)
+register_family(_cifar.MobileNetV2Cifar, _cifar.mbv2_structure, _cifar.mbv2_surgery)
+
+
+def family_of(model: nn.Module) -> Family:
+    for cls, fam in reversed(_FAMILIES):
+        if isinstance(model, cls):
+            return fam
+    known = ", ".join(c.__name__ for c, _ in _FAMILIES)
+    raise ValueError(f"no pruner for {type(model).__name__}; known: {known}")
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    model: nn.Module   # the pruned network: no SS layers, has .arch(), .name, .input_size
+    arch: dict         # == model.arch(): what arch.json holds
+    report: dict       # MACs/params before and after, what min_channels/round_to did, the check
+    plan: KeepPlan     # the keep masks per gate
+
+
+class _Mask(nn.Module):
+    """A fixed channel mask standing in for an SS gate (the reference network)."""
+
+    def __init__(self, mask: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mask", mask.float())
+
+    def forward(self, x):
+        return x * self.mask.to(x.dtype).view((1, -1) + (1,) * (x.dim() - 2))
+
+
+def masked_reference(model: nn.Module, masks: list[torch.Tensor]) -> nn.Module:
+    """A copy of ``model`` (eval) whose gates are replaced by fixed ``masks``: with the hard
+    gates' masks this is the hard-gated network."""
+    ref = copy.deepcopy(model).eval()
+    for (name, gate), mask in zip(gates(ref), masks):
+        parent_name, _, child = name.rpartition(".")
+        parent = ref.get_submodule(parent_name) if parent_name else ref
+        setattr(parent, child, _Mask(mask.to(gate.s.device)))
+    return ref
+
+
+@torch.no_grad()
+def logit_diff(a: nn.Module, b: nn.Module, input_size, batch_size: int = 4, seed: int = 0) -> tuple[float, float]:
+    """(max |a(x) - b(x)|, that divided by max |b(x)|) on a seeded random batch, eval mode."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn((batch_size,) + tuple(input_size), generator=gen)
+    ya, yb = a.eval()(x), b.eval()(x)
+    diff = float((ya - yb).abs().max())
+    return diff, diff / max(float(yb.abs().max()), 1e-12)
+
+
+def prune(model: nn.Module, min_channels: int = 1, round_to: int = 1, check: bool = True,
+          batch_size: int = 4, seed: int = 0, rtol: float = CHECK_RTOL) -> PruneResult:
+    """Prune ``model`` (a gated network) by its hard gates; see ``policy`` for the rules.
+
+    With ``check`` the pruned network's logits (eval mode) are compared with the hard-gated
+    network's (with any channels that min_channels/round_to opened) on a random batch, and a
+    relative difference above ``rtol`` raises PruneCheckError. ``model`` is not modified."""
+    fam = family_of(model)
+    device = next(model.parameters()).device
+    was_training = model.training
+    # the surgery only reads the source; a model elsewhere than the CPU is copied there
+    src = model.eval() if device.type == "cpu" else copy.deepcopy(model).cpu().eval()
+    try:
+        return _prune(fam, src, device, min_channels, round_to, check, batch_size, seed, rtol)
+    finally:
+        model.train(was_training)
+
+
+def _prune(fam, src, device, min_channels, round_to, check, batch_size, seed, rtol) -> PruneResult:
+    groups = fam.structure(src)
+    plan = keep_masks(src, groups, min_channels, round_to)
+    pruned = _build(fam, src, plan.keep)
+
+    before, after = count(src), count(pruned)
+    report = {
+        "model": src.name, "placement": getattr(src, "placement", None),
+        "macs_before": before["macs"], "macs_after": after["macs"],
+        "params_before": before["params"], "params_after": after["params"],
+        "macs_ratio": after["macs"] / before["macs"], "params_ratio": after["params"] / before["params"],
+        "widths_before": list(src.widths), "open_channels": open_counts(src),
+        "widths_after": list(pruned.widths),
+        "removed_branches": plan.removed,
+        "min_channels": min_channels, "min_channels_bound": plan.bound,
+        "round_to": round_to, "round_to_added": plan.rounded, "round_to_macs_cost": 0,
+        "folded": _folded(pruned),
+    }
+    if round_to > 1:
+        unrounded = keep_masks(src, groups, min_channels, 1)
+        report["round_to_macs_cost"] = after["macs"] - count_macs(
+            build_from_arch(fam.surgery(src, unrounded.keep)[0]))
+    report["reference"] = ("hard gates" if not (plan.bound or plan.rounded) else
+                           "hard gates with the channels min_channels/round_to added opened")
+    report["max_abs_logit_diff"] = report["rel_logit_diff"] = None
+    report["check"] = "skipped"
+    if check:
+        ref = masked_reference(src, plan.reference)
+        diff, rel = logit_diff(pruned, ref, src.input_size, batch_size, seed)
+        report.update(max_abs_logit_diff=diff, rel_logit_diff=rel, check="passed" if rel <= rtol else "failed")
+        if rel > rtol:
+            raise PruneCheckError(f"pruned {src.name} differs from the hard-gated network: max |diff| "
+                                  f"{diff:.3g} ({rel:.3g} relative > {rtol:g})")
+    pruned = pruned.to(device)
+    return PruneResult(pruned, pruned.arch(), report, plan)
+
+
+def _build(fam: Family, src: nn.Module, keep: list[torch.Tensor]) -> nn.Module:
+    arch, state = fam.surgery(src, keep)
+    pruned = build_from_arch(arch)
+    pruned.load_state_dict(state, strict=True)  # the arch describes exactly these weights
+    if any(isinstance(m, SSGate) for m in pruned.modules()):
+        raise AssertionError("a pruned network must have no SS layers")
+    return pruned.eval()
+
+
+def _folded(model: nn.Module) -> dict:
+    """Where the constants of closed channels went (names of the holding modules)."""
+    from ..models.layers import FoldedConv2d, Place
+
+    return {"conv_maps": [n for n, m in model.named_modules() if isinstance(m, FoldedConv2d)],
+            "stream_biases": [n for n, m in model.named_modules()
+                              if isinstance(m, Place) and m.bias is not None]}
+
+
+# --- files -----------------------------------------------------------------------------------
+
+def save_pruned(result: PruneResult | nn.Module, out_dir: str | Path, report: dict | None = None) -> Path:
+    """Write ``weights.pt`` (state_dict), ``arch.json`` (``model.arch()``) and, with a report,
+    ``report.json`` into ``out_dir``; each file is written atomically, arch.json after the
+    weights it describes."""
+    model = result.model if isinstance(result, PruneResult) else result
+    report = report if report is not None else getattr(result, "report", None)
+    out = Path(out_dir)
+    io.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, out / WEIGHTS_FILE)
+    io.write_json(out / ARCH_FILE, model.arch())
+    if report is not None:
+        io.write_json(out / REPORT_FILE, report)
+    return out
+
+
+def load_pruned(path: str | Path, map_location="cpu") -> nn.Module:
+    """Rebuild a pruned network from ``arch.json`` and load ``weights.pt`` (weights_only)."""
+    d = Path(path)
+    if not d.is_dir():
+        raise ValueError(f"pruned model directory not found: {d}")
+    try:
+        model = build_from_arch(io.read_json(d / ARCH_FILE))
+    except TypeError as e:  # an arch.json key the builder does not know
+        raise ValueError(f"{d / ARCH_FILE} is not a valid architecture: {e}") from None
+    state = io.load(d / WEIGHTS_FILE, map_location)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{d / WEIGHTS_FILE} does not match {d / ARCH_FILE}: {str(e).splitlines()[0]}") from None
+    return model.eval()
+
+
+__all__ = ["prune", "PruneResult", "PruneCheckError", "keep_masks", "KeepPlan", "Branch", "Group",
+           "register_family", "family_of", "masked_reference", "logit_diff", "save_pruned",
+           "load_pruned", "slice_conv_out", "slice_conv_in", "slice_depthwise", "slice_bn",
+           "slice_linear_in", "slice_linear_out", "fold_conv_in", "shift_bn", "closed_values"]

@@ -1,0 +1,108 @@
+"""``dnal run MODEL --data DIR --lambda X --profile smoke|paper --out DIR``: Alg. 1 end to end.
+
+Runs the weight, architecture and finetune stages (or ``--stages`` of them) into ``--out``:
+config.json, metrics.jsonl, weights.pt, search.pt, arch.json, final.pt, final.json and ckpt/.
+``--resume`` continues a killed run from its last epoch (its configuration is read from
+config.json; options given again must agree with it). ``--weights-from RUN/weights.pt`` starts
+from another run's weight stage, so one weight stage serves every lambda of a table.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from ..models import PLACEMENTS, list_models
+from ..recipes import get_recipe, override, profiles, valid_keys
+from ..train import run_pipeline, stored_recipe
+
+# option -> recipe key (``override`` syntax); flags set True
+_VALUE_OPTS = {"lam": "lam", "seed": "seed", "threshold": "search.threshold",
+               "loss_form": "search.loss_form", "delta_unit": "search.delta_unit",
+               "placement": "placement", "width_mult": "width_mult",
+               "per_class": "train_per_class", "test_per_class": "test_per_class",
+               "epochs_weights": "weights.epochs", "epochs_arch": "arch.epochs",
+               "epochs_finetune": "finetune.epochs", "epochs_joint": "joint.epochs"}
+_FLAG_OPTS = {"train_linear": ("search.train_linear", True), "bn_train": ("search.bn_train", True),
+              "joint": ("sequential", False)}
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "run", help="run DNAL (Alg. 1) on CIFAR-10: weights, architecture, finetune",
+        description="Run the three stages of Alg. 1 into --out, with a checkpoint every epoch. "
+                    f"Models: {', '.join(list_models())}. Profiles: {', '.join(profiles())}.")
+    p.add_argument("model", help="a registered model name")
+    p.add_argument("--data", help="CIFAR-10 folder: train.npz/test.npz (packed JPEG), "
+                                  "cifar-10-batches-py/ or train/<class>/ + test/<class>/")
+    p.add_argument("--out", required=True, help="run folder (created; must not hold a run unless --resume)")
+    p.add_argument("--lambda", dest="lam", type=float, help="lambda_a of eq. 4 (sparsity weight)")
+    p.add_argument("--profile", help="recipe: paper (Section V-B, the default) or smoke")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, no per-epoch lines")
+    p.add_argument("--stages", help="comma-separated subset: weights,arch,finetune (joint,finetune)")
+    p.add_argument("--weights-from", metavar="FILE", help="weights.pt of another run: skip stage 1")
+    p.add_argument("--download", action="store_true",
+                   help="download CIFAR-10 with torchvision into --data when it holds none")
+    g = p.add_argument_group("the authors' code's choices (the paper's are the defaults)")
+    g.add_argument("--threshold", type=float, help="keep sigmoid(delta s) > T (paper 0.5, code 0.9)")
+    g.add_argument("--loss-form", choices=("paper", "code"), help="sparsity term with/without delta")
+    g.add_argument("--delta-unit", choices=("iteration", "epoch"), help="delta grows per step or per epoch")
+    g.add_argument("--train-linear", action="store_true", help="stage 2 also trains Linear/BN1d layers")
+    g.add_argument("--bn-train", action="store_true", help="stage 2 updates BN running statistics")
+    e = p.add_argument_group("experiments")
+    e.add_argument("--joint", action="store_true", help="joint strategy (Fig. 5) instead of Alg. 1")
+    e.add_argument("--placement", help=f"SS placement (Fig. 4): {', '.join(PLACEMENTS)}")
+    e.add_argument("--width-mult", type=float, help="scale every default width")
+    e.add_argument("--per-class", type=int, help="training images per class (subset)")
+    e.add_argument("--test-per-class", type=int, help="test images per class (subset)")
+    for s in ("weights", "arch", "finetune", "joint"):
+        e.add_argument(f"--epochs-{s}", type=int, metavar="N", help=f"epochs of the {s} stage")
+    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any recipe field, e.g. finetune.lr=0.05 (valid keys listed on error)")
+    p.set_defaults(func=run)
+
+
+def _changes(args) -> dict:
+    changes = {key: getattr(args, opt) for opt, key in _VALUE_OPTS.items() if getattr(args, opt) is not None}
+    changes.update({key: val for opt, (key, val) in _FLAG_OPTS.items() if getattr(args, opt)})
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}; valid keys: {', '.join(valid_keys())}")
+        try:
+            val = json.loads(raw)
+        except json.JSONDecodeError:
+            val = raw
+        changes[key.strip()] = tuple(val) if isinstance(val, list) else val
+    return changes
+
+
+def run(args) -> int:
+    stored = stored_recipe(args.out) if args.resume else None
+    if stored is not None:
+        if stored.model != args.model:
+            raise ValueError(f"--resume: {args.out} holds a run of {stored.model!r}, not {args.model!r}")
+        if args.profile is not None and args.profile != stored.profile:
+            raise ValueError(f"--resume: {args.out} was run with profile {stored.profile!r}, not {args.profile!r}")
+        base = stored
+    else:
+        base = get_recipe(args.model, args.profile or "paper")
+    recipe = override(base, _changes(args))
+    data = args.data
+    if data is None:
+        if stored is None:
+            raise ValueError("--data is required: a CIFAR-10 folder")
+        from ..io import read_json
+        data = read_json(f"{args.out}/config.json")["data"]
+    stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
+    result = run_pipeline(recipe, data, args.out, device=args.device, resume=args.resume,
+                          quiet=args.quiet, stages=stages, weights_from=args.weights_from,
+                          download=args.download)
+    if not args.quiet:
+        keys = ("model", "lambda", "macs", "params", "top1", "top5", "baseline_macs", "baseline_params",
+                "baseline_top1", "macs_reduction", "stages")
+        print(json.dumps({"out": str(args.out), **{k: result[k] for k in keys if k in result}}))
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,38 @@
+"""The DNAL trainer: the three stages of Alg. 1 (and the joint variant of Fig. 5) as plain
+functions over any model with SS gates and any re-iterable of (x, y) batches, plus the run
+folder that chains them with checkpoints (``run_pipeline``, used by ``dnal run``).
+
+Stage functions (``model`` is modified in place; each returns its per-epoch records, the dicts
+that ``metrics.jsonl`` holds)::
+
+    evaluate(model, data, device=None) -> {"top1", "top5", "loss"}       # top-k in percent
+    train_weights(model, train_data, test_data, cfg)                       # Alg. 1 lines 1-4
+    train_architecture(model, train_data, test_data, cfg, lam=1e-4,
+                       search=SearchConfig())                              # lines 5-8
+    net = derive_network(model, search=None)                               # lines 9-10
+    finetune(net, train_data, test_data, cfg)                              # line 11
+    train_joint(model, train_data, test_data, cfg, lam=..., search=...)   # Fig. 5
+    train_step(model, x, y, optimizer, lam=None, loss_form="paper")        # the per-step code
+
+``cfg`` is a ``dnal_core.recipes.StageConfig`` (epochs, lr, milestones, momentum, weight decay,
+batch size); ``search`` a ``SearchConfig`` (the paper's choices by default, the authors' code's
+as options: ``threshold=0.9``, ``loss_form="code"``, ``delta_unit="epoch"``,
+``train_linear=True``, ``bn_train=True``). Every stage function also takes the keywords
+``device``, ``log`` (called with each epoch's record), ``on_epoch(epoch, state)`` (state: the
+optimizer's and scheduler's state_dicts and the record: what a checkpoint needs), ``resume``
+(such a state plus ``"epoch"``, to continue after it) and ``progress`` (tqdm bars).
+``train_data`` needs ``len()`` (the delta schedule counts steps); a ``set_epoch(epoch)`` method,
+when it has one, is called before every epoch (``dnal_core.data.TensorLoader`` reshuffles there).
+
+Run folders::
+
+    run_pipeline(recipe, data_dir, out_dir, device=None, resume=False, quiet=True,
+                 stages=None, weights_from=None) -> final.json as a dict
+"""
+from .pipeline import resolve_device, run_pipeline, stage_order, stored_recipe
+from .stages import (derive_network, evaluate, finetune, size_of, start_search, train_architecture,
+                     train_joint, train_step, train_weights)
+
+__all__ = ["evaluate", "train_weights", "train_architecture", "train_joint", "derive_network",
+           "finetune", "train_step", "start_search", "size_of", "run_pipeline", "stage_order",
+           "stored_recipe", "resolve_device"]

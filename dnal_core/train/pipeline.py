@@ -1,0 +1,323 @@
+"""The whole of Alg. 1 as a run folder: each stage starts from the previous stage's file, writes a
+checkpoint every epoch and can be resumed bit-identically (on the CPU).
+
+Run folder (``out``):
+  config.json     the resolved recipe, data path, git commit, torch version, device
+  metrics.jsonl   one JSON line per epoch (``pandas.read_json(path, lines=True)``)
+  weights.pt      model file after stage 1 (dense, SS off)
+  search.pt       model file after stage 2: the gated network, s learned, delta at its end
+                  value (the pruner reads this file)
+  arch.json       the learned widths (``measure.hard_gated_arch``)
+  final.pt        the finetuned model; final.json its MACs, params, accuracy, the baseline's,
+                  seconds per stage, config, git, torch, device
+  ckpt/<stage>.pt the last epoch of a stage in progress (model, optimizer, scheduler, delta,
+                  RNG states, epoch); removed once the stage's file is written
+"""
+from __future__ import annotations
+
+import json
+import platform
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import io
+from ..data import cifar10_loaders
+from ..gate import gates
+from ..measure import count, hard_gated_arch
+from ..models import build, build_from_arch
+from ..recipes import Recipe
+from .stages import (derive_network, evaluate, finetune, train_architecture, train_joint,
+                     train_weights)
+
+OUTPUT = {"weights": "weights.pt", "arch": "search.pt", "joint": "search.pt", "finetune": "final.pt"}
+
+
+def stage_order(recipe: Recipe) -> list[str]:
+    return ["weights", "arch", "finetune"] if recipe.sequential else ["joint", "finetune"]
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    if str(device).split(":")[0] not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}; valid: cpu, cuda")
+    return torch.device(device)
+
+
+def git_commit() -> str:
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, timeout=10,
+                           capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def provenance(device: torch.device) -> dict:
+    dev = str(device)
+    if device.type == "cuda":
+        dev += f" ({torch.cuda.get_device_name(device)})"
+    return {"git": git_commit(), "torch": str(torch.__version__), "device": dev,
+            "python": platform.python_version()}
+
+
+# --- RNG states (torch CPU, CUDA, python, numpy, the data generator) ------------------------------
+
+def rng_state(loader=None) -> dict:
+    name, key, pos, has_gauss, cached = np.random.get_state()
+    st = {"torch": torch.get_rng_state(), "python": random.getstate(),
+          "numpy": [name, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, cached]}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    if loader is not None and hasattr(loader, "state_dict"):
+        st["data"] = loader.state_dict()
+    return st
+
+
+def set_rng_state(st: dict, loader=None) -> None:
+    torch.set_rng_state(st["torch"])
+    random.setstate(st["python"])
+    name, key, pos, has_gauss, cached = st["numpy"]
+    np.random.set_state((name, key.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+    if loader is not None and "data" in st:
+        loader.load_state_dict(st["data"])
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+# --- the run folder -------------------------------------------------------------------------------
+
+def stored_recipe(out: str | Path) -> Recipe | None:
+    """The recipe of the run in ``out`` (None when there is none)."""
+    cfg = Path(out) / "config.json"
+    return Recipe.from_dict(io.read_json(cfg)["recipe"]) if cfg.is_file() else None
+
+
+def _check_out(out: Path, recipe: Recipe, resume: bool) -> dict | None:
+    """Refuse an ``out`` that would be overwritten; return the stored config when resuming."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    cfg_path = out / "config.json"
+    if not cfg_path.is_file():
+        if out.is_dir() and any(out.iterdir()):
+            raise ValueError(f"--out {out} is not empty and holds no dnal run; choose another folder")
+        return None
+    if not resume:
+        raise ValueError(f"--out {out} already holds a run; pass --resume to continue it or choose "
+                         "another folder")
+    stored = io.read_json(cfg_path)
+    old = stored.get("recipe", {})
+    if old.get("model") != recipe.model:
+        raise ValueError(f"--resume: {out} holds a run of {old.get('model')!r}, not {recipe.model!r}")
+    new = json.loads(json.dumps(recipe.to_dict()))  # as stored: tuples become lists
+    if old.get("lam") is None:  # a weight-stage-only run may go on with a lambda
+        old = {**old, "lam": new["lam"]}
+    if old != new:
+        diff = next(k for k in new if old.get(k) != new[k])
+        raise ValueError(f"--resume: {out} was run with {diff}={old.get(diff)!r}, not {new[diff]!r}")
+    return stored
+
+
+def _weights_source(path: str | Path, recipe: Recipe, num_classes: int):
+    """Check that ``path`` is a dense model file of the recipe's network (any SS placement:
+    with SS off every placement computes the same function and has the same state_dict keys)."""
+    model, meta = io.load_model(path)
+    want = build(recipe.model, placement=recipe.placement, width_mult=recipe.width_mult,
+                 num_classes=num_classes).arch()
+    got = model.arch()
+    if {**got, "placement": None} != {**want, "placement": None}:
+        raise ValueError(f"--weights-from {path} holds {got['model']} {got.get('widths')[:4]}... "
+                         f"(width_mult {got.get('width_mult')}), not the recipe's dense {want['model']}")
+    return meta
+
+
+def _metrics_keep(path: Path, drop) -> None:
+    """Rewrite metrics.jsonl without the lines ``drop(record)`` selects (a re-run epoch)."""
+    if not path.is_file():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    keep = [ln for ln in lines if not drop(json.loads(ln))]
+    if len(keep) != len(lines):
+        with io.atomic_path(path) as tmp:
+            tmp.write_text("".join(ln + "\n" for ln in keep))
+
+
+def run_pipeline(recipe: Recipe, data: str | Path, out: str | Path, *, device: str | None = None,
+                 resume: bool = False, quiet: bool = True, stages: list[str] | None = None,
+                 weights_from: str | Path | None = None, download: bool = False) -> dict:
+    """Run ``stages`` (default: every stage of the recipe) of Alg. 1 into ``out``; returns the
+    content of final.json (or, when finetuning did not run, ``{"stages": [...]}``)."""
+    out, device = Path(out), resolve_device(device)
+    order = stage_order(recipe)
+    stages = list(order if stages is None else stages)
+    bad = [s for s in stages if s not in order]
+    if bad:
+        raise ValueError(f"unknown stage {bad[0]!r} for this recipe; valid: {', '.join(order)}")
+    if any(s in ("arch", "joint") for s in stages) and recipe.lam is None:
+        raise ValueError("the architecture stage needs a lambda (--lambda)")
+    stored = _check_out(out, recipe, resume)
+    if stored is not None:
+        if weights_from is not None and stored.get("weights_from") not in (None, str(Path(weights_from).resolve())):
+            raise ValueError(f"--resume: {out} used --weights-from {stored['weights_from']}")
+        weights_from = weights_from or stored.get("weights_from")
+    weights_from = str(Path(weights_from).resolve()) if weights_from else None
+    if weights_from and not recipe.sequential:
+        raise ValueError("--weights-from needs the sequential strategy (the joint one trains from scratch)")
+    # every input a requested stage needs must exist (or be made by an earlier requested stage)
+    have = {s for s in order if (out / OUTPUT[s]).is_file()} | ({"weights"} if weights_from else set())
+    for s in order:
+        if s in stages and s not in have:
+            need = order[order.index(s) - 1] if order.index(s) else None
+            if need and need not in have:
+                src = "--weights-from or the weights stage" if need == "weights" else f"the {need} stage"
+                raise ValueError(f"stage {s} needs {OUTPUT[need]} in {out}: run {src} first")
+            have.add(s)
+    train, test = cifar10_loaders(data, recipe.weights.batch_size, recipe.test_batch_size,
+                                  device=device, seed=recipe.seed, train_per_class=recipe.train_per_class,
+                                  test_per_class=recipe.test_per_class, download=download)
+    num_classes = int(train.labels.max().item()) + 1
+    wmeta = _weights_source(weights_from, recipe, num_classes) if weights_from else None
+    prov = provenance(device)
+    config = {"recipe": recipe.to_dict(), "data": str(Path(data).resolve()),
+              "weights_from": weights_from, **prov}
+    if stored is None or stored.get("recipe", {}).get("lam") != recipe.lam:
+        io.write_json(out / "config.json", {**(stored or {}), **config})
+    ctx = _Run(recipe, out, device, train, test, num_classes, prov, quiet, weights_from, wmeta)
+    for s in order:
+        if s in stages and not (out / OUTPUT[s]).is_file():
+            ctx.run_stage(s)
+    if (out / "final.pt").is_file() and "finetune" in stages:
+        return io.read_json(out / "final.json")
+    return {"stages": [s for s in order if (out / OUTPUT[s]).is_file()]}
+
+
+def _summary(rec: dict, epochs: int) -> str:
+    """One human line per epoch on stderr (metrics.jsonl has everything)."""
+    delta = f"  delta {rec['delta']:.3g}" if rec.get("delta") is not None else ""
+    return (f"{rec['stage']:>8} {rec['epoch'] + 1}/{epochs}  lr {rec['lr']:.3g}{delta}  "
+            f"loss {rec['train_loss']:.4f}  top1 {rec['test_top1']:.2f}  "
+            f"gates {rec['open_gates']}/{rec['gate_channels']}  MACs {rec['macs'] / 1e6:.2f}M  "
+            f"{rec['seconds']:.1f}s")
+
+
+class _Run:
+    """One run folder's stages: inputs, checkpoints, outputs."""
+
+    def __init__(self, recipe, out, device, train, test, num_classes, prov, quiet, weights_from, wmeta):
+        self.recipe, self.out, self.device = recipe, out, device
+        self.train, self.test, self.num_classes, self.prov = train, test, num_classes, prov
+        self.quiet, self.progress = quiet, not quiet and sys.stderr.isatty()
+        self.weights_from, self.wmeta = weights_from, wmeta
+
+    def dense(self):
+        r = self.recipe
+        return build(r.model, placement=r.placement, width_mult=r.width_mult, num_classes=self.num_classes)
+
+    def meta(self, **kw) -> dict:
+        return {"config": self.recipe.to_dict(), **self.prov, **kw}
+
+    def stage_input(self, stage: str):
+        """The model a stage starts from, always rebuilt from a file (or from the seed), so that a
+        resumed run and an uninterrupted one start every stage from the same bytes."""
+        if stage in ("weights", "joint"):
+            seed_everything(self.recipe.seed)
+            return self.dense()
+        if stage == "arch":
+            src = self.weights_from or self.out / "weights.pt"
+            model, _ = io.load_model(src)
+            if model.arch()["placement"] != self.recipe.placement:  # Fig. 4: one weight stage, three placements
+                state, model = model.state_dict(), self.dense()
+                model.load_state_dict(state)
+            return model
+        searched, _ = io.load_model(self.out / "search.pt")
+        return derive_network(searched, self.recipe.search)
+
+    def run_stage(self, stage: str) -> None:
+        r, out = self.recipe, self.out
+        cfg = getattr(r, stage)
+        model = self.stage_input(stage).to(self.device)
+        self.train.batch_size = cfg.batch_size
+        ckpt_path = out / "ckpt" / f"{stage}.pt"
+        resume, prior = None, 0.0
+        if ckpt_path.is_file():
+            resume = io.load(ckpt_path)
+            if resume.get("stage") != stage or resume.get("arch") != model.arch():
+                raise ValueError(f"{ckpt_path} does not belong to this run's {stage} stage")
+            model.load_state_dict(resume["model"])
+            set_rng_state(resume["rng"], self.train)
+            prior = float(resume["seconds"])
+        start = int(resume["epoch"]) + 1 if resume else 0
+        _metrics_keep(out / "metrics.jsonl", lambda rec: rec.get("stage") == stage and rec["epoch"] >= start)
+        t0 = time.perf_counter()
+
+        def log(rec):
+            with open(out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            if not self.quiet:
+                print(_summary(rec, cfg.epochs), file=sys.stderr, flush=True)
+
+        def on_epoch(epoch, st):
+            io.save({"stage": stage, "epoch": epoch, "model": model.state_dict(), "arch": model.arch(),
+                     "optimizer": st["optimizer"], "scheduler": st["scheduler"],
+                     "delta": float(gates(model)[0][1].delta) if gates(model) else None,
+                     "rng": rng_state(self.train), "record": st["record"],
+                     "seconds": prior + time.perf_counter() - t0, **self.meta()}, ckpt_path)
+
+        kw = dict(log=log, on_epoch=on_epoch, resume=resume, progress=self.progress)
+        if stage == "weights":
+            hist = train_weights(model, self.train, self.test, cfg, **kw)
+        elif stage == "arch":
+            hist = train_architecture(model, self.train, self.test, cfg, lam=r.lam, search=r.search, **kw)
+        elif stage == "joint":
+            hist = train_joint(model, self.train, self.test, cfg, lam=r.lam, search=r.search, **kw)
+        else:
+            hist = finetune(model, self.train, self.test, cfg, **kw)
+        last = hist[-1] if hist else (resume or {}).get("record") or {}
+        seconds = prior + time.perf_counter() - t0
+        info = {"stage": stage, "seconds": seconds, "top1": last.get("test_top1"),
+                "top5": last.get("test_top5"), "epochs": cfg.epochs}
+        if stage in ("arch", "joint"):
+            ev = evaluate(derive_network(model), self.test)  # the binarised network, before finetuning
+            info.update(lam=r.lam, delta=float(gates(model)[0][1].delta), hard_top1=ev["top1"],
+                        hard_top5=ev["top5"])
+            io.write_json(out / "arch.json", hard_gated_arch(model))
+        io.save_model(model, out / OUTPUT[stage], self.meta(**info))
+        if stage == "finetune":
+            self.write_final(model, seconds, last)
+        ckpt_path.unlink(missing_ok=True)
+
+    def write_final(self, model, seconds: float, last: dict) -> None:
+        r, out = self.recipe, self.out
+        base = count(self.dense())
+        live = any(g.mode != "off" for _, g in gates(model))
+        size = count(build_from_arch(hard_gated_arch(model))) if live else count(model)
+        _, smeta = io.load_model(out / "search.pt")
+        wmeta = self.wmeta if self.weights_from else (
+            io.load_model(out / "weights.pt")[1] if (out / "weights.pt").is_file() else {})
+        final = {
+            "model": r.model, "profile": r.profile, "lambda": r.lam,
+            "macs": size["macs"], "params": size["params"],
+            "top1": last.get("test_top1"), "top5": last.get("test_top5"),
+            "baseline_macs": base["macs"], "baseline_params": base["params"],
+            "macs_reduction": base["macs"] / size["macs"], "params_reduction": base["params"] / size["params"],
+            "baseline_top1": wmeta.get("top1"), "baseline_top5": wmeta.get("top5"),
+            "search_top1": smeta.get("top1"), "hard_top1": smeta.get("hard_top1"),
+            "widths": hard_gated_arch(model)["widths"] if live else getattr(model, "widths", None),
+            "seconds": {"weights": wmeta.get("seconds"), smeta["stage"]: smeta.get("seconds"),
+                        "finetune": seconds},
+            "weights_from": self.weights_from, **self.meta()}
+        io.write_json(out / "final.json", final)

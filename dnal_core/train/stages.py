@@ -1,0 +1,277 @@
+"""The three stages of Alg. 1, the joint variant of Fig. 5, evaluation and the derivation of the
+finetuned network. Every stage runs the same loop (``_fit``) and the same per-step code
+(``train_step``); a stage only says which parameters train, with which weight decay, which
+modules are in train mode, and whether delta grows and the sparsity term counts.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..gate import (DeltaSchedule, arch_parameters, gate_probs, gates, open_counts, reset_gates,
+                    set_delta, set_mode, set_threshold, sparsity_loss)
+from ..measure import count_macs, gated_macs
+from ..recipes import SearchConfig, StageConfig
+
+HIST_BINS = 10  # gate-value histogram per architecture epoch: counts in 10 bins over [0, 1] (Fig. 3)
+
+
+# --- evaluation -----------------------------------------------------------------------------------
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Iterable, device=None) -> dict:
+    """Top-1 and top-5 accuracy (percent) and mean cross-entropy of ``model`` on ``data``
+    (batches of (x, y)); the model's train/eval flags are restored afterwards."""
+    device = torch.device(device) if device is not None else _device_of(model)
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    loss = torch.zeros((), device=device, dtype=torch.float64)
+    hit1 = torch.zeros((), device=device, dtype=torch.long)
+    hit5 = torch.zeros((), device=device, dtype=torch.long)
+    n = 0
+    try:
+        for x, y in data:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            out = model(x)
+            loss += F.cross_entropy(out.float(), y, reduction="sum")
+            top = out.topk(min(5, out.shape[1]), dim=1).indices == y[:, None]  # (B, k)
+            hit1 += top[:, 0].sum()
+            hit5 += top.any(dim=1).sum()
+            n += len(y)
+    finally:
+        for m, t in flags:
+            m.training = t
+    if n == 0:
+        raise ValueError("evaluate: the data yielded no batches")
+    return {"top1": 100.0 * hit1.item() / n, "top5": 100.0 * hit5.item() / n, "loss": loss.item() / n}
+
+
+def size_of(model: nn.Module) -> dict:
+    """MACs of the network the model stands for: its hard-gated architecture while any gate is on
+    (soft or hard), the model itself when every gate is off or it has none."""
+    live = [g for _, g in gates(model) if g.mode != "off"]
+    return {"macs": gated_macs(model) if live else count_macs(model)}
+
+
+def _gate_summary(model: nn.Module, hist: bool) -> dict:
+    gs = [g for _, g in gates(model)]
+    total = sum(g.channels for g in gs)
+    off = all(g.mode == "off" for g in gs)
+    out = {"open_gates": total if off else sum(open_counts(model)), "gate_channels": total}
+    if hist and gs:
+        out["gate_hist"] = torch.histc(gate_probs(model).float().cpu(), HIST_BINS, 0.0, 1.0).long().tolist()
+    return out
+
+
+# --- the per-step code: one place for every stage -------------------------------------------------
+
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
+               lam: float | None = None, loss_form: str = "paper") -> tuple[torch.Tensor, torch.Tensor]:
+    """One SGD step on CE (+ the sparsity term of eq. 4 when ``lam`` is given); returns the
+    detached (total loss, CE) without synchronising the device."""
+    ce = F.cross_entropy(model(x), y)
+    loss = ce + sparsity_loss(model, lam, loss_form) if lam is not None else ce
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), ce.detach()
+
+
+@dataclass
+class _Plan:
+    """What a stage trains: optimizer param groups (each with its weight decay), a function that
+    sets train/eval flags at the start of every epoch, and the search terms (or None)."""
+    stage: str
+    groups: list[dict]
+    modes: Callable[[], None]
+    lam: float | None = None
+    loss_form: str = "paper"
+    delta: DeltaSchedule | None = None
+
+
+@contextmanager
+def _trainable_only(model: nn.Module, params: list[nn.Parameter]):
+    """requires_grad only for ``params`` (frozen weights then cost no weight gradients); the
+    previous flags are restored on exit."""
+    keep = {id(p) for p in params}
+    old = [(p, p.requires_grad) for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(id(p) in keep)
+    try:
+        yield
+    finally:
+        for p, r in old:
+            p.requires_grad_(r)
+
+
+def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=None, log=None,
+         on_epoch=None, resume=None, progress=False) -> list[dict]:
+    if device is not None:
+        model.to(device)
+    device = _device_of(model)
+    params = [p for g in plan.groups for p in g["params"]]
+    opt = torch.optim.SGD(plan.groups, lr=cfg.lr, momentum=cfg.momentum)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.milestones), cfg.gamma)
+    start = 0
+    if resume is not None:  # the model's state was loaded by the caller
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        start = int(resume["epoch"]) + 1
+    history = []
+    with _trainable_only(model, params):
+        for epoch in range(start, cfg.epochs):
+            if hasattr(train_data, "set_epoch"):
+                train_data.set_epoch(epoch)
+            plan.modes()
+            lr = opt.param_groups[0]["lr"]
+            t0 = time.perf_counter()
+            tot = torch.zeros((), device=device)
+            ce_sum = torch.zeros((), device=device)
+            steps = images = 0
+            total = len(train_data) if hasattr(train_data, "__len__") else None
+            bar = tqdm(train_data, total=total, disable=not progress, leave=False,
+                       desc=f"{plan.stage} {epoch + 1}/{cfg.epochs}", dynamic_ncols=True)
+            for step, (x, y) in enumerate(bar):
+                if plan.delta is not None:
+                    set_delta(model, plan.delta(epoch, step))  # in place, every step (Alg. 1 line 7)
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                loss, ce = train_step(model, x, y, opt, plan.lam, plan.loss_form)
+                tot += loss
+                ce_sum += ce
+                steps += 1
+                images += len(y)
+                if progress and step % 20 == 0:
+                    bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.close()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            train_s = time.perf_counter() - t0
+            sched.step()
+            t1 = time.perf_counter()
+            ev = evaluate(model, test_data, device)
+            record = {"stage": plan.stage, "epoch": epoch, "lr": lr,
+                      "delta": float(gates(model)[0][1].delta) if plan.delta and gates(model) else None,
+                      "train_loss": tot.item() / max(steps, 1), "train_ce": ce_sum.item() / max(steps, 1),
+                      "test_top1": ev["top1"], "test_top5": ev["top5"], "test_loss": ev["loss"],
+                      **_gate_summary(model, hist=plan.delta is not None), **size_of(model),
+                      "images": images,
+                      "seconds": train_s, "eval_seconds": time.perf_counter() - t1}
+            history.append(record)
+            if log is not None:
+                log(record)
+            if on_epoch is not None:
+                on_epoch(epoch, {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                 "record": record})
+    return history
+
+
+# --- the stages -----------------------------------------------------------------------------------
+
+def _weights_of(model: nn.Module) -> list[nn.Parameter]:
+    arch = {id(p) for p in arch_parameters(model)}
+    return [p for p in model.parameters() if id(p) not in arch]
+
+
+def train_weights(model, train_data, test_data, cfg: StageConfig, **kw) -> list[dict]:
+    """Alg. 1 lines 1-4: SS layers off, every weight trained by SGD with weight decay."""
+    set_mode(model, "off")
+    plan = _Plan("weights", [{"params": _weights_of(model), "weight_decay": cfg.weight_decay}],
+                 modes=model.train)
+    return _fit(model, train_data, test_data, cfg, plan, **kw)
+
+
+def _delta_schedule(cfg: StageConfig, search: SearchConfig, train_data) -> DeltaSchedule:
+    return DeltaSchedule(max(cfg.epochs, 1), len(train_data), search.delta_start, search.delta_end,
+                         search.delta_unit)
+
+
+def start_search(model: nn.Module, search: SearchConfig = SearchConfig(), reset: bool = True) -> None:
+    """Alg. 1 line 5: SS layers on (soft); unless resuming (``reset=False``), s = 0, delta = its
+    start and the pruning threshold set."""
+    set_mode(model, "soft")
+    if reset:
+        reset_gates(model)
+        set_delta(model, search.delta_start)
+        set_threshold(model, search.threshold)
+
+
+def train_architecture(model, train_data, test_data, cfg: StageConfig, *, lam: float,
+                       search: SearchConfig = SearchConfig(), resume=None, **kw) -> list[dict]:
+    """Alg. 1 lines 5-8: conv and BN weights frozen; only the architecture parameters s are
+    trained by SGD (no weight decay on s, as the authors' code) under CE + lam * sum
+    sigmoid(delta s) while delta grows from 1 to 1e4.
+
+    Paper default: every weight frozen and BN on its running statistics, which stay unchanged.
+    ``search.train_linear``: Linear and BatchNorm1d layers keep training (authors' code);
+    ``search.bn_train``: the model stays in train() mode, BN statistics update (authors' code).
+    """
+    if lam is None or lam < 0:
+        raise ValueError(f"lambda must be >= 0, got {lam}")
+    if not gates(model):
+        raise ValueError("the model has no SS gates to search")
+    start_search(model, search, reset=resume is None)
+    groups = [{"params": list(arch_parameters(model)), "weight_decay": 0.0}]
+    if search.train_linear:
+        lin = [p for m in model.modules() if isinstance(m, (nn.Linear, nn.BatchNorm1d))
+               for p in m.parameters(recurse=False)]
+        groups.append({"params": lin, "weight_decay": cfg.weight_decay})
+
+    def modes():
+        model.train()
+        if not search.bn_train:  # BN normalises with, and keeps, its running statistics
+            for m in model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+    plan = _Plan("arch", groups, modes, lam, search.loss_form, _delta_schedule(cfg, search, train_data))
+    return _fit(model, train_data, test_data, cfg, plan, resume=resume, **kw)
+
+
+def train_joint(model, train_data, test_data, cfg: StageConfig, *, lam: float,
+                search: SearchConfig = SearchConfig(), resume=None, **kw) -> list[dict]:
+    """Fig. 5's joint strategy: from the start, weights (with weight decay) and s (without) are
+    trained together under CE + sparsity while delta grows as in the architecture stage."""
+    if lam is None or lam < 0:
+        raise ValueError(f"lambda must be >= 0, got {lam}")
+    start_search(model, search, reset=resume is None)
+    groups = [{"params": _weights_of(model), "weight_decay": cfg.weight_decay},
+              {"params": list(arch_parameters(model)), "weight_decay": 0.0}]
+    plan = _Plan("joint", groups, model.train, lam, search.loss_form,
+                 _delta_schedule(cfg, search, train_data))
+    return _fit(model, train_data, test_data, cfg, plan, resume=resume, **kw)
+
+
+def derive_network(model: nn.Module, search: SearchConfig | None = None) -> nn.Module:
+    """Alg. 1 lines 9-10: the network to finetune, derived from the searched ``model``.
+
+    For now a deep copy with every gate in ``hard`` mode (x * 1[sigmoid(delta s) > threshold]):
+    the hard-gated network, which computes what the pruned one computes. Its gates stay hard
+    while finetuning so closed channels stay closed. This is the one place where the real pruner
+    (``dnal_core.prune``, channels removed) replaces it. ``search.threshold``, when given,
+    overrides the threshold stored in the gates.
+    """
+    net = copy.deepcopy(model)
+    if search is not None:
+        set_threshold(net, search.threshold)
+    set_mode(net, "hard")
+    return net
+
+
+def finetune(model, train_data, test_data, cfg: StageConfig, **kw) -> list[dict]:
+    """Alg. 1 line 11: every weight of the derived network trained by SGD with weight decay;
+    gates (if any) keep their mode and their s stays fixed."""
+    plan = _Plan("finetune", [{"params": _weights_of(model), "weight_decay": cfg.weight_decay}],
+                 modes=model.train)
+    return _fit(model, train_data, test_data, cfg, plan, **kw)

@@ -8,14 +8,26 @@ STAMP := $(VENV)/.installed
 PROFILE ?= smoke
 PYTEST_ARGS ?=
 
-.PHONY: setup test book lab lock clean help
-help:
-	@echo "make book   execute the notebooks ($(PROFILE) profile) and build the HTML book"
-	@echo "make test   unit tests, notebook regression tests and the browser check"
-	@echo "make setup  create $(VENV) with the pinned dependencies (run by the two above)"
-	@echo "make lab    open JupyterLab on the notebooks"
+# The book's own dependencies from registries (notes/toolchain.md): MathJax 3 from npm, copied
+# into book/_mathjax (served locally, so the built pages load nothing from outside), and
+# Debian's chromium for the browser check of the built pages.
+MATHJAX_VERSION := 3.2.2
+NPM_MATHJAX := .cache/npm/node_modules/mathjax/es5/tex-chtml.js
+BOOK_MATHJAX := book/_mathjax/mathjax/tex-chtml.js
+CHROMIUM ?= /usr/bin/chromium
+# The notebooks nbval re-runs and compares (their cells tagged nbval-check-output): the paired
+# .ipynb files only, never papermill outputs or book build folders.
+NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 
-setup: $(STAMP)
+.PHONY: setup test book notebooks lab lock clean help chromium
+help:
+	@echo "make book       execute the notebooks ($(PROFILE) profile; PROFILE=paper for the paper's) and build the HTML book"
+	@echo "make test       unit tests, notebook regression tests (nbval) and the browser check of the book"
+	@echo "make notebooks  re-execute the notebooks (smoke) and store their outputs in notebooks/*.ipynb"
+	@echo "make setup      create $(VENV) with the pinned dependencies, MathJax and chromium (run by the above)"
+	@echo "make lab        open JupyterLab on the notebooks"
+
+setup: $(STAMP) $(BOOK_MATHJAX) chromium
 
 # pip only: uv and poetry do not see the local torch wheels (notes/toolchain.md).
 $(STAMP): requirements-lock.txt pyproject.toml
@@ -24,8 +36,42 @@ $(STAMP): requirements-lock.txt pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
+$(NPM_MATHJAX):
+	command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm; }
+	npm install --prefix .cache/npm --no-audit --no-fund --silent mathjax@$(MATHJAX_VERSION)
+	test -f $@ && touch $@
+
+$(BOOK_MATHJAX): $(NPM_MATHJAX) | $(STAMP)
+	$(BIN)/python book/build.py mathjax --force
+	touch $@
+
+# Idempotent: nothing to do (and no apt call) when chromium is there. Needs root for apt; a
+# developer without it installs chromium by hand, or the browser test skips (it fails on CI).
+chromium:
+	@if ! test -x $(CHROMIUM) && ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's chromium for the browser check of the book"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	  else echo "warning: chromium is missing and we are not root: the browser test will skip"; fi; \
+	fi
+
+# Every notebook under papermill (smoke profile, or PROFILE=paper), then the offline HTML book.
+book: setup
+	MPLBACKEND=Agg $(BIN)/python book/build.py execute --profile $(PROFILE)
+	$(BIN)/python book/build.py html
+	$(BIN)/python book/build.py check-offline
+
+# The outputs that notebooks/*.ipynb carry (what nbval compares and the browser test shows):
+# a fresh smoke-profile run, stored back without papermill's timings.
+notebooks: setup
+	MPLBACKEND=Agg $(BIN)/python book/build.py execute --profile smoke
+	$(BIN)/python book/build.py store
+
+# The notebooks write their results and figures to a scratch folder here, not over the
+# committed ones. A run that collects no test exits 5 and fails the target like any failure.
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	DNAL_OUT_ROOT=$$(mktemp -d) MPLBACKEND=Agg $(BIN)/python -m pytest tests $(NOTEBOOKS) \
+	  --nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(PYTEST_ARGS)
 
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks --allow-root --IdentityProvider.token=''
@@ -38,4 +84,4 @@ lock:
 	rm -rf .lockenv
 
 clean:
-	rm -rf book/_build .pytest_cache
+	rm -rf book/_build book/chapters .pytest_cache

@@ -1,0 +1,205 @@
+"""What the book's notebooks share: where things go, figures, and the paper beside our numbers.
+
+Notebooks hold narrative, parameters, tables and plots; the few helpers they would otherwise
+copy from one another live here. Nothing here trains or measures a model (that is
+``train``, ``prune`` and ``measure``): this module only places, reads and shows results.
+
+  ``paths``          the output folders of one notebook run (``results/<name>/<profile>``,
+                     ``figures/``), resolved against the repository, created on demand
+  ``save_figure``    a matplotlib figure -> ``figures/<name>.png`` (deterministic bytes), shown
+                     in the notebook as that same PNG whatever the matplotlib backend
+  ``read_results``   every ``*.json`` / ``*.jsonl`` under ``results/<experiment>/<profile>/``
+  ``paper_vs_ours``  one of the paper's tables beside our rows, with reduction ratios
+  ``plot_acc_vs_macs``  top-1 against MACs, the paper's points beside ours
+  ``check_close``    the assertion a reproduction makes before it shows a number
+"""
+from __future__ import annotations
+
+import io as _io
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROFILES = ("smoke", "paper")
+
+
+# Set by `make test`: notebooks re-run by nbval write their results and figures under this
+# folder instead of over the committed ones in the repository.
+OUT_ROOT_ENV = "DNAL_OUT_ROOT"
+
+
+def repo_root() -> Path:
+    """The checkout that holds ``notebooks/`` and ``results/``: the parent of this package
+    when installed editable (the supported way), else the current directory."""
+    here = Path(__file__).resolve().parents[1]
+    if (here / "pyproject.toml").is_file() and (here / "notebooks").is_dir():
+        return here
+    return Path.cwd()
+
+
+def out_root() -> Path:
+    """Where notebooks write ``results/`` and ``figures/``: $DNAL_OUT_ROOT, else the repository."""
+    env = os.environ.get(OUT_ROOT_ENV)
+    return Path(env) if env else repo_root()
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where one notebook run writes: ``out`` (small JSON results) and ``fig`` (PNG figures)."""
+    name: str
+    profile: str
+    out: Path
+    fig: Path
+
+
+def paths(name: str, profile: str, out_dir: str = "", fig_dir: str = "") -> RunPaths:
+    """Output folders of notebook ``name`` run under ``profile``.
+
+    ``out_dir`` defaults to ``results/<name>/<profile>`` and ``fig_dir`` to ``figures``, both
+    under ``out_root()`` (the repository unless $DNAL_OUT_ROOT says otherwise); relative paths
+    given by the caller are taken from there too, so the notebook writes to the same place
+    whether papermill, nbval or JupyterLab runs it (each with its own working directory).
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    root = out_root()
+    out = Path(out_dir) if out_dir else Path("results") / name / profile
+    fig = Path(fig_dir) if fig_dir else Path("figures")
+    out, fig = (p if p.is_absolute() else root / p for p in (out, fig))
+    out.mkdir(parents=True, exist_ok=True)
+    fig.mkdir(parents=True, exist_ok=True)
+    return RunPaths(name, profile, out, fig)
+
+
+def figure_png(fig, dpi: int = 110) -> bytes:
+    """The figure as PNG bytes that depend on its content only (no software/date metadata),
+    so re-running a notebook leaves ``figures/`` unchanged in git."""
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    return buf.getvalue()
+
+
+def save_figure(fig, name: str, fig_dir: Path | str, dpi: int = 110):
+    """Write ``fig`` to ``<fig_dir>/<name>.png``, close it, and return an IPython ``Image`` of
+    the same bytes (the last expression of a cell displays it). Figures therefore reach the
+    notebook and the book even under the Agg backend that ``make book`` runs with."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Image
+
+    from .io import atomic_path
+
+    data = figure_png(fig, dpi)
+    path = Path(fig_dir) / f"{name}.png"
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+    plt.close(fig)
+    return Image(data=data, format="png")
+
+
+def read_results(experiment: str, profile: str, root: Path | str | None = None):
+    """Every result under ``results/<experiment>/<profile>/`` as one DataFrame: one row per
+    ``*.json`` file (a JSON object) and one per line of each ``*.jsonl`` file, with a
+    ``source`` column naming the file. ``root`` is the ``results`` folder; by default the one
+    under ``out_root()`` if it has this experiment, else the repository's (committed results).
+    Missing folder -> ValueError (run the experiment first)."""
+    import pandas as pd
+
+    roots = [Path(root)] if root else [out_root() / "results", repo_root() / "results"]
+    folder = next((r / experiment / profile for r in roots if (r / experiment / profile).is_dir()), None)
+    if folder is None:
+        raise ValueError(f"no results for {experiment}/{profile} in {roots[0]}: "
+                         f"run the experiment with profile {profile!r} first")
+    rows = []
+    for f in sorted(folder.glob("*.json")):
+        obj = json.loads(f.read_text())
+        if isinstance(obj, dict):
+            rows.append({"source": f.name, **obj})
+    for f in sorted(folder.glob("*.jsonl")):
+        for line in f.read_text().splitlines():
+            if line.strip():
+                rows.append({"source": f.name, **json.loads(line)})
+    return pd.DataFrame(rows)
+
+
+def paper_vs_ours(table: str, ours, method: str = "DNAL", key: str = "lambda"):
+    """The paper's ``method`` rows of ``table`` beside ours, matched on ``key`` (lambda).
+
+    ``ours`` is a DataFrame (or list of dicts) with columns ``key``, ``macs_m``, ``params_m``
+    and ``top1`` (millions, millions, percent). The result has one row per key of either side:
+    ``paper_*`` and ``ours_*`` columns and the MACs reduction ``*_macs_x`` = baseline / row,
+    which is how rows are compared when our baseline counts differently (Table III).
+    Our baseline row, if any, has ``key`` == "-" as in the paper's CSV.
+    """
+    import pandas as pd
+
+    from .paper import paper_table
+
+    ours = pd.DataFrame(ours).copy()
+    missing = {key, "macs_m", "params_m", "top1"} - set(ours.columns)
+    if missing:
+        raise ValueError(f"our rows lack columns {sorted(missing)}")
+    ours[key] = ours[key].astype(str)
+    paper = paper_table(table)
+    base = paper[paper["method"] == "Baseline"]
+    rows = paper[paper["method"].isin([method, "Baseline"])]
+    cols = [key, "macs_m", "params_m", "top1"]
+    merged = rows[cols].merge(ours[cols], on=key, how="outer", suffixes=("_paper", "_ours"), sort=False)
+    merged = merged.rename(columns={f"{c}_{side}": f"{side}_{c}" for c in cols[1:]
+                                    for side in ("paper", "ours")})
+    # The paper's baseline MACs, and ours where we have a baseline row.
+    if len(base):
+        merged["paper_macs_x"] = float(base["macs_m"].iloc[0]) / merged["paper_macs_m"]
+    our_base = ours[ours[key] == "-"]
+    if len(our_base):
+        merged["ours_macs_x"] = float(our_base["macs_m"].iloc[0]) / merged["ours_macs_m"]
+    # Largest model first, as the paper orders its rows; rows only we have slot in by our MACs.
+    order = merged["paper_macs_m"].fillna(merged["ours_macs_m"])
+    return merged.loc[order.sort_values(ascending=False, kind="stable").index].reset_index(drop=True)
+
+
+def plot_acc_vs_macs(table: str, ours=None, ax=None, method: str = "DNAL", title: str | None = None):
+    """Top-1 (%) against MACs (millions) for every method of the paper's ``table``, DNAL as a
+    line, others as points, and ``ours`` (columns ``macs_m``, ``top1``, optional ``label``)
+    on top. Returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from .paper import paper_table
+
+    paper = paper_table(table)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+    else:
+        fig = ax.figure
+    dnal = paper[paper["method"] == method].sort_values("macs_m")
+    ax.plot(dnal["macs_m"], dnal["top1"], "o-", color="tab:blue", label=f"{method} (paper)")
+    others = paper[~paper["method"].isin([method])].dropna(subset=["macs_m", "top1"])
+    for _, r in others.iterrows():
+        marker = "*" if r["method"] == "Baseline" else "s"
+        ax.plot(r["macs_m"], r["top1"], marker, color="0.5", ms=7)
+        ax.annotate(r["method"], (r["macs_m"], r["top1"]), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points", color="0.35")
+    if ours is not None:
+        ours = pd.DataFrame(ours).sort_values("macs_m")
+        ax.plot(ours["macs_m"], ours["top1"], "D--", color="tab:red", label="ours")
+        for _, r in ours.iterrows():
+            if isinstance(r.get("label"), str):
+                ax.annotate(r["label"], (r["macs_m"], r["top1"]), fontsize=7, xytext=(3, -9),
+                            textcoords="offset points", color="tab:red")
+    ax.set_xlabel("MACs (millions; the paper's \"FLOPs\")")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(title or f"Table {table}: accuracy against MACs")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return fig
+
+
+def check_close(ours: float, paper: float, tol: float, what: str) -> str:
+    """Assert ``|ours - paper| <= tol`` with a message that names ``what``; returns a one-line
+    verdict for the notebook to print. NaN on either side fails."""
+    ours, paper = float(ours), float(paper)
+    if math.isnan(ours) or math.isnan(paper) or abs(ours - paper) > tol:
+        raise AssertionError(f"{what}: ours {ours:g} vs paper {paper:g}, tolerance {tol:g}")
+    return f"{what}: ours {ours:g}, paper {paper:g} (within {tol:g})"

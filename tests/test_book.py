@@ -1,0 +1,180 @@
+"""The book: paired notebooks in sync, one chapter skeleton, stored outputs, the table of
+contents, and the built HTML as a reader sees it (offline, rendered by headless Chromium).
+
+The built-book tests stage the book from the committed notebooks (their stored outputs, no
+execution) in a temporary folder and build it there, so they neither need `make book` first nor
+touch book/_build. nbval (run by `make test` on notebooks/*.ipynb) re-executes the notebooks.
+"""
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+NAMES = sorted(p.stem for p in NOTEBOOKS.glob("*.py"))
+
+_spec = importlib.util.spec_from_file_location("book_build", ROOT / "book" / "build.py")
+build = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(build)
+
+# Pages the browser test renders: (page, must have a <table>, must have an <img>).
+# Hook for the tables: when chapters/table1_vgg16_cifar10 exists, it replaces fig1 as the
+# content page here (a Table I page has both a table and a figure).
+CONTENT_PAGE = next((f"chapters/{n}.html" for n in ("table1_vgg16_cifar10", "fig1_scaled_sigmoid") if n in NAMES),
+                    None)
+PAGES = [("index.html", False, False)] + ([(CONTENT_PAGE, True, True)] if CONTENT_PAGE else [])
+SKELETON = ["What it reproduces", "## Set-up", "## Run", "## Results beside the paper", "## Check", "## Notes"]
+PARAMETERS = ("profile", "data_dir", "device", "out_dir", "fig_dir")
+
+
+def test_there_are_notebooks():
+    assert NAMES, "notebooks/*.py: the book has no chapter"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pair_in_sync(name):
+    """The .py source and the committed .ipynb hold the same cells (sources and tags)."""
+    ipynb = NOTEBOOKS / f"{name}.ipynb"
+    assert ipynb.is_file(), f"{ipynb.name} is missing: run `make notebooks`"
+    py, nb = jupytext.read(NOTEBOOKS / f"{name}.py"), jupytext.read(ipynb)
+
+    def cells(book):
+        return [(c.cell_type, c.source.strip(), sorted(c.metadata.get("tags", []))) for c in book.cells]
+
+    assert cells(py) == cells(nb), (f"{name}.py and {name}.ipynb differ: `jupytext --sync notebooks/{name}.py`,"
+                                    " then `make notebooks` to refresh the outputs")
+    assert nb.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_chapter_skeleton(name):
+    """First code cell tagged `parameters` with the common parameters; the fixed sections."""
+    nb = jupytext.read(NOTEBOOKS / f"{name}.py")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    first = code[0]
+    assert "parameters" in first.metadata.get("tags", []), "the first code cell must be tagged parameters"
+    for p in PARAMETERS:
+        assert re.search(rf"^{p}\s*=", first.source, re.M), f"parameter {p!r} missing"
+    assert re.search(r'^profile\s*=\s*"smoke"', first.source, re.M), "the default profile is smoke"
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    positions = [text.find(s) for s in SKELETON]
+    assert -1 not in positions, f"missing sections: {[s for s, p in zip(SKELETON, positions) if p < 0]}"
+    assert positions == sorted(positions), "sections out of order"
+    assert any("assert " in c.source for c in code), "the Check section asserts nothing"
+    assert any("nbval-check-output" in c.metadata.get("tags", []) for c in code), \
+        "no cell is tagged nbval-check-output: nbval would compare nothing"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_stored_outputs(name):
+    """The committed .ipynb was executed top to bottom, without errors or papermill timings."""
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    counts = [c.execution_count for c in code]
+    assert None not in counts, f"{name}.ipynb has unexecuted cells: run `make notebooks`"
+    assert counts == sorted(counts), "cells were executed out of order"
+    assert not any(o.output_type == "error" for c in code for o in c.outputs)
+    assert "papermill" not in nb.metadata
+    assert not any("papermill" in c.metadata or "execution" in c.metadata for c in nb.cells)
+
+
+def test_toc_lists_every_notebook_and_nothing_else():
+    listed = build.toc_files(ROOT / "book")
+    assert listed[0] == "intro"
+    chapters = [f for f in listed[1:]]
+    assert sorted(chapters) == sorted(f"chapters/{n}" for n in NAMES), \
+        "book/_toc.yml and notebooks/*.py disagree: add or remove `- file: chapters/<name>`"
+    assert len(set(chapters)) == len(chapters)
+
+
+def test_offline_check_flags_fetched_urls_not_links(tmp_path):
+    (tmp_path / "index.html").write_text(
+        '<a href="https://arxiv.org/abs/2103.02126">the paper</a>'
+        '<script src="_static/mathjax/tex-chtml.js"></script>'
+        '<script>const THEBE_JS_URL = "https://unpkg.com/thebe@0.8.2/lib/index.js"</script>')
+    assert build.outside_references(tmp_path) == []
+    (tmp_path / "page.html").write_text(
+        '<script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"></script>'
+        '<link rel="stylesheet" href="//fonts.example/css">'
+        '<img alt="x" src="http://example.org/a.png">'
+        '<script>fetch("https://example.org/x.json")</script>')
+    (tmp_path / "s.css").write_text('@import "https://fonts.example/f.css"; a {background: url(data:image/png;base64,AA)}')
+    bad = build.outside_references(tmp_path)
+    assert len(bad) == 5, bad
+    assert any("cdn.jsdelivr" in b for b in bad) and any("s.css" in b for b in bad)
+
+
+# --- the built book -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def html(tmp_path_factory):
+    """The book built from the committed notebooks, in a temporary folder (about 20 s)."""
+    if not (ROOT / "book" / "_mathjax" / "mathjax" / "tex-chtml.js").is_file():
+        pytest.fail("book/_mathjax is missing: run `make setup` (it installs MathJax from npm)")
+    src = tmp_path_factory.mktemp("book") / "book"
+    assert build.main(["stage", str(src)]) == 0
+    jb = Path(os.sys.executable).with_name("jupyter-book")
+    proc = subprocess.run([str(jb), "build", "--all", "-W", "-n", "--keep-going", str(src)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return src / "_build" / "html"
+
+
+@pytest.mark.slow
+def test_built_book_loads_nothing_from_outside(html):
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    assert build.outside_references(html) == []
+    for name in NAMES:
+        assert (html / "chapters" / f"{name}.html").is_file()
+
+
+def _chromium():
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing on CI: `make setup` installs it")
+        pytest.skip("chromium is not installed (make setup installs it as root)")
+    return exe
+
+
+def _run_chromium(exe, url, *args):
+    with tempfile.TemporaryDirectory() as profile:
+        cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={profile}", "--virtual-time-budget=5000", *args, url]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page,has_table,has_img", PAGES)
+def test_page_renders_in_chromium(html, tmp_path, page, has_table, has_img):
+    from PIL import Image, ImageStat
+
+    exe = _chromium()
+    source = (html / page).read_text()
+    if has_table:
+        assert "<table" in source, f"{page}: no table"
+    if has_img:
+        assert re.search(r"<img [^>]*src=\"[^\"]*\.png\"", source), f"{page}: no figure"
+    url = (html / page).as_uri()
+    shot = tmp_path / "page.png"
+    proc = _run_chromium(exe, url, "--window-size=1280,2400", f"--screenshot={shot}")
+    assert shot.is_file(), proc.stderr[-2000:]
+    img = Image.open(shot).convert("L")
+    assert img.size == (1280, 2400)
+    spread = ImageStat.Stat(img).stddev[0]
+    inked = sum(img.histogram()[:200]) / (img.size[0] * img.size[1])  # pixels clearly not white
+    assert spread > 10 and inked > 0.01, f"{page} looks blank: stddev {spread:.1f}, {inked:.1%} inked"
+    # After scripts ran: MathJax (served locally) typeset the formulas, none failed.
+    dom = _run_chromium(exe, url, "--dump-dom").stdout
+    assert "DNAL, reproduced" in dom
+    assert "<mjx-container" in dom, f"{page}: MathJax did not render (is it loaded offline?)"
+    assert "<mjx-merror" not in dom and "Math input error" not in dom

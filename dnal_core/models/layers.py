@@ -75,18 +75,33 @@ class FoldedConv2d(nn.Conv2d):
     constant, not zero; under zero padding a constant channel is not a constant at the image
     borders, so its contribution is the map ``const_response(const_kernel)`` with
     ``const_kernel[o] = sum_j value_j * weight[o, j]`` over the removed channels j (a buffer:
-    a constant of the architecture, not a trained parameter)."""
+    a constant of the architecture, not a trained parameter).
+
+    The map depends only on the input's spatial size, so eager calls cache it (keyed on the
+    size and on the kernel's storage, version, dtype and device); traced or compiled calls
+    compute it in the graph, where it is constant-folded."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.groups != 1:
             raise ValueError("FoldedConv2d folds constant inputs of a dense (groups=1) conv only")
         self.register_buffer("const_kernel", torch.zeros(self.out_channels, 1, *self.kernel_size))
+        self._map_key, self._map = None, None
+
+    def const_map(self, size) -> torch.Tensor:
+        k = self.const_kernel
+        if torch.jit.is_tracing() or torch.compiler.is_compiling() or k.requires_grad:
+            return const_response(k, size, self.stride, self.padding, self.dilation)
+        key = (tuple(size), k.data_ptr(), k._version, k.dtype, k.device)
+        if key != self._map_key:
+            with torch.no_grad():
+                self._map = const_response(k, size, self.stride, self.padding, self.dilation)
+            self._map_key = key
+        return self._map
 
     def forward(self, x):
         y = super().forward(x)
-        return y + const_response(self.const_kernel, x.shape[-2:], self.stride, self.padding,
-                                  self.dilation).to(y.dtype)
+        return y + self.const_map(x.shape[-2:]).to(y.dtype)
 
 
 def scale(width: int, mult: float) -> int:

@@ -13,6 +13,7 @@ architecture couples its channels and apply the verbs. This file ties them toget
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -83,15 +84,28 @@ class _Mask(nn.Module):
         return x * self.mask.to(x.dtype).view((1, -1) + (1,) * (x.dim() - 2))
 
 
+@contextmanager
+def gates_masked(model: nn.Module, masks: list[torch.Tensor]):
+    """Within the block, ``model``'s SS gates are replaced by the fixed ``masks`` (with the hard
+    gates' masks: the hard-gated network); the gates are put back on exit."""
+    swapped = []
+    try:
+        for (name, gate), mask in zip(gates(model), masks):
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, _Mask(mask.to(gate.s.device)))
+            swapped.append((parent, child, gate))
+        yield model
+    finally:
+        for parent, child, gate in swapped:
+            setattr(parent, child, gate)
+
+
 def masked_reference(model: nn.Module, masks: list[torch.Tensor]) -> nn.Module:
-    """A copy of ``model`` (eval) whose gates are replaced by fixed ``masks``: with the hard
-    gates' masks this is the hard-gated network."""
+    """A copy of ``model`` (eval) whose gates are the fixed ``masks``."""
     ref = copy.deepcopy(model).eval()
-    for (name, gate), mask in zip(gates(ref), masks):
-        parent_name, _, child = name.rpartition(".")
-        parent = ref.get_submodule(parent_name) if parent_name else ref
-        setattr(parent, child, _Mask(mask.to(gate.s.device)))
-    return ref
+    with gates_masked(ref, masks):
+        return copy.deepcopy(ref)
 
 
 @torch.no_grad()
@@ -149,8 +163,8 @@ def _prune(fam, src, device, min_channels, round_to, check, batch_size, seed, rt
     report["max_abs_logit_diff"] = report["rel_logit_diff"] = None
     report["check"] = "skipped"
     if check:
-        ref = masked_reference(src, plan.reference)
-        diff, rel = logit_diff(pruned, ref, src.input_size, batch_size, seed)
+        with gates_masked(src, plan.reference) as ref:
+            diff, rel = logit_diff(pruned, ref, src.input_size, batch_size, seed)
         report.update(max_abs_logit_diff=diff, rel_logit_diff=rel, check="passed" if rel <= rtol else "failed")
         if rel > rtol:
             raise PruneCheckError(f"pruned {src.name} differs from the hard-gated network: max |diff| "
@@ -211,6 +225,6 @@ def load_pruned(path: str | Path, map_location="cpu") -> nn.Module:
 
 
 __all__ = ["prune", "PruneResult", "PruneCheckError", "keep_masks", "KeepPlan", "Branch", "Group",
-           "register_family", "family_of", "masked_reference", "logit_diff", "save_pruned",
+           "register_family", "family_of", "gates_masked", "masked_reference", "logit_diff", "save_pruned",
            "load_pruned", "slice_conv_out", "slice_conv_in", "slice_depthwise", "slice_bn",
            "slice_linear_in", "slice_linear_out", "fold_conv_in", "shift_bn", "closed_values"]

@@ -115,6 +115,24 @@ def cifar10_loaders(root: str | Path, batch_size: int = 128, test_batch_size: in
             TensorLoader(te.images, te.labels, test_batch_size, train=False, **common))
 
 
+def pack_jpeg_npz(path: str | Path, images: np.ndarray, labels, classes=CIFAR10_CLASSES,
+                  quality: int = 75) -> None:
+    """Write ``images`` (uint8 (N, H, W, 3)) in the packed-JPEG .npz layout (atomically): how a
+    subset or a synthetic set for tests is made."""
+    from PIL import Image
+
+    blobs = []
+    for im in np.asarray(images, np.uint8):
+        buf = _io.BytesIO()
+        Image.fromarray(im).save(buf, format="JPEG", quality=quality)
+        blobs.append(np.frombuffer(buf.getvalue(), np.uint8))
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, jpeg=np.concatenate(blobs), offsets=offsets,
+                     labels=np.asarray(labels, np.uint8), classes=np.array(classes))
+
+
 # --- readers: each returns (uint8 (N, H, W, 3), int64 (N,), class names) --------------------------
 
 def _stamp(path: Path) -> tuple[int, int]:

@@ -198,7 +198,7 @@ def run_pipeline(recipe: Recipe, data: str | Path, out: str | Path, *, device: s
         io.write_json(out / "config.json", {**(stored or {}), **config})
     ctx = _Run(recipe, out, device, train, test, num_classes, prov, quiet, weights_from, wmeta)
     for s in order:
-        if s in stages and not (out / OUTPUT[s]).is_file():
+        if s in stages and not (out / OUTPUT[s]).is_file() and not (s == "weights" and weights_from):
             ctx.run_stage(s)
     if (out / "final.pt").is_file() and "finetune" in stages:
         return io.read_json(out / "final.json")

@@ -129,7 +129,7 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
         opt.load_state_dict(resume["optimizer"])
         sched.load_state_dict(resume["scheduler"])
         start = int(resume["epoch"]) + 1
-    history = []
+    history, size = [], None
     with _trainable_only(model, params):
         for epoch in range(start, cfg.epochs):
             if hasattr(train_data, "set_epoch"):
@@ -161,11 +161,13 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
             sched.step()
             t1 = time.perf_counter()
             ev = evaluate(model, test_data, device)
+            if size is None or plan.delta is not None:  # the architecture changes only while searching
+                size = size_of(model)
             record = {"stage": plan.stage, "epoch": epoch, "lr": lr,
                       "delta": float(gates(model)[0][1].delta) if plan.delta and gates(model) else None,
                       "train_loss": tot.item() / max(steps, 1), "train_ce": ce_sum.item() / max(steps, 1),
                       "test_top1": ev["top1"], "test_top5": ev["top5"], "test_loss": ev["loss"],
-                      **_gate_summary(model, hist=plan.delta is not None), **size_of(model),
+                      **_gate_summary(model, hist=plan.delta is not None), **size,
                       "images": images,
                       "seconds": train_s, "eval_seconds": time.perf_counter() - t1}
             history.append(record)

@@ -283,3 +283,49 @@ def test_load_pruned_rejects_mismatched_files(tmp_path):
         load_pruned(tmp_path)
     with pytest.raises(ValueError, match="not found"):
         load_pruned(tmp_path / "nope")
+
+
+# --- ImageNet families (their builders need the pruned-arch keys: gated, folded, ...) -------
+
+def _can_prune(name):
+    try:
+        dn.build(name, width_mult=0.0625, gated=False)
+    except TypeError:
+        return False
+    return True
+
+
+IMAGENET = [("resnet50-imagenet", p, {}) for p in dn.PLACEMENTS] + [
+    ("proxyless-supernet", "conv-ss-bn-relu", {}), ("proxyless-supernet", "conv-bn-ss-relu", {"eq5_relu": True}),
+    ("vgg16-imagenet", "conv-ss-bn-relu", {}), ("mobilenetv2-imagenet", "conv-ss-bn-relu", {})]
+
+
+@pytest.mark.parametrize("name,placement,kw", IMAGENET)
+def test_imagenet_pruned_equals_hard_gated(name, placement, kw):
+    if not _can_prune(name):
+        pytest.skip(f"{name}'s builder does not take gated=False yet (see the prune report)")
+    gen = torch.Generator().manual_seed(0)
+    m = dn.build(name, width_mult=0.0625 if name == "vgg16-imagenet" else 0.125, placement=placement, **kw)
+    randomize_bn(m, gen)
+    gs = dn.gates(m)
+    for _, g in gs:
+        g.s.data = torch.randn(g.channels, generator=gen)
+    if name == "resnet50-imagenet":  # block 0 (with projection) and block 1 removed; block 2's 3x3 closed
+        close = [3, 6, 8]
+    elif name == "proxyless-supernet":  # layer 2 (shortcut): every candidate; layer 5 (none): every one
+        first = [sum(2 * len(layer.candidates) for layer in m.layers[:li]) for li in range(len(m.layers))]
+        close = [first[2] + 2 * c + 1 for c in range(6)] + [first[5] + 2 * c + 1 for c in range(6)]
+    else:
+        close = []
+    for i in close:
+        gs[i][1].s.data = -gs[i][1].s.data.abs() - 0.1
+    res = prune(m, batch_size=2)
+    rep = res.report
+    assert rep["check"] == "passed" and rep["rel_logit_diff"] <= 1e-4 and not dn.gates(res.model)
+    rebuilt = dn.build_from_arch(json.loads(json.dumps(res.arch)))
+    assert dn.count(rebuilt) == {"macs": rep["macs_after"], "params": rep["params_after"]}
+    if name == "resnet50-imagenet":
+        assert res.arch["widths"][1:7] == [0] * 6 and res.model.blocks[0].downsample is not None
+    if name == "proxyless-supernet":
+        assert res.arch["ops"][2] == [] and len(res.arch["ops"][5]) == 1  # identity; the largest s kept
+        assert any(len(o) > 1 for o in res.arch["ops"][1:])  # several candidates survive in a layer

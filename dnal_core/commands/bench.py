@@ -14,8 +14,7 @@ import torch
 
 from ..io import read_json
 from ..measure import count_macs, latency
-from ..models import build_from_arch
-from ..prune import REPORT_FILE, load_pruned
+from ..prune import REPORT_FILE, build_pruned, load_pruned
 
 
 def register(sub) -> None:
@@ -61,7 +60,7 @@ def dense_of(pruned_dir: Path, pruned: torch.nn.Module) -> torch.nn.Module:
     if arch is None:  # no report: the pruned arch at its default widths
         arch = {k: v for k, v in pruned.arch().items()
                 if k not in ("widths", "out_index", "folded", "stream_bias", "stream_widths", "ops")}
-    return build_from_arch({**arch, "gated": False})
+    return build_pruned({**arch, "gated": False})
 
 
 def run(args) -> int:

@@ -8,42 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import DEFAULT_PLACEMENT, ConvUnit, Place, check_placement, check_widths, scale
+from .layers import (DEFAULT_PLACEMENT, ConvUnit, Place, check_placement, check_removed, check_widths,
+                     index_set, pruned_keys, scale)
 from .registry import register_model
 
-# --------------------------------------------------------------------------------------------
-# A pruned network (dnal_core.prune) is built by the same builders with ``gated=False`` (no SS
-# layers), ``folded`` (gate indices whose conv is a FoldedConv2d: it carries the response of
-# removed constant inputs), ``stream_bias`` (block indices whose Place adds a constant) and
-# width 0 for a removed residual branch. arch() writes these keys only when they are not the
-# defaults, so a dense or gated model's arch() is unchanged.
-
-def _pruned_keys(model) -> dict:
-    keys = {}
-    if not model.gated:
-        keys["gated"] = False
-    if getattr(model, "folded", None):
-        keys["folded"] = list(model.folded)
-    if getattr(model, "stream_bias", None):
-        keys["stream_bias"] = list(model.stream_bias)
-    return keys
-
-
-def _index_set(values, n: int, what: str, model: str) -> list[int]:
-    values = sorted({int(v) for v in (values or ())})
-    if any(not 0 <= v < n for v in values):
-        raise ValueError(f"{model}: {what} entries must lie in [0, {n})")
-    return values
-
-
-def _check_removed(widths: list[int], pairs, removable, model: str) -> None:
-    """Width 0 marks a removed residual branch: both of its widths, and only with a shortcut."""
-    for b, (i, j) in enumerate(pairs):
-        if (widths[i] == 0) != (widths[j] == 0):
-            raise ValueError(f"{model}: block {b} has one zero width; a removed branch has both zero")
-        if widths[i] == 0 and not removable[b]:
-            raise ValueError(f"{model}: block {b} has no shortcut and cannot be removed (width 0)")
-
+# A pruned network (dnal_core.prune) is built by these same builders: ``gated=False``,
+# ``folded``, ``stream_bias`` and width 0 for a removed branch (see the end of layers.py).
 
 # --------------------------------------------------------------------------------------------
 # VGG16: 13 conv+BN (each gated), max-pool after conv 2, 4, 7, 10, then a 2x2 average pool and
@@ -64,7 +34,7 @@ class VGGCifar(nn.Module):
         self.num_classes, self.width_mult, self.gated = num_classes, width_mult, bool(gated)
         self.default_widths = [scale(c, width_mult) for c in VGG16_CFG if c != "M"]
         self.widths = check_widths(widths, self.default_widths, self.name)
-        self.folded = _index_set(folded, len(self.widths), "folded", self.name)
+        self.folded = index_set(folded, len(self.widths), "folded", self.name)
         self.fc_width = fc_width if fc_width is not None else scale(512, width_mult)
         layers, cin, i = [], 3, 0
         for c in VGG16_CFG:
@@ -87,7 +57,7 @@ class VGGCifar(nn.Module):
     def arch(self) -> dict:
         return {"model": self.name, "widths": list(self.widths), "placement": self.placement,
                 "num_classes": self.num_classes, "width_mult": self.width_mult,
-                "fc_width": self.fc_width, **_pruned_keys(self)}
+                "fc_width": self.fc_width, **pruned_keys(self)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,9 +111,9 @@ class ResNetCifar(nn.Module):
         self.streams = [s for s in streams for _ in range(n)]  # stream width of each block
         self.default_widths = [w for s in self.streams for w in (s, s)]
         self.widths = check_widths(widths, self.default_widths, self.name, min_width=0 if not gated else 1)
-        _check_removed(self.widths, [(2 * b, 2 * b + 1) for b in range(3 * n)], [True] * (3 * n), self.name)
-        self.folded = _index_set(folded, len(self.widths), "folded", self.name)
-        self.stream_bias = _index_set(stream_bias, 3 * n, "stream_bias", self.name)
+        check_removed(self.widths, [(2 * b, 2 * b + 1) for b in range(3 * n)], [True] * (3 * n), self.name)
+        self.folded = index_set(folded, len(self.widths), "folded", self.name)
+        self.stream_bias = index_set(stream_bias, 3 * n, "stream_bias", self.name)
         if out_index is not None and len(out_index) != 3 * n:
             raise ValueError(f"{self.name}: out_index needs {3 * n} entries (one per block), got {len(out_index)}")
         self.stem = ConvUnit(3, streams[0], 3, gated=False)
@@ -166,7 +136,7 @@ class ResNetCifar(nn.Module):
         idx = [blk.place.index_list() for blk in self.blocks]
         return {"model": self.name, "widths": list(self.widths), "placement": self.placement,
                 "num_classes": self.num_classes, "width_mult": self.width_mult,
-                "out_index": idx if any(i is not None for i in idx) else None, **_pruned_keys(self)}
+                "out_index": idx if any(i is not None for i in idx) else None, **pruned_keys(self)}
 
 
 @register_model("vgg16-cifar")
@@ -249,11 +219,11 @@ class MobileNetV2Cifar(nn.Module):
                 cin = stream
         self.default_widths = [w for p in plan for w in (p[1], p[2])] + [scale(self.last_width, width_mult)]
         self.widths = check_widths(widths, self.default_widths, self.name, min_width=0 if not gated else 1)
-        _check_removed(self.widths, [(2 * b, 2 * b + 1) for b in range(len(plan))],
+        check_removed(self.widths, [(2 * b, 2 * b + 1) for b in range(len(plan))],
                        [p[5] for p in plan], self.name)
         if self.widths[-1] == 0:
             raise ValueError(f"{self.name}: the last conv cannot have width 0")
-        self.stream_bias = _index_set(stream_bias, len(plan), "stream_bias", self.name)
+        self.stream_bias = index_set(stream_bias, len(plan), "stream_bias", self.name)
         if out_index is not None and len(out_index) != len(plan):
             raise ValueError(f"{self.name}: out_index needs {len(plan)} entries (one per block)")
         # a first block without expansion runs its depthwise conv on the stem's channels,
@@ -282,7 +252,7 @@ class MobileNetV2Cifar(nn.Module):
                 "num_classes": self.num_classes, "width_mult": self.width_mult,
                 "out_index": idx if any(i is not None for i in idx) else None,
                 "stream_widths": None if self.stream_widths == default_streams else list(self.stream_widths),
-                **_pruned_keys(self)}
+                **pruned_keys(self)}
 
 
 @register_model("mobilenetv2-cifar")

@@ -176,3 +176,38 @@ class Place(nn.Module):
         if self.bias is not None:
             out = out + self.bias.to(out.dtype).view((1, -1) + (1,) * (out.dim() - 2))
         return out
+
+
+# --- the keys of a pruned network's arch (dnal_core.prune) ------------------------------------
+# A pruned network is built by its family's builder with ``gated=False`` (no SS layers),
+# ``folded`` (gate indices whose conv is a FoldedConv2d), ``stream_bias`` (block indices whose
+# Place adds a constant) and width 0 for a removed residual branch; arch() writes these keys
+# only when they differ from the defaults, so a dense or gated model's arch() is unchanged.
+
+def pruned_keys(model) -> dict:
+    keys = {}
+    if not model.gated:
+        keys["gated"] = False
+    if getattr(model, "folded", None):
+        keys["folded"] = list(model.folded)
+    if getattr(model, "stream_bias", None):
+        keys["stream_bias"] = list(model.stream_bias)
+    return keys
+
+
+def index_set(values, n: int, what: str, model: str) -> list[int]:
+    values = sorted({int(v) for v in (values or ())})
+    if any(not 0 <= v < n for v in values):
+        raise ValueError(f"{model}: {what} entries must lie in [0, {n})")
+    return values
+
+
+def check_removed(widths: list[int], branches, removable, model: str) -> None:
+    """Width 0 marks a removed residual branch: all of its widths (``branches``: the width
+    indices of each block's branch), and only where the block has a shortcut."""
+    for b, idx in enumerate(branches):
+        zero = [widths[i] == 0 for i in idx]
+        if any(zero) and not all(zero):
+            raise ValueError(f"{model}: block {b} has some zero widths; a removed branch has all zero")
+        if all(zero) and not removable[b]:
+            raise ValueError(f"{model}: block {b} has no shortcut and cannot be removed (width 0)")

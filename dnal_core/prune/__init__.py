@@ -26,6 +26,7 @@ from ..gate import SSGate, gates, open_counts
 from ..measure import count, count_macs
 from ..models import build_from_arch
 from . import cifar as _cifar
+from . import imagenet as _imagenet
 from .policy import Branch, Group, KeepPlan, keep_masks
 from .verbs import (closed_values, fold_conv_in, shift_bn, slice_bn, slice_conv_in, slice_conv_out,
                     slice_depthwise, slice_linear_in, slice_linear_out)
@@ -54,7 +55,10 @@ def register_family(cls: type, structure, surgery) -> None:
 
 register_family(_cifar.VGGCifar, _cifar.vgg_structure, _cifar.vgg_surgery)
 register_family(_cifar.ResNetCifar, _cifar.resnet_structure, _cifar.resnet_surgery)
-register_family(_cifar.MobileNetV2Cifar, _cifar.mbv2_structure, _cifar.mbv2_surgery)
+register_family(_cifar.MobileNetV2Cifar, _cifar.mbv2_structure, _cifar.mbv2_surgery)  # + ImageNet's
+register_family(_imagenet.VGGImageNet, _imagenet.vgg_structure, _imagenet.vgg_surgery)
+register_family(_imagenet.ResNet50ImageNet, _imagenet.resnet50_structure, _imagenet.resnet50_surgery)
+register_family(_imagenet.ProxylessSupernet, _imagenet.supernet_structure, _imagenet.supernet_surgery)
 
 
 def family_of(model: nn.Module) -> Family:
@@ -157,7 +161,7 @@ def _prune(fam, src, device, min_channels, round_to, check, batch_size, seed, rt
     if round_to > 1:
         unrounded = keep_masks(src, groups, min_channels, 1)
         report["round_to_macs_cost"] = after["macs"] - count_macs(
-            build_from_arch(fam.surgery(src, unrounded.keep)[0]))
+            build_pruned(fam.surgery(src, unrounded.keep)[0]))
     report["reference"] = ("hard gates" if not (plan.bound or plan.rounded) else
                            "hard gates with the channels min_channels/round_to added opened")
     report["max_abs_logit_diff"] = report["rel_logit_diff"] = None
@@ -173,9 +177,18 @@ def _prune(fam, src, device, min_channels, round_to, check, batch_size, seed, rt
     return PruneResult(pruned, pruned.arch(), report, plan)
 
 
+def build_pruned(arch: dict) -> nn.Module:
+    """``build_from_arch`` for a pruned arch; a builder that cannot express one says so."""
+    try:
+        return build_from_arch(arch)
+    except TypeError as e:  # a builder without the gated/folded/stream_bias keys
+        raise ValueError(f"{arch.get('model')}: its builder cannot build a pruned network yet ({e}); "
+                         "it needs the keys described at the end of dnal_core/models/layers.py") from None
+
+
 def _build(fam: Family, src: nn.Module, keep: list[torch.Tensor]) -> nn.Module:
     arch, state = fam.surgery(src, keep)
-    pruned = build_from_arch(arch)
+    pruned = build_pruned(arch)
     pruned.load_state_dict(state, strict=True)  # the arch describes exactly these weights
     if any(isinstance(m, SSGate) for m in pruned.modules()):
         raise AssertionError("a pruned network must have no SS layers")
@@ -212,10 +225,7 @@ def load_pruned(path: str | Path, map_location="cpu") -> nn.Module:
     d = Path(path)
     if not d.is_dir():
         raise ValueError(f"pruned model directory not found: {d}")
-    try:
-        model = build_from_arch(io.read_json(d / ARCH_FILE))
-    except TypeError as e:  # an arch.json key the builder does not know
-        raise ValueError(f"{d / ARCH_FILE} is not a valid architecture: {e}") from None
+    model = build_pruned(io.read_json(d / ARCH_FILE))
     state = io.load(d / WEIGHTS_FILE, map_location)
     try:
         model.load_state_dict(state, strict=True)
@@ -225,6 +235,6 @@ def load_pruned(path: str | Path, map_location="cpu") -> nn.Module:
 
 
 __all__ = ["prune", "PruneResult", "PruneCheckError", "keep_masks", "KeepPlan", "Branch", "Group",
-           "register_family", "family_of", "gates_masked", "masked_reference", "logit_diff", "save_pruned",
+           "register_family", "family_of", "build_pruned", "gates_masked", "masked_reference", "logit_diff", "save_pruned",
            "load_pruned", "slice_conv_out", "slice_conv_in", "slice_depthwise", "slice_bn",
            "slice_linear_in", "slice_linear_out", "fold_conv_in", "shift_bn", "closed_values"]

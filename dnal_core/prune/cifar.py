@@ -15,13 +15,13 @@ from .verbs import (closed_values, fold_conv_in, module_state, shift_bn, slice_b
                     slice_depthwise, slice_linear_in)
 
 
-def _pruned_arch(src, widths, **keys) -> dict:
+def pruned_arch(src, widths, **keys) -> dict:
     arch = src.arch()
     arch.update(widths=[int(w) for w in widths], gated=False, **keys)
     return arch
 
 
-def _unit(prefix: str, unit: ConvUnit, keep: torch.Tensor, in_keep: torch.Tensor,
+def prune_unit(prefix: str, unit: ConvUnit, keep: torch.Tensor, in_keep: torch.Tensor,
           in_values: torch.Tensor) -> tuple[dict, bool]:
     """A dense conv unit keeping outputs ``keep`` and inputs ``in_keep``; removed inputs were
     the constants ``in_values``. Returns (state, whether the conv became a FoldedConv2d)."""
@@ -33,7 +33,7 @@ def _unit(prefix: str, unit: ConvUnit, keep: torch.Tensor, in_keep: torch.Tensor
     return {**module_state(f"{prefix}.conv", conv), **module_state(f"{prefix}.bn", bn)}, folded
 
 
-def _ones(n: int) -> torch.Tensor:
+def ones(n: int) -> torch.Tensor:
     return torch.ones(n, dtype=torch.bool)
 
 
@@ -46,11 +46,11 @@ def vgg_structure(m: VGGCifar) -> list[Group]:
 
 def vgg_surgery(src: VGGCifar, keep: list[torch.Tensor]):
     sd, folded = {}, []
-    in_keep, in_values, i = _ones(3), torch.zeros(3), 0
+    in_keep, in_values, i = ones(3), torch.zeros(3), 0
     for j, unit in enumerate(src.features):
         if not isinstance(unit, ConvUnit):
             continue  # max-pool: a constant channel stays the same constant
-        state, f = _unit(f"features.{j}", unit, keep[i], in_keep, in_values)
+        state, f = prune_unit(f"features.{j}", unit, keep[i], in_keep, in_values)
         sd.update(state)
         if f:
             folded.append(i)
@@ -59,7 +59,7 @@ def vgg_surgery(src: VGGCifar, keep: list[torch.Tensor]):
     sd.update(module_state("classifier.0", slice_linear_in(src.classifier[0], in_keep, in_values)))
     for k in (1, 3):
         sd.update(module_state(f"classifier.{k}", src.classifier[k]))
-    return _pruned_arch(src, [int(k.sum()) for k in keep], folded=folded), sd
+    return pruned_arch(src, [int(k.sum()) for k in keep], folded=folded), sd
 
 
 # --- ResNet (CIFAR, option A): blocks add their kept outputs into a full-width stream --------
@@ -69,7 +69,7 @@ def resnet_structure(m: ResNetCifar) -> list[Group]:
             for b in range(len(m.blocks))]
 
 
-def _stream_positions(place) -> list[int]:
+def stream_positions(place) -> list[int]:
     idx = place.index_list()
     return idx if idx is not None else list(range(place.width))
 
@@ -83,15 +83,15 @@ def resnet_surgery(src: ResNetCifar, keep: list[torch.Tensor]):
     widths, out_index, folded, stream_bias = [], [], [], []
     for b, blk in enumerate(src.blocks):
         k_mid, k_out = keep[2 * b], keep[2 * b + 1]
-        pos = torch.tensor(_stream_positions(blk.place))
+        pos = torch.tensor(stream_positions(blk.place))
         v_out = closed_values(blk.conv2)
         bias = torch.zeros(blk.place.stream)
         if k_out.any():
             p = f"blocks.{b}"
-            state, _ = _unit(f"{p}.conv1", blk.conv1, k_mid, _ones(blk.conv1.conv.in_channels),
+            state, _ = prune_unit(f"{p}.conv1", blk.conv1, k_mid, ones(blk.conv1.conv.in_channels),
                              torch.zeros(blk.conv1.conv.in_channels))
             sd.update(state)
-            state, f = _unit(f"{p}.conv2", blk.conv2, k_out, k_mid, closed_values(blk.conv1))
+            state, f = prune_unit(f"{p}.conv2", blk.conv2, k_out, k_mid, closed_values(blk.conv1))
             sd.update(state)
             if f:
                 folded.append(2 * b + 1)
@@ -106,7 +106,7 @@ def resnet_surgery(src: ResNetCifar, keep: list[torch.Tensor]):
         if bias.any():
             stream_bias.append(b)
             sd[f"blocks.{b}.place.bias"] = bias
-    arch = _pruned_arch(src, widths, folded=folded, stream_bias=stream_bias,
+    arch = pruned_arch(src, widths, folded=folded, stream_bias=stream_bias,
                         out_index=out_index if any(i is not None for i in out_index) else None)
     return arch, sd
 
@@ -120,10 +120,10 @@ def mbv2_structure(m: MobileNetV2Cifar) -> list[Group]:
     return groups + [Group("last", (Branch((last,), last),), shortcut=False)]
 
 
-def _stages(src: MobileNetV2Cifar) -> list[list[int]]:
+def stages(blocks) -> list[list[int]]:
     """Block indices of each stage: a stage starts at a block without shortcut."""
     stages = []
-    for b, blk in enumerate(src.blocks):
+    for b, blk in enumerate(blocks):
         if not blk.residual:
             stages.append([])
         stages[-1].append(b)
@@ -138,10 +138,10 @@ def mbv2_surgery(src: MobileNetV2Cifar, keep: list[torch.Tensor]):
     zero), so it is removed from the stream and its constant folded into the 1x1 convs that
     read it (the next expansions and the last conv): streams narrow."""
     nb = len(src.blocks)
-    stage_of = {b: s for s, blocks in enumerate(_stages(src)) for b in blocks}
-    live = [torch.zeros(src.blocks[blocks[0]].place.stream, dtype=torch.bool) for blocks in _stages(src)]
+    stage_of = {b: s for s, blocks in enumerate(stages(src.blocks)) for b in blocks}
+    live = [torch.zeros(src.blocks[blocks[0]].place.stream, dtype=torch.bool) for blocks in stages(src.blocks)]
     for b, blk in enumerate(src.blocks):
-        live[stage_of[b]][torch.tensor(_stream_positions(blk.place))[keep[2 * b + 1]]] = True
+        live[stage_of[b]][torch.tensor(stream_positions(blk.place))[keep[2 * b + 1]]] = True
 
     sd = {}
     widths, out_index, stream_bias = [], [], []
@@ -151,22 +151,22 @@ def mbv2_surgery(src: MobileNetV2Cifar, keep: list[torch.Tensor]):
         sd.update({**module_state("stem.conv", stem_conv), **module_state("stem.bn", stem_bn)})
     else:
         sd.update(module_state("stem", src.stem))
-    in_keep = _ones(src.stem.conv.out_channels)
+    in_keep = ones(src.stem.conv.out_channels)
     in_values = torch.zeros(len(in_keep))
     for b, blk in enumerate(src.blocks):
         k_hid, k_out = keep[2 * b], keep[2 * b + 1]
         s_keep = live[stage_of[b]]
         rank = torch.cumsum(s_keep.long(), 0) - 1  # old stream position -> new position
-        pos = torch.tensor(_stream_positions(blk.place))
+        pos = torch.tensor(stream_positions(blk.place))
         v_out = closed_values(blk.project)
         const = torch.zeros(blk.place.stream)  # constants this block writes into the stream
         p = f"blocks.{b}"
         if k_out.any():
             if blk.expand is not None:
-                sd.update(_unit(f"{p}.expand", blk.expand, k_hid, in_keep, in_values)[0])
+                sd.update(prune_unit(f"{p}.expand", blk.expand, k_hid, in_keep, in_values)[0])
             sd.update(module_state(f"{p}.dw.conv", slice_depthwise(blk.dw.conv, k_hid)))
             sd.update(module_state(f"{p}.dw.bn", slice_bn(blk.dw.bn, k_hid)))
-            sd.update(_unit(f"{p}.project", blk.project, k_out, k_hid, closed_values(blk.dw))[0])
+            sd.update(prune_unit(f"{p}.project", blk.project, k_out, k_hid, closed_values(blk.dw))[0])
             idx = rank[pos[k_out]].tolist()
             out_index.append(None if idx == list(range(int(s_keep.sum()))) else idx)
             const[pos[~k_out]] = v_out[~k_out]
@@ -182,11 +182,11 @@ def mbv2_surgery(src: MobileNetV2Cifar, keep: list[torch.Tensor]):
         in_values = const if not blk.residual else in_values + const
         in_keep = s_keep
     k_last = keep[2 * nb]
-    sd.update(_unit("last", src.last, k_last, in_keep, in_values)[0])
+    sd.update(prune_unit("last", src.last, k_last, in_keep, in_values)[0])
     sd.update(module_state("classifier", slice_linear_in(src.classifier, k_last, closed_values(src.last))))
     widths.append(int(k_last.sum()))
     streams = [int(s.sum()) for s in live]
-    arch = _pruned_arch(src, widths, stream_bias=stream_bias,
+    arch = pruned_arch(src, widths, stream_bias=stream_bias,
                         out_index=out_index if any(i is not None for i in out_index) else None,
                         stream_widths=streams)
     return arch, sd

@@ -171,6 +171,16 @@ def fold_conv_in(conv: nn.Conv2d, idx, values: torch.Tensor) -> tuple[nn.Conv2d,
 
 
 @torch.no_grad()
+def const_shift(conv: nn.Conv2d, values: torch.Tensor) -> torch.Tensor:
+    """The uniform output shift of an unpadded dense conv whose inputs carry the constants
+    ``values`` on top of what its input tensor holds, shape (out,). Used where constants are
+    not kept in a stream tensor but folded into every reader of that stream."""
+    if conv.groups != 1 or any(p != 0 for p in conv.padding):
+        raise ValueError("const_shift needs an unpadded dense conv (a padded one needs a FoldedConv2d)")
+    return conv.weight.sum((2, 3)) @ values.to(conv.weight.dtype)
+
+
+@torch.no_grad()
 def closed_values(unit: nn.Sequential) -> torch.Tensor:
     """What each channel of a gated unit emits when its gate is closed, shape (C,): the unit's
     children after the SS gate applied, in eval mode, to a zero input. 0 for ``conv-bn-ss-relu``

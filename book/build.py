@@ -16,6 +16,7 @@ stale `.ipynb` never reaches the book. Exit status 2 with one line on stderr on 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import shutil
@@ -90,11 +91,19 @@ def cmd_execute(args) -> None:
 # --- store -------------------------------------------------------------------------------
 
 def clean_for_storage(nb):
-    """The executed notebook without papermill's per-run bookkeeping (timings, status)."""
+    """The executed notebook without papermill's per-run bookkeeping (timings, status, empty
+    tag lists) and with cell ids derived from the cells' sources, so that storing the same
+    notebook twice gives the same file (jupytext invents random ids when it reads a .py)."""
     nb.metadata.pop("papermill", None)
+    seen: dict[str, int] = {}
     for cell in nb.cells:
         for key in VOLATILE_CELL_KEYS:
             cell.metadata.pop(key, None)
+        if cell.metadata.get("tags") == []:
+            del cell.metadata["tags"]
+        digest = hashlib.sha1(f"{cell.cell_type}\n{cell.source}".encode()).hexdigest()[:8]
+        seen[digest] = seen.get(digest, 0) + 1
+        cell["id"] = digest if seen[digest] == 1 else f"{digest}-{seen[digest]}"
     return nb
 
 

@@ -19,7 +19,7 @@
 # train it. This chapter draws that unit in each stage, then walks through the stages on a
 # tiny VGG16 with the library's gate functions (`set_mode`, `reset_gates`, `DeltaSchedule`,
 # `sparsity_loss`, `open_counts`), checking at each step what the paper says happens.
-# The quickstart chapter then trains a network through all three stages.
+# The [quickstart](quickstart.ipynb) then trains a network through all three stages.
 #
 # | Alg. 1 | stage | SS layer | trains | loss |
 # | --- | --- | --- | --- | --- |

@@ -140,17 +140,25 @@ def _weights_source(path: str | Path, recipe: Recipe, num_classes: int):
                  num_classes=num_classes).arch()
     got = model.arch()
     if {**got, "placement": None} != {**want, "placement": None}:
-        raise ValueError(f"--weights-from {path} holds {got['model']} {got.get('widths')[:4]}... "
-                         f"(width_mult {got.get('width_mult')}), not the recipe's dense {want['model']}")
+        raise ValueError(f"--weights-from {path} is not a dense {want['model']} at width_mult "
+                         f"{want['width_mult']} (it holds {got['model']}, width_mult {got.get('width_mult')})")
     return meta
 
 
 def _metrics_keep(path: Path, drop) -> None:
-    """Rewrite metrics.jsonl without the lines ``drop(record)`` selects (a re-run epoch)."""
+    """Rewrite metrics.jsonl without the lines ``drop(record)`` selects (epochs to be run again)
+    and without a line torn by a kill in mid-write."""
     if not path.is_file():
         return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    keep = [ln for ln in lines if not drop(json.loads(ln))]
+
+    def keep_line(ln: str) -> bool:
+        try:
+            return not drop(json.loads(ln))
+        except json.JSONDecodeError:
+            return False
+
+    lines = path.read_text().splitlines()
+    keep = [ln for ln in lines if ln.strip() and keep_line(ln)]
     if len(keep) != len(lines):
         with io.atomic_path(path) as tmp:
             tmp.write_text("".join(ln + "\n" for ln in keep))
@@ -234,8 +242,7 @@ class _Run:
         """The model a stage starts from, always rebuilt from a file (or from the seed), so that a
         resumed run and an uninterrupted one start every stage from the same bytes."""
         if stage in ("weights", "joint"):
-            seed_everything(self.recipe.seed)
-            return self.dense()
+            return self.dense()  # initialised from the seed (run_stage seeds every stage)
         if stage == "arch":
             src = self.weights_from or self.out / "weights.pt"
             model, _ = io.load_model(src)
@@ -249,6 +256,7 @@ class _Run:
     def run_stage(self, stage: str) -> None:
         r, out = self.recipe, self.out
         cfg = getattr(r, stage)
+        seed_everything(r.seed)  # a fresh stage starts from the seed; a resumed one from its RNG states
         model = self.stage_input(stage).to(self.device)
         self.train.batch_size = cfg.batch_size
         ckpt_path = out / "ckpt" / f"{stage}.pt"
@@ -288,8 +296,11 @@ class _Run:
             hist = finetune(model, self.train, self.test, cfg, **kw)
         last = hist[-1] if hist else (resume or {}).get("record") or {}
         seconds = prior + time.perf_counter() - t0
+        modes = {g.mode for _, g in gates(model)}
         info = {"stage": stage, "seconds": seconds, "top1": last.get("test_top1"),
-                "top5": last.get("test_top5"), "epochs": cfg.epochs}
+                "top5": last.get("test_top5"), "epochs": cfg.epochs,
+                # load_model rebuilds gates "off": set this mode again to compute what was trained
+                "gate_mode": modes.pop() if len(modes) == 1 else None}
         if stage in ("arch", "joint"):
             ev = evaluate(derive_network(model), self.test)  # the binarised network, before finetuning
             info.update(lam=r.lam, delta=float(gates(model)[0][1].delta), hard_top1=ev["top1"],

@@ -38,6 +38,10 @@ def run(args) -> int:
     search = run_dir / SEARCH_FILE
     if not search.is_file():
         raise ValueError(f"{run_dir} has no {SEARCH_FILE} (written by `dnal run` after the architecture stage)")
+    out = Path(args.out)
+    if out.resolve() == run_dir.resolve() or (out / SEARCH_FILE).exists():
+        raise ValueError(f"--out {out} is a run directory: its weights.pt and arch.json are the trainer's; "
+                         "choose another directory")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     model, meta = load_model(search)

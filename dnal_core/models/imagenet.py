@@ -26,7 +26,8 @@ from torch import nn
 
 from ..gate import gates
 from .cifar import MBV2_CIFAR_CFG, VGG16_CFG, MobileNetV2Cifar
-from .layers import DEFAULT_PLACEMENT, ConvUnit, Place, check_placement, check_widths, scale
+from .layers import (DEFAULT_PLACEMENT, ConvUnit, Place, check_placement, check_removed, check_widths,
+                     index_set, pruned_keys, scale)
 from .registry import register_model
 
 IMAGENET_INPUT = (3, 224, 224)
@@ -56,8 +57,8 @@ def _with_bias(unit: ConvUnit) -> ConvUnit:
     """torchvision's VGG convs carry a bias (it is in the paper's 138.37M params); ConvUnit's
     conv has none, so swap in a biased conv of the same shape (same child name and order)."""
     c = unit.conv
-    unit.conv = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding,
-                          groups=c.groups, bias=True)
+    unit.conv = type(c)(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding,
+                        groups=c.groups, bias=True)
     return unit
 
 
@@ -73,22 +74,25 @@ class VGGImageNet(nn.Module):
 
     def __init__(self, widths: Sequence[int] | None = None, placement: str = DEFAULT_PLACEMENT,
                  num_classes: int = IMAGENET_CLASSES, width_mult: float = 1.0,
-                 fc_width: int | None = None, dropout: float = 0.5, fc_bn: bool = False):
+                 fc_width: int | None = None, dropout: float = 0.5, fc_bn: bool = False,
+                 gated: bool = True, folded: Sequence[int] | None = None):
         super().__init__()
         self.placement = check_placement(placement)
-        self.num_classes, self.width_mult = num_classes, width_mult
+        self.num_classes, self.width_mult, self.gated = num_classes, width_mult, bool(gated)
         self.dropout, self.fc_bn = dropout, fc_bn
         self.default_widths = [scale(c, width_mult) for c in VGG16_CFG if c != "M"]
         self.widths = check_widths(widths, self.default_widths, self.name)
+        self.folded = index_set(folded, len(self.widths), "folded", self.name)
         self.fc_width = fc_width if fc_width is not None else scale(4096, width_mult)
-        layers, cin, it = [], 3, iter(self.widths)
+        layers, cin, i = [], 3, 0
         for c in VGG16_CFG + ("M",):
             if c == "M":
                 layers.append(nn.MaxPool2d(2))
             else:
-                w = next(it)
-                layers.append(_with_bias(ConvUnit(cin, w, 3, placement=placement)))
-                cin = w
+                w = self.widths[i]
+                layers.append(_with_bias(ConvUnit(cin, w, 3, placement=placement, gated=self.gated,
+                                                  folded=i in self.folded)))
+                cin, i = w, i + 1
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(7)  # any input size >= 32 gives the 7x7 the FC expects
         fc = []
@@ -104,7 +108,8 @@ class VGGImageNet(nn.Module):
     def arch(self) -> dict:
         return {"model": self.name, "widths": list(self.widths), "placement": self.placement,
                 "num_classes": self.num_classes, "width_mult": self.width_mult,
-                "fc_width": self.fc_width, "dropout": self.dropout, "fc_bn": self.fc_bn}
+                "fc_width": self.fc_width, "dropout": self.dropout, "fc_bn": self.fc_bn,
+                **pruned_keys(self)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,17 +122,22 @@ RESNET50_STAGES = ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))  # (inner 
 
 class Bottleneck(nn.Module):
     def __init__(self, cin: int, mid1: int, mid2: int, out: int, stream: int, stride: int,
-                 project: bool, placement: str, out_index: Sequence[int] | None = None):
+                 project: bool, placement: str, out_index: Sequence[int] | None = None,
+                 gated: bool = True, folded: bool = False, bias: bool = False):
         super().__init__()
-        self.conv1 = ConvUnit(cin, mid1, 1, placement=placement)
-        self.conv2 = ConvUnit(mid1, mid2, 3, stride, placement=placement)
-        self.conv3 = ConvUnit(mid2, out, 1, act=None, placement=placement)  # gated before the sum
+        if out:  # out == 0: a pruned block whose branch was removed; only the shortcut is left
+            self.conv1 = ConvUnit(cin, mid1, 1, placement=placement, gated=gated)
+            self.conv2 = ConvUnit(mid1, mid2, 3, stride, placement=placement, gated=gated, folded=folded)
+            self.conv3 = ConvUnit(mid2, out, 1, act=None, placement=placement, gated=gated)  # gated before the sum
+        else:
+            self.conv1 = self.conv2 = self.conv3 = None
         self.downsample = ConvUnit(cin, stream, 1, stride, act=None, gated=False) if project else None
-        self.place = Place(out, stream, out_index)
+        self.place = Place(out, stream, out_index, bias=bias)
 
     def forward(self, x):
         base = x if self.downsample is None else self.downsample(x)
-        return F.relu(self.place(self.conv3(self.conv2(self.conv1(x))), base))
+        branch = self.conv3(self.conv2(self.conv1(x))) if self.conv3 is not None else None
+        return F.relu(self.place(branch, base))
 
 
 class ResNet50ImageNet(nn.Module):
@@ -136,10 +146,11 @@ class ResNet50ImageNet(nn.Module):
 
     def __init__(self, widths: Sequence[int] | None = None, placement: str = DEFAULT_PLACEMENT,
                  num_classes: int = IMAGENET_CLASSES, width_mult: float = 1.0,
-                 out_index: Sequence[Sequence[int] | None] | None = None):
+                 out_index: Sequence[Sequence[int] | None] | None = None, gated: bool = True,
+                 folded: Sequence[int] | None = None, stream_bias: Sequence[int] | None = None):
         super().__init__()
         self.placement = check_placement(placement)
-        self.num_classes, self.width_mult = num_classes, width_mult
+        self.num_classes, self.width_mult, self.gated = num_classes, width_mult, bool(gated)
         plan = []  # per block: (inner width, stream width, stride, has projection)
         for inner, n, s in RESNET50_STAGES:
             inner = scale(inner, width_mult)
@@ -147,16 +158,23 @@ class ResNet50ImageNet(nn.Module):
         self.streams = [p[1] for p in plan]
         self.default_widths = [scale(64, width_mult)] + [
             w for inner, stream, _, _ in plan for w in (inner, inner, stream)]
-        self.widths = check_widths(widths, self.default_widths, self.name)
+        self.widths = check_widths(widths, self.default_widths, self.name, min_width=0 if not gated else 1)
+        if self.widths[0] == 0:
+            raise ValueError(f"{self.name}: the stem cannot have width 0")
+        check_removed(self.widths, [(3 * b + 1, 3 * b + 2, 3 * b + 3) for b in range(len(plan))],
+                      [True] * len(plan), self.name)  # every block has a shortcut
+        self.folded = index_set(folded, len(self.widths), "folded", self.name)
+        self.stream_bias = index_set(stream_bias, len(plan), "stream_bias", self.name)
         if out_index is not None and len(out_index) != len(plan):
             raise ValueError(f"{self.name}: out_index needs {len(plan)} entries (one per block), got {len(out_index)}")
-        self.stem = ConvUnit(3, self.widths[0], 7, 2, placement=placement)
+        self.stem = ConvUnit(3, self.widths[0], 7, 2, placement=placement, gated=self.gated)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         blocks, cin = [], self.widths[0]
         for b, (_, stream, stride, project) in enumerate(plan):
             mid1, mid2, out = self.widths[3 * b + 1: 3 * b + 4]
             idx = out_index[b] if out_index is not None else None
-            blocks.append(Bottleneck(cin, mid1, mid2, out, stream, stride, project, placement, idx))
+            blocks.append(Bottleneck(cin, mid1, mid2, out, stream, stride, project, placement, idx,
+                                     self.gated, 3 * b + 2 in self.folded, b in self.stream_bias))
             cin = stream
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -171,7 +189,7 @@ class ResNet50ImageNet(nn.Module):
         idx = [blk.place.index_list() for blk in self.blocks]
         return {"model": self.name, "widths": list(self.widths), "placement": self.placement,
                 "num_classes": self.num_classes, "width_mult": self.width_mult,
-                "out_index": idx if any(i is not None for i in idx) else None}
+                "out_index": idx if any(i is not None for i in idx) else None, **pruned_keys(self)}
 
 
 # --------------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from .imagenet import IMAGENET_CLASSES, IMAGENET_INPUT, init_weights
-from .layers import DEFAULT_PLACEMENT, ConvUnit, Place, check_placement, check_widths, scale
+from .layers import DEFAULT_PLACEMENT, ConvUnit, Place, check_placement, check_widths, pruned_keys, scale
 from .registry import register_model
 
 
@@ -77,13 +77,16 @@ class MBConv(nn.Module):
     layer's stream and added to ``base`` (the running sum of eq. 5)."""
 
     def __init__(self, cin: int, hidden: int, out: int, stream: int, kernel: int, stride: int,
-                 expand: bool, placement: str, out_index: Sequence[int] | None, eq5_relu: bool):
+                 expand: bool, placement: str, out_index: Sequence[int] | None, eq5_relu: bool,
+                 gated: bool = True):
         super().__init__()
         if not expand and hidden != cin:
             raise ValueError(f"an MBConv1 keeps its input width ({cin}), got hidden {hidden}")
         self.expand = ConvUnit(cin, hidden, 1, act=nn.ReLU6, gated=False) if expand else None
-        self.dw = ConvUnit(hidden, hidden, kernel, stride, groups=hidden, act=nn.ReLU6, placement=placement)
-        self.project = ConvUnit(hidden, out, 1, act=nn.ReLU if eq5_relu else None, placement=placement)
+        self.dw = ConvUnit(hidden, hidden, kernel, stride, groups=hidden, act=nn.ReLU6,
+                           placement=placement, gated=gated)
+        self.project = ConvUnit(hidden, out, 1, act=nn.ReLU if eq5_relu else None, placement=placement,
+                                gated=gated)
         self.place = Place(out, stream, out_index)
 
     def forward(self, x, base=None):
@@ -115,10 +118,12 @@ class ProxylessSupernet(nn.Module):
                  num_classes: int = IMAGENET_CLASSES, width_mult: float = 1.0,
                  ops: Sequence[Sequence[str]] | None = None,
                  out_index: Sequence[Sequence[Sequence[int] | None]] | None = None,
-                 stream_widths: Sequence[int] | None = None, eq5_relu: bool = False):
+                 stream_widths: Sequence[int] | None = None, eq5_relu: bool = False,
+                 gated: bool = True):
         super().__init__()
         self.placement = check_placement(placement)
         self.num_classes, self.width_mult, self.eq5_relu = num_classes, width_mult, bool(eq5_relu)
+        self.gated = bool(gated)
         sp = SPACE
         default_streams = [scale(c, width_mult) for c in (sp.first,) + sp.widths]
         if stream_widths is not None:
@@ -157,11 +162,12 @@ class ProxylessSupernet(nn.Module):
                 hidden, out = next(it), next(it)
                 idx = out_index[li][ci] if out_index is not None and out_index[li] is not None else None
                 cands.append(MBConv(cin, hidden, out, stream, kernel, stride, expand != 1,
-                                    placement, idx, self.eq5_relu))
+                                    placement, idx, self.eq5_relu, self.gated))
             layers.append(MixedLayer(names, cands, residual))
             cin = stream
         self.layers = nn.Sequential(*layers)
-        self.feature_mix = ConvUnit(cin, self.widths[-1], 1, act=nn.ReLU6, placement=placement)
+        self.feature_mix = ConvUnit(cin, self.widths[-1], 1, act=nn.ReLU6, placement=placement,
+                                    gated=self.gated)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(self.widths[-1], num_classes)
         init_weights(self)
@@ -198,7 +204,8 @@ class ProxylessSupernet(nn.Module):
                 "eq5_relu": self.eq5_relu,
                 "ops": None if self.ops == default_ops else [list(o) for o in self.ops],
                 "out_index": idx if any(i is not None for layer in idx for i in layer) else None,
-                "stream_widths": None if self.stream_widths == default_streams else list(self.stream_widths)}
+                "stream_widths": None if self.stream_widths == default_streams else list(self.stream_widths),
+                **pruned_keys(self)}
 
 
 @register_model("proxyless-supernet")

@@ -198,6 +198,16 @@ def test_run_folder(fake_cifar, tmp_path):
     a, b = io.load(out / "search.pt")["state_dict"], io.load(out2 / "search.pt")["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert pd.read_json(out2 / "metrics.jsonl", lines=True)["stage"].iloc[0] == "arch"
+    # Fig. 4: the same weight stage searched with another SS placement (same state_dict keys)
+    r3 = run_pipeline(tiny_recipe(placement="conv-bn-relu-ss"), fake_cifar, tmp_path / "place",
+                      weights_from=out / "weights.pt", stages=["arch"])
+    searched, _ = load_model(tmp_path / "place" / "search.pt")
+    assert r3 == {"stages": ["arch"]} and searched.arch()["placement"] == "conv-bn-relu-ss"
+    w = io.load(out / "weights.pt")["state_dict"]["features.0.conv.weight"]
+    assert torch.equal(searched.state_dict()["features.0.conv.weight"], w)
+    with pytest.raises(ValueError, match="not a dense vgg16-cifar at width_mult 0.25"):
+        run_pipeline(tiny_recipe(width_mult=0.25), fake_cifar, tmp_path / "bad", weights_from=out / "weights.pt")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_stages_one_at_a_time_and_joint(fake_cifar, tmp_path):

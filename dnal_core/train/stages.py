@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars: ipywidgets is not a dependency
 
 from ..gate import (DeltaSchedule, arch_parameters, gate_probs, gates, open_counts, reset_gates,
                     set_delta, set_mode, set_threshold, sparsity_loss)

@@ -180,7 +180,11 @@ def test_branches_go_only_where_a_shortcut_remains():
 def test_pruned_equals_hard_gated(name, placement, scenario):
     m = gated(name, placement, scenario)
     before = [g.s.detach().clone() for _, g in dn.gates(m)]
+    m.train()
+    first_bn = next(x for x in m.modules() if isinstance(x, nn.BatchNorm2d))
+    first_bn.eval()  # a module the caller keeps in eval mode stays so
     res = prune(m, batch_size=2)  # raises PruneCheckError if the logits differ
+    assert m.training and not first_bn.training
     rep = res.report
     assert rep["check"] == "passed" and rep["rel_logit_diff"] <= 1e-4
     assert all(torch.equal(b, g.s) for b, (_, g) in zip(before, dn.gates(m)))  # source untouched

@@ -95,7 +95,7 @@ def test_export_onnx_matches_pytorch(pruned_dir, tmp_path, capsys):
 
 def test_bench_prints_macs_and_latency_ratios(pruned_dir, capsys):
     rc, out, _ = run_cli(["bench", pruned_dir, "--batch-sizes", "1,8", "--devices", "cpu",
-                          "--warmup", "1", "--iters", "3"], capsys)
+                          "--warmup", "1", "--iters", "2", "--rounds", "2"], capsys)
     rep = json.loads(out)
     report = json.loads((pruned_dir / "report.json").read_text())
     assert rc == 0 and rep["macs_pruned"] == report["macs_after"] and rep["macs_dense"] == report["macs_before"]

@@ -8,6 +8,7 @@ without SS layers (random weights: latency does not depend on them)."""
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import torch
@@ -26,7 +27,10 @@ def register(sub) -> None:
     p.add_argument("--batch-sizes", default="1,64", help="comma-separated batch sizes")
     p.add_argument("--devices", default="auto", help="comma-separated: cpu, cuda; auto = cpu and cuda if present")
     p.add_argument("--warmup", type=int, default=10, help="untimed passes first")
-    p.add_argument("--iters", type=int, default=30, help="timed passes (the median is reported)")
+    p.add_argument("--iters", type=int, default=30, help="timed passes per round")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="dense and pruned are timed in alternating rounds (load drifts hit both); "
+                        "the median of the rounds' medians is reported")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     p.set_defaults(func=run)
 
@@ -65,8 +69,8 @@ def dense_of(pruned_dir: Path, pruned: torch.nn.Module) -> torch.nn.Module:
 
 def run(args) -> int:
     batches, devices = _ints(args.batch_sizes, "--batch-sizes"), _devices(args.devices)
-    if args.warmup < 0 or args.iters < 1:
-        raise ValueError("--warmup must be >= 0 and --iters >= 1")
+    if args.warmup < 0 or args.iters < 1 or args.rounds < 1:
+        raise ValueError("--warmup must be >= 0, --iters and --rounds >= 1")
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError("--threads must be >= 1")
@@ -78,8 +82,12 @@ def run(args) -> int:
     rows = []
     for dev in devices:
         for bs in batches:
-            t_dense = latency(dense, bs, device=dev, warmup=args.warmup, iters=args.iters)
-            t_pruned = latency(pruned, bs, device=dev, warmup=args.warmup, iters=args.iters)
+            times = {"dense": [], "pruned": []}
+            for r in range(args.rounds):
+                for key, net in (("dense", dense), ("pruned", pruned)):
+                    times[key].append(latency(net, bs, device=dev, warmup=args.warmup if r == 0 else 1,
+                                              iters=args.iters))
+            t_dense, t_pruned = statistics.median(times["dense"]), statistics.median(times["pruned"])
             rows.append({"device": dev, "batch_size": bs, "dense_ms": 1e3 * t_dense,
                          "pruned_ms": 1e3 * t_pruned, "latency_ratio": t_pruned / t_dense,
                          "macs_ratio": macs_pruned / macs_dense})
@@ -88,6 +96,7 @@ def run(args) -> int:
         device_names["cuda"] = torch.cuda.get_device_name()
     print(json.dumps({"dir": str(d), "model": pruned.name, "macs_dense": macs_dense,
                       "macs_pruned": macs_pruned, "macs_ratio": macs_pruned / macs_dense,
-                      "torch": torch.__version__, "devices": device_names,
+                      "torch": torch.__version__, "devices": device_names, "rounds": args.rounds,
+                      "iters": args.iters,
                       "ratio": "pruned / dense", "rows": rows}))
     return 0

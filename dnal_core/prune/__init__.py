@@ -131,13 +131,14 @@ def prune(model: nn.Module, min_channels: int = 1, round_to: int = 1, check: boo
     relative difference above ``rtol`` raises PruneCheckError. ``model`` is not modified."""
     fam = family_of(model)
     device = next(model.parameters()).device
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # each module's own train/eval flag
     # the surgery only reads the source; a model elsewhere than the CPU is copied there
     src = model.eval() if device.type == "cpu" else copy.deepcopy(model).cpu().eval()
     try:
         return _prune(fam, src, device, min_channels, round_to, check, batch_size, seed, rtol)
     finally:
-        model.train(was_training)
+        for m, training in modes:
+            m.training = training
 
 
 def _prune(fam, src, device, min_channels, round_to, check, batch_size, seed, rtol) -> PruneResult:

@@ -10,6 +10,7 @@ copy from one another live here. Nothing here trains or measures a model (that i
                      in the notebook as that same PNG whatever the matplotlib backend
   ``read_results``   every ``*.json`` / ``*.jsonl`` under ``results/<experiment>/<profile>/``
   ``paper_vs_ours``  one of the paper's tables beside our rows, with reduction ratios
+  ``lambda_label``   lambda_a written as the paper writes it ("1e-4"), the key rows match on
   ``plot_acc_vs_macs``  top-1 against MACs, the paper's points beside ours
   ``check_close``    the assertion a reproduction makes before it shows a number
 """
@@ -123,11 +124,30 @@ def read_results(experiment: str, profile: str, root: Path | str | None = None):
     return pd.DataFrame(rows)
 
 
+def lambda_label(lam) -> str:
+    """lambda_a as the paper's tables write it: 1e-05, 0.0001, "1e-4" -> "1e-5", "1e-4";
+    1.5e-4 -> "1.5e-4"; the baseline's "-" (or None) -> "-". Rows are matched on this label."""
+    if lam is None or (isinstance(lam, str) and lam.strip() in ("", "-")):
+        return "-"
+    try:
+        x = float(lam)
+    except (TypeError, ValueError):
+        return str(lam)
+    if x != x:  # NaN: a row without lambda
+        return "-"
+    if x == 0:
+        return "0"
+    mantissa, exponent = f"{x:e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
 def paper_vs_ours(table: str, ours, method: str = "DNAL", key: str = "lambda"):
     """The paper's ``method`` rows of ``table`` beside ours, matched on ``key`` (lambda).
 
     ``ours`` is a DataFrame (or list of dicts) with columns ``key``, ``macs_m``, ``params_m``
-    and ``top1`` (millions, millions, percent). The result has one row per key of either side:
+    and ``top1`` (millions, millions, percent); lambdas may be floats or strings in any
+    notation (``lambda_label`` normalises both sides). The result has one row per key of either side:
     ``paper_*`` and ``ours_*`` columns and the MACs reduction ``*_macs_x`` = baseline / row,
     which is how rows are compared when our baseline counts differently (Table III).
     Our baseline row, if any, has ``key`` == "-" as in the paper's CSV.
@@ -140,10 +160,12 @@ def paper_vs_ours(table: str, ours, method: str = "DNAL", key: str = "lambda"):
     missing = {key, "macs_m", "params_m", "top1"} - set(ours.columns)
     if missing:
         raise ValueError(f"our rows lack columns {sorted(missing)}")
-    ours[key] = ours[key].astype(str)
+    ours[key] = ours[key].map(lambda_label) if key == "lambda" else ours[key].astype(str)
     paper = paper_table(table)
     base = paper[paper["method"] == "Baseline"]
-    rows = paper[paper["method"].isin([method, "Baseline"])]
+    rows = paper[paper["method"].isin([method, "Baseline"])].copy()
+    if key == "lambda":
+        rows[key] = rows[key].map(lambda_label)
     cols = [key, "macs_m", "params_m", "top1"]
     merged = rows[cols].merge(ours[cols], on=key, how="outer", suffixes=("_paper", "_ours"), sort=False)
     merged = merged.rename(columns={f"{c}_{side}": f"{side}_{c}" for c in cols[1:]

@@ -30,10 +30,10 @@
 
 # %% tags=["parameters"]
 profile = "smoke"  # "smoke" or "paper": this chapter does the same work under both
-data_dir = ""      # CIFAR-10 folder ("" = $DNAL_DATA); not read by this chapter
+data_dir = ""      # CIFAR-10 folder (empty: $DNAL_DATA); not read by this chapter
 device = "cpu"     # autograd on a handful of numbers: the CPU is enough
-out_dir = ""       # results folder ("" = results/fig1_scaled_sigmoid/<profile>)
-fig_dir = ""       # figures folder ("" = figures/)
+out_dir = ""       # results folder (empty: results/fig1_scaled_sigmoid/<profile>)
+fig_dir = ""       # figures folder (empty: figures/)
 
 # %% [markdown]
 # ## Set-up

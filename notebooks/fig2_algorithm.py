@@ -30,10 +30,10 @@
 
 # %% tags=["parameters"]
 profile = "smoke"   # "smoke" or "paper": this chapter does the same work under both
-data_dir = ""       # CIFAR-10 folder ("" = $DNAL_DATA); not read by this chapter
+data_dir = ""       # CIFAR-10 folder (empty: $DNAL_DATA); not read by this chapter
 device = "cpu"      # a tiny model and one batch: the CPU is enough
-out_dir = ""        # results folder ("" = results/fig2_algorithm/<profile>)
-fig_dir = ""        # figures folder ("" = figures/)
+out_dir = ""        # results folder (empty: results/fig2_algorithm/<profile>)
+fig_dir = ""        # figures folder (empty: figures/)
 width_mult = 0.125  # VGG16 at 1/8 width: 13 gated layers, 528 gated channels
 lam = 1e-4          # lambda_a of eq. 4 (Table I uses 1e-5 .. 5e-4)
 

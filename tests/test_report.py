@@ -94,6 +94,20 @@ def test_paper_vs_ours_matches_on_lambda_and_orders_by_size():
     assert math.isnan(df.iloc[-1]["paper_top1"])
 
 
+@pytest.mark.parametrize("lam,label", [(1e-5, "1e-5"), (0.0001, "1e-4"), ("5e-05", "5e-5"), ("1e-4", "1e-4"),
+                                       (1.5e-4, "1.5e-4"), (2e-3, "2e-3"), ("-", "-"), (None, "-"),
+                                       (float("nan"), "-")])
+def test_lambda_label_writes_lambda_as_the_paper(lam, label):
+    assert report.lambda_label(lam) == label
+
+
+def test_paper_vs_ours_matches_float_lambdas():
+    df = report.paper_vs_ours("I", [{"lambda": 0.0001, "macs_m": 150.0, "params_m": 2.0, "top1": 92.5},
+                                    {"lambda": 5e-05, "macs_m": 190.0, "params_m": 3.0, "top1": 93.0}])
+    assert df[df["lambda"] == "1e-4"]["ours_macs_m"].item() == 150.0
+    assert df[df["lambda"] == "5e-5"]["paper_macs_m"].item() == 195.14
+
+
 def test_paper_vs_ours_rejects_missing_columns():
     with pytest.raises(ValueError, match="lack columns"):
         report.paper_vs_ours("I", pd.DataFrame([{"lambda": "1e-4", "top1": 90.0}]))

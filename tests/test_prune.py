@@ -12,7 +12,6 @@ from dnal_core.prune import (PruneCheckError, closed_values, fold_conv_in, keep_
                              masked_reference, prune, save_pruned, shift_bn, slice_bn,
                              slice_conv_in, slice_conv_out, slice_depthwise, slice_linear_in)
 from dnal_core.prune import cifar as prune_cifar
-from dnal_core.prune import family_of
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
@@ -135,7 +134,7 @@ def test_closed_values_per_placement(placement):
 # --- policy --------------------------------------------------------------------------------
 
 def _plan(m, **kw):
-    return keep_masks(m, family_of(m).structure(m), **kw)
+    return keep_masks(m, **kw)
 
 
 def test_min_channels_keeps_largest_s_and_reports():

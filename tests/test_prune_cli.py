@@ -7,7 +7,6 @@ import sys
 import pytest
 import torch
 
-import dnal_core as dn
 from dnal_core.cli import main
 from dnal_core.io import save_model
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..models.cifar import MobileNetV2Cifar, ResNetCifar, VGGCifar
-from ..models.layers import ConvUnit
+from ..models.layers import ConvUnit, FoldedConv2d
 from .policy import Branch, Group
 from .verbs import (closed_values, fold_conv_in, module_state, shift_bn, slice_bn, slice_conv_out,
                     slice_depthwise, slice_linear_in)
@@ -29,7 +29,7 @@ def prune_unit(prefix: str, unit: ConvUnit, keep: torch.Tensor, in_keep: torch.T
     bn = slice_bn(unit.bn, keep)
     if shift is not None:
         bn = shift_bn(bn, shift)
-    folded = type(conv).__name__ == "FoldedConv2d"
+    folded = isinstance(conv, FoldedConv2d)
     return {**module_state(f"{prefix}.conv", conv), **module_state(f"{prefix}.bn", bn)}, folded
 
 

@@ -69,9 +69,13 @@ def _open_more(keep: torch.Tensor, s: torch.Tensor, n: int) -> None:
 
 
 @torch.no_grad()
-def keep_masks(model: nn.Module, groups: list[Group], min_channels: int = 1,
+def keep_masks(model: nn.Module, groups: list[Group] | None = None, min_channels: int = 1,
                round_to: int = 1) -> KeepPlan:
-    """The keep plan of ``model``'s hard gates under the coupling ``groups``."""
+    """The keep plan of ``model``'s hard gates under the coupling ``groups`` (by default its
+    family's, see ``dnal_core.prune.register_family``)."""
+    if groups is None:
+        from . import family_of  # the registry lives in the package; imported late (cycle)
+        groups = family_of(model).structure(model)
     if not isinstance(min_channels, int) or min_channels < 1:
         raise ValueError(f"min_channels must be an integer >= 1, got {min_channels!r}")
     if not isinstance(round_to, int) or round_to < 1:

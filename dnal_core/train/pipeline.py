@@ -104,7 +104,12 @@ def seed_everything(seed: int) -> None:
 def stored_recipe(out: str | Path) -> Recipe | None:
     """The recipe of the run in ``out`` (None when there is none)."""
     cfg = Path(out) / "config.json"
-    return Recipe.from_dict(io.read_json(cfg)["recipe"]) if cfg.is_file() else None
+    if not cfg.is_file():
+        return None
+    try:
+        return Recipe.from_dict(io.read_json(cfg)["recipe"])
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{cfg} is not the configuration of a dnal run ({type(e).__name__}: {e})") from None
 
 
 def _check_out(out: Path, recipe: Recipe, resume: bool) -> dict | None:

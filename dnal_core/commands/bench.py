@@ -61,7 +61,7 @@ def dense_of(pruned_dir: Path, pruned: torch.nn.Module) -> torch.nn.Module:
     """The full-width network of the pruned one's family, without SS layers."""
     report = pruned_dir / REPORT_FILE
     arch = read_json(report).get("source_arch") if report.is_file() else None
-    if arch is None:  # no report: the pruned arch at its default widths
+    if arch is None:  # no report (save_pruned of a bare model): the pruned arch at default widths
         arch = {k: v for k, v in pruned.arch().items()
                 if k not in ("widths", "out_index", "folded", "stream_bias", "stream_widths", "ops")}
     return build_pruned({**arch, "gated": False})

@@ -51,8 +51,7 @@ def run(args) -> int:
     except PruneCheckError as e:  # not bad input: a pruner bug; nothing is written
         print(f"dnal prune: check failed: {e}", file=sys.stderr)
         return 1
-    report = {"run_dir": str(run_dir), "out": str(args.out), **res.report,
-              "source_arch": model.arch()}
+    report = {"run_dir": str(run_dir), "out": str(args.out), **res.report}
     save_pruned(res, args.out, report)
     print(json.dumps(report))
     return 0

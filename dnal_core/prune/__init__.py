@@ -158,6 +158,7 @@ def _prune(fam, src, device, min_channels, round_to, check, batch_size, seed, rt
         "min_channels": min_channels, "min_channels_bound": plan.bound,
         "round_to": round_to, "round_to_added": plan.rounded, "round_to_macs_cost": 0,
         "folded": _folded(pruned),
+        "source_arch": src.arch(),  # the gated network's architecture (dnal bench's dense one)
     }
     if round_to > 1:
         unrounded = keep_masks(src, groups, min_channels, 1)

@@ -88,6 +88,7 @@ class Recipe:
     test_per_class: int | None = None
     test_batch_size: int = 500
     seed: int = 0
+    dataset: str = "cifar10"         # which loader ``train.pipeline.make_loaders`` builds
 
     def __post_init__(self):
         if self.lam is not None and not self.lam >= 0:

@@ -29,10 +29,10 @@ Run folders::
     run_pipeline(recipe, data_dir, out_dir, device=None, resume=False, quiet=True,
                  stages=None, weights_from=None) -> final.json as a dict
 """
-from .pipeline import resolve_device, run_pipeline, stage_order, stored_recipe
+from .pipeline import make_loaders, resolve_device, run_pipeline, stage_order, stored_recipe
 from .stages import (derive_network, evaluate, finetune, size_of, start_search, train_architecture,
                      train_joint, train_step, train_weights)
 
 __all__ = ["evaluate", "train_weights", "train_architecture", "train_joint", "derive_network",
            "finetune", "train_step", "start_search", "size_of", "run_pipeline", "stage_order",
-           "stored_recipe", "resolve_device"]
+           "stored_recipe", "resolve_device", "make_loaders"]

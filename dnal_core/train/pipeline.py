@@ -199,10 +199,7 @@ def run_pipeline(recipe: Recipe, data: str | Path, out: str | Path, *, device: s
                 src = "--weights-from or the weights stage" if need == "weights" else f"the {need} stage"
                 raise ValueError(f"stage {s} needs {OUTPUT[need]} in {out}: run {src} first")
             have.add(s)
-    train, test = cifar10_loaders(data, recipe.weights.batch_size, recipe.test_batch_size,
-                                  device=device, seed=recipe.seed, train_per_class=recipe.train_per_class,
-                                  test_per_class=recipe.test_per_class, download=download)
-    num_classes = int(train.labels.max().item()) + 1
+    train, test, num_classes = make_loaders(recipe, data, device, download)
     wmeta = _weights_source(weights_from, recipe, num_classes) if weights_from else None
     prov = provenance(device)
     config = {"recipe": recipe.to_dict(), "data": str(Path(data).resolve()),
@@ -216,6 +213,19 @@ def run_pipeline(recipe: Recipe, data: str | Path, out: str | Path, *, device: s
     if (out / "final.pt").is_file() and "finetune" in stages:
         return io.read_json(out / "final.json")
     return {"stages": [s for s in order if (out / OUTPUT[s]).is_file()]}
+
+
+def make_loaders(recipe: Recipe, data, device, download: bool = False):
+    """(train, test, num_classes) for ``recipe.dataset``; other datasets (ImageNet) add a branch.
+    The training loader must have ``batch_size`` (set per stage), ``set_epoch`` and
+    ``state_dict``/``load_state_dict`` (its generator state, saved in every checkpoint)."""
+    if recipe.dataset == "cifar10":
+        train, test = cifar10_loaders(data, recipe.weights.batch_size, recipe.test_batch_size,
+                                      device=device, seed=recipe.seed, download=download,
+                                      train_per_class=recipe.train_per_class,
+                                      test_per_class=recipe.test_per_class)
+        return train, test, int(train.labels.max().item()) + 1
+    raise ValueError(f"unknown dataset {recipe.dataset!r}; valid: cifar10")
 
 
 def _summary(rec: dict, epochs: int) -> str:

@@ -71,7 +71,7 @@ def gate_values(delta: float) -> np.ndarray:
 # `dn.DeltaSchedule` computes it, per iteration (the smooth reading of the paper, our default)
 # and per epoch (the authors' code), over the paper's 20 CIFAR-10 architecture epochs.
 
-# %%
+# %% tags=["hide-input"]
 deltas = [1.0, 3.0, 10.0]  # delta_1 < delta_2 < delta_3, as in Fig. 1
 fig, (ax, ax_sched) = plt.subplots(1, 2, figsize=(10, 3.8))
 for delta, color in zip(deltas, ["tab:green", "tab:blue", "tab:red"]):
@@ -128,7 +128,7 @@ eq6.round(6)
 # gate that is open further open and one that is closing further closed for the wrong reason.
 # The library never uses eq. 6: it lets autograd differentiate the gate.
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(6, 3.6))
 delta = 3.0
 p = torch.tensor(gate_values(delta))

@@ -107,7 +107,7 @@ for row, (title, ss_mode, note) in enumerate(STAGES):
     x = draw_block(ax, x + 0.5, y, "ReLU", n)
     ax.text(7.9, mid, note, fontsize=9, va="center")
 ax.set_xlim(0, 12.2)
-ax.set_ylim(0, 4.3)
+ax.set_ylim(0, 4.7)
 ax.axis("off")
 ax.set_title("Fig. 2 / Alg. 1: conv -> BN -> SS -> ReLU through the three stages", fontsize=11)
 report.save_figure(fig, "fig2_algorithm", run.fig)

@@ -158,7 +158,7 @@ summary = pd.DataFrame(rows)
 # 10 bins over [0, 1]): they start at 0.5 and, as $\delta$ reaches $10^4$, sit at 0 or 1,
 # the binarisation of the paper's Fig. 3.
 
-# %%
+# %% tags=["hide-input"]
 arch = pd.DataFrame([r for r in records if r["stage"] == "arch"])
 fig, (ax_open, ax_hist) = plt.subplots(1, 2, figsize=(11, 3.8))
 for lam, part in arch.groupby("lam"):
@@ -188,7 +188,7 @@ report.save_figure(fig, f"quickstart_gates_{profile}", run.fig)
 # Pruning never changes the accuracy of the gated network (same function); finetuning recovers
 # what closing the channels cost, as in the paper's tables.
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(6.5, 4))
 ax.plot(dense["macs"] / 1e6, baseline["top1"], "k*", ms=12, label="dense (stage 1)")
 ax.plot(summary["macs"] / 1e6, summary["pruned top1"], "s", color="tab:orange", label="pruned, before finetuning")

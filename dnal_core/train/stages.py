@@ -121,8 +121,11 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
     if device is not None:
         model.to(device)
     device = _device_of(model)
-    params = [p for g in plan.groups for p in g["params"]]
-    opt = torch.optim.SGD(plan.groups, lr=cfg.lr, momentum=cfg.momentum)
+    groups = [g for g in plan.groups if g["params"]]  # e.g. --train-linear on a net without Linear
+    params = [p for g in groups for p in g["params"]]
+    if not params:
+        raise ValueError(f"the {plan.stage} stage has no parameters to train")
+    opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.milestones), cfg.gamma)
     start = 0
     if resume is not None:  # the model's state was loaded by the caller

@@ -38,6 +38,7 @@ out_dir = ""       # results folder (empty: results/table1_vgg16_cifar10/<profil
 fig_dir = ""       # figures folder (empty: figures/)
 runs_dir = ""      # dnal run folders with checkpoints, not committed (empty: runs/table1_vgg16_cifar10/<profile>)
 train = True       # False: only read the results already in out_dir (e.g. paper runs made on a GPU)
+threads = 1        # CPU threads; 1 avoids a 10x slowdown when other jobs share the 2 cores
 
 # %% [markdown]
 # ## Set-up
@@ -47,6 +48,7 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 import dnal_core as dn
 from dnal_core import report
@@ -61,6 +63,7 @@ run = report.paths(NAME, profile, out_dir, fig_dir)
 runs = Path(runs_dir) if runs_dir else report.repo_root() / "runs" / NAME / profile
 data = data_dir or os.environ.get("DNAL_DATA", "")
 recipe = get_recipe(MODEL, profile)
+torch.set_num_threads(threads)
 pd.set_option("display.precision", 2)
 
 # %% [markdown]

@@ -43,6 +43,9 @@ class StageConfig:
         return self.lr * self.gamma ** sum(epoch >= m for m in self.milestones)
 
 
+BN_STATS = ("batch", "running", "update")
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """The architecture stage (Alg. 1 lines 5-9). Defaults: the paper; options: the code."""
@@ -52,13 +55,20 @@ class SearchConfig:
     loss_form: str = "paper"         # eq. 4, lam * sum sigmoid(delta s); "code": without delta
     threshold: float = PAPER_THRESHOLD  # keep sigmoid(delta s) > 0.5 (= binary(s), eq. 2); code 0.9
     train_linear: bool = False       # paper: only s trains; code: Linear/BN1d layers train too
-    bn_train: bool = False           # paper: BN uses and keeps its running statistics; code: model.train()
+    # Stage-2 BatchNorm. The paper freezes BN ("we freeze ... convolutional layers and BN layers"):
+    # "batch" (default) normalises with batch statistics and changes nothing in BN (weights and
+    # running statistics stay as stage 1 left them); "running" normalises with the running
+    # statistics (BN in eval mode), which collapses the search (README, Training); "update" is the
+    # authors' code: model.train(), running statistics keep updating.
+    bn_stats: str = "batch"
 
     def __post_init__(self):
         if self.delta_unit not in SCHEDULE_UNITS:
             raise ValueError(f"unknown delta unit {self.delta_unit!r}; valid: {', '.join(SCHEDULE_UNITS)}")
         if self.loss_form not in LOSS_FORMS:
             raise ValueError(f"unknown loss form {self.loss_form!r}; valid: {', '.join(LOSS_FORMS)}")
+        if self.bn_stats not in BN_STATS:
+            raise ValueError(f"unknown stage-2 BN statistics {self.bn_stats!r}; valid: {', '.join(BN_STATS)}")
         if not 0 < self.threshold < 1:
             raise ValueError(f"threshold must lie in (0, 1), got {self.threshold}")
         if not 0 < self.delta_start <= self.delta_end:
@@ -67,7 +77,7 @@ class SearchConfig:
 
 # The authors' code in one object (notes/official-code.md), for ``--code-variant``-style runs.
 CODE_SEARCH = SearchConfig(delta_unit="epoch", loss_form="code", threshold=CODE_THRESHOLD,
-                           train_linear=True, bn_train=True)
+                           train_linear=True, bn_stats="update")
 
 
 @dataclass(frozen=True)

@@ -78,9 +78,9 @@ weights_cfg = StageConfig(epochs=SETTINGS["weights"], lr=0.05, batch_size=BATCH)
 arch_cfg = StageConfig(epochs=SETTINGS["arch"], lr=0.1, batch_size=BATCH)
 finetune_cfg = StageConfig(epochs=SETTINGS["finetune"], lr=0.05, milestones=(SETTINGS["finetune"] - 1,),
                            batch_size=BATCH)
-# BatchNorm keeps normalising with batch statistics during the search (the authors' code; see
-# the notes): with frozen running statistics this tiny network falls to chance while searching.
-search = SearchConfig(bn_train=True)
+# The library's defaults are the paper's: BN frozen, normalising with batch statistics during
+# the search (see the notes).
+search = SearchConfig()
 
 # %% [markdown]
 # The data: 1,797 digits, 360 held out for testing. `TensorLoader` is the loader the CIFAR runs
@@ -243,13 +243,15 @@ print("checks pass:", len(summary), "lambdas, MACs", [f"{m:,}" for m in summary[
 # %% [markdown]
 # ## Notes
 #
-# - BatchNorm in the search. The paper freezes the conv and BN layers; the library's default
-#   (`SearchConfig(bn_train=False)`) also keeps BN on the running statistics of stage 1. Then
-#   scaling channels by $\mathrm{sigmoid}(\delta s) < 1$ moves every later BN's input away from
-#   the statistics it normalises with; on these digits the hard-gated network fell to chance
-#   (9% top-1 at $\lambda_a = 2 \cdot 10^{-4}$, 2-core CPU, 2026-11-27) and the search followed a
-#   broken network. This chapter therefore uses the authors' choice, BN on batch statistics
-#   (`bn_train=True`, its weights still frozen), with which the gated network stays accurate.
+# - BatchNorm in the search. The paper freezes the conv and BN layers. The library's default
+#   (`SearchConfig(bn_stats="batch")`) changes nothing in BN (weights and running statistics stay
+#   as stage 1 left them) but normalises with each batch's statistics. Normalising with the
+#   running statistics instead (`bn_stats="running"`) fails: scaling channels by
+#   $\mathrm{sigmoid}(\delta s) < 1$ moves every later BN's input away from the statistics it
+#   normalises with; on these digits the hard-gated network fell to chance (9% top-1 at
+#   $\lambda_a = 2 \cdot 10^{-4}$, 2-core CPU, 2026-11-27) and the search followed a broken
+#   network. The authors' code (`bn_stats="update"`) also uses batch statistics, and lets them
+#   overwrite the running ones.
 # - A layer whose gates all close keeps its largest-$s$ channel (`prune(min_channels=1)`), so
 #   the network keeps a path from input to output.
 # - Finetuning here is as long as the weight stage, so the finetuned networks may beat the dense

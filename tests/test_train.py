@@ -12,7 +12,7 @@ from dnal_core import build, count_macs, gates, io, load_model, open_counts
 from dnal_core.data import pack_jpeg_npz
 from dnal_core.recipes import (RECIPES, SearchConfig, StageConfig, get_recipe, override,
                                register_recipe, Recipe)
-from dnal_core.train import (derive_network, evaluate, finetune, run_pipeline, train_architecture,
+from dnal_core.train import (derive_network, evaluate, finetune, hard_gated, run_pipeline, train_architecture,
                              train_joint, train_weights)
 
 TINY = StageConfig(epochs=2, lr=0.05, batch_size=8)
@@ -79,12 +79,36 @@ def test_architecture_stage_paper_default_trains_only_s_and_keeps_bn_statistics(
     assert all(g.mode == "soft" for _, g in gates(m))
 
 
+@pytest.mark.parametrize("bn_stats", ["batch", "running"])
+def test_architecture_stage_bn_statistics_modes(bn_stats):
+    """"batch" (default) normalises with the batch's statistics, "running" with stage 1's; both
+    leave every BN buffer unchanged and restore BN's flags after the stage."""
+    m, data = tiny_model(), batches()
+    train_weights(m, data, data[:1], dataclasses.replace(TINY, epochs=1))
+    bn = state(m, lambda k: "running_" in k or "num_batches" in k)
+    seen = []
+    unit = m.features[0]
+    hook = unit.bn.register_forward_hook(lambda mod, i, o: seen.append((i[0].detach(), o.detach())))
+    train_architecture(m, data[:1], data[:1], dataclasses.replace(TINY, epochs=1), lam=1e-3,
+                       search=SearchConfig(bn_stats=bn_stats))
+    hook.remove()
+    x, y = seen[0]  # the first training batch through the first BN
+    mean = x.mean(dim=(0, 2, 3)) if bn_stats == "batch" else bn["features.0.bn.running_mean"]
+    var = x.var(dim=(0, 2, 3), unbiased=False) if bn_stats == "batch" else bn["features.0.bn.running_var"]
+    expect = (x - mean.view(1, -1, 1, 1)) / torch.sqrt(var.view(1, -1, 1, 1) + unit.bn.eps)
+    expect = expect * unit.bn.weight.view(1, -1, 1, 1) + unit.bn.bias.view(1, -1, 1, 1)
+    torch.testing.assert_close(y, expect, rtol=1e-4, atol=1e-4)
+    after = m.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in bn.items())
+    assert all(b.track_running_stats for b in m.modules() if isinstance(b, nn.BatchNorm2d))
+
+
 def test_architecture_stage_code_options():
     m, data = tiny_model(), batches()
     bn = state(m, lambda k: "running_mean" in k)
     lin = state(m, lambda k: k.startswith("classifier"))
     conv = state(m, lambda k: k.endswith("conv.weight"))
-    search = SearchConfig(train_linear=True, bn_train=True, delta_unit="epoch", loss_form="code",
+    search = SearchConfig(train_linear=True, bn_stats="update", delta_unit="epoch", loss_form="code",
                           threshold=0.9)
     hist = train_architecture(m, data, data[:1], TINY, lam=1e-3, search=search)
     after = m.state_dict()
@@ -95,10 +119,24 @@ def test_architecture_stage_code_options():
     assert all(float(g.threshold) == pytest.approx(0.9) for _, g in gates(m))
 
 
-def test_derive_network_is_hard_and_finetuning_keeps_closed_channels_closed():
+def test_derive_network_prunes_to_what_the_hard_gates_compute():
     m, data = tiny_model(), batches()
     train_architecture(m, data, data[:1], TINY, lam=5e-2)
-    net = derive_network(m)
+    res = derive_network(m)
+    assert not gates(res.model) and all(g.mode == "soft" for _, g in gates(m))
+    assert res.model.widths == [max(1, n) for n in open_counts(hard_gated(m))]
+    assert count_macs(res.model) == res.report["macs_after"] < res.report["macs_before"]
+    ref = hard_gated(m).eval()
+    x = data[0][0]
+    torch.testing.assert_close(res.model.eval()(x), ref(x), rtol=1e-4, atol=1e-5)
+    hist = finetune(res.model, data, data[:1], TINY)
+    assert hist[-1]["macs"] == res.report["macs_after"]
+
+
+def test_finetuning_a_hard_gated_network_keeps_closed_channels_closed():
+    m, data = tiny_model(), batches()
+    train_architecture(m, data, data[:1], TINY, lam=5e-2)
+    net = hard_gated(m)
     assert all(g.mode == "hard" for _, g in gates(net)) and all(g.mode == "soft" for _, g in gates(m))
     opened = open_counts(net)
     assert sum(opened) < sum(g.channels for _, g in gates(net))  # some channels closed

@@ -9,7 +9,8 @@ that ``metrics.jsonl`` holds)::
     train_weights(model, train_data, test_data, cfg)                       # Alg. 1 lines 1-4
     train_architecture(model, train_data, test_data, cfg, lam=1e-4,
                        search=SearchConfig())                              # lines 5-8
-    net = derive_network(model, search=None)                               # lines 9-10
+    net = derive_network(model, search=None).model   # lines 9-10: pruned (dnal_core.prune)
+    net = hard_gated(model, search=None)             # or: the hard-gated copy, channels kept
     finetune(net, train_data, test_data, cfg)                              # line 11
     train_joint(model, train_data, test_data, cfg, lam=..., search=...)   # Fig. 5
     train_step(model, x, y, optimizer, lam=None, loss_form="paper")        # the per-step code
@@ -17,7 +18,7 @@ that ``metrics.jsonl`` holds)::
 ``cfg`` is a ``dnal_core.recipes.StageConfig`` (epochs, lr, milestones, momentum, weight decay,
 batch size); ``search`` a ``SearchConfig`` (the paper's choices by default, the authors' code's
 as options: ``threshold=0.9``, ``loss_form="code"``, ``delta_unit="epoch"``,
-``train_linear=True``, ``bn_train=True``). Every stage function also takes the keywords
+``train_linear=True``, ``bn_stats="update"``). Every stage function also takes the keywords
 ``device``, ``log`` (called with each epoch's record), ``on_epoch(epoch, state)`` (state: the
 optimizer's and scheduler's state_dicts and the record: what a checkpoint needs), ``resume``
 (such a state plus ``"epoch"``, to continue after it) and ``progress`` (tqdm bars).
@@ -30,9 +31,9 @@ Run folders::
                  stages=None, weights_from=None) -> final.json as a dict
 """
 from .pipeline import make_loaders, resolve_device, run_pipeline, stage_order, stored_recipe
-from .stages import (derive_network, evaluate, finetune, size_of, start_search, train_architecture,
+from .stages import (derive_network, evaluate, finetune, hard_gated, size_of, start_search, train_architecture,
                      train_joint, train_step, train_weights)
 
-__all__ = ["evaluate", "train_weights", "train_architecture", "train_joint", "derive_network",
+__all__ = ["evaluate", "train_weights", "train_architecture", "train_joint", "derive_network", "hard_gated",
            "finetune", "train_step", "start_search", "size_of", "run_pipeline", "stage_order",
            "stored_recipe", "resolve_device", "make_loaders"]

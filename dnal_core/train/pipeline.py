@@ -7,7 +7,7 @@ Run folder (``out``):
   weights.pt      model file after stage 1 (dense, SS off)
   search.pt       model file after stage 2: the gated network, s learned, delta at its end
                   value (the pruner reads this file)
-  arch.json       the learned widths (``measure.hard_gated_arch``)
+  arch.json       the learned architecture: the pruned network's ``arch()`` (``dnal_core.prune``)
   final.pt        the finetuned model; final.json its MACs, params, accuracy, the baseline's,
                   seconds per stage, config, git, torch, device
   ckpt/<stage>.pt the last epoch of a stage in progress (model, optimizer, scheduler, delta,
@@ -29,8 +29,8 @@ import torch
 from .. import io
 from ..data import cifar10_loaders
 from ..gate import gates
-from ..measure import count, hard_gated_arch
-from ..models import build, build_from_arch
+from ..measure import count
+from ..models import build
 from ..recipes import Recipe
 from .stages import (derive_network, evaluate, finetune, train_architecture, train_joint,
                      train_weights)
@@ -266,7 +266,7 @@ class _Run:
                 model.load_state_dict(state)
             return model
         searched, _ = io.load_model(self.out / "search.pt")
-        return derive_network(searched, self.recipe.search)
+        return derive_network(searched, self.recipe.search).model
 
     def run_stage(self, stage: str) -> None:
         r, out = self.recipe, self.out
@@ -317,10 +317,11 @@ class _Run:
                 # load_model rebuilds gates "off": set this mode again to compute what was trained
                 "gate_mode": modes.pop() if len(modes) == 1 else None}
         if stage in ("arch", "joint"):
-            ev = evaluate(derive_network(model), self.test)  # the binarised network, before finetuning
+            derived = derive_network(model, r.search)  # the pruned network, before finetuning
+            ev = evaluate(derived.model, self.test)
             info.update(lam=r.lam, delta=float(gates(model)[0][1].delta), hard_top1=ev["top1"],
-                        hard_top5=ev["top5"])
-            io.write_json(out / "arch.json", hard_gated_arch(model))
+                        hard_top5=ev["top5"], prune=derived.report)
+            io.write_json(out / "arch.json", derived.arch)
         io.save_model(model, out / OUTPUT[stage], self.meta(**info))
         if stage == "finetune":
             self.write_final(model, seconds, last)
@@ -329,8 +330,7 @@ class _Run:
     def write_final(self, model, seconds: float, last: dict) -> None:
         r, out = self.recipe, self.out
         base = count(self.dense())
-        live = any(g.mode != "off" for _, g in gates(model))
-        size = count(build_from_arch(hard_gated_arch(model))) if live else count(model)
+        size = count(model)  # the pruned network: its real MACs and params
         _, smeta = io.load_model(out / "search.pt")
         wmeta = self.wmeta if self.weights_from else (
             io.load_model(out / "weights.pt")[1] if (out / "weights.pt").is_file() else {})
@@ -342,7 +342,7 @@ class _Run:
             "macs_reduction": base["macs"] / size["macs"], "params_reduction": base["params"] / size["params"],
             "baseline_top1": wmeta.get("top1"), "baseline_top5": wmeta.get("top5"),
             "search_top1": smeta.get("top1"), "hard_top1": smeta.get("hard_top1"),
-            "widths": hard_gated_arch(model)["widths"] if live else getattr(model, "widths", None),
+            "widths": model.widths,
             "seconds": {"weights": wmeta.get("seconds"), smeta["stage"]: smeta.get("seconds"),
                         "finetune": seconds},
             "weights_from": self.weights_from, **self.meta()}

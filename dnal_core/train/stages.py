@@ -218,9 +218,11 @@ def train_architecture(model, train_data, test_data, cfg: StageConfig, *, lam: f
     trained by SGD (no weight decay on s, as the authors' code) under CE + lam * sum
     sigmoid(delta s) while delta grows from 1 to 1e4.
 
-    Paper default: every weight frozen and BN on its running statistics, which stay unchanged.
-    ``search.train_linear``: Linear and BatchNorm1d layers keep training (authors' code);
-    ``search.bn_train``: the model stays in train() mode, BN statistics update (authors' code).
+    Paper default: every weight frozen, BN included; BN normalises with batch statistics and
+    its running statistics stay unchanged (``search.bn_stats="batch"``).
+    ``search.bn_stats="running"``: BN in eval mode, on the running statistics of stage 1;
+    ``search.bn_stats="update"``: model.train(), running statistics update (authors' code);
+    ``search.train_linear``: Linear and BatchNorm1d layers keep training (authors' code).
     """
     if lam is None or lam < 0:
         raise ValueError(f"lambda must be >= 0, got {lam}")
@@ -233,15 +235,22 @@ def train_architecture(model, train_data, test_data, cfg: StageConfig, *, lam: f
                for p in m.parameters(recurse=False)]
         groups.append({"params": lin, "weight_decay": cfg.weight_decay})
 
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
     def modes():
         model.train()
-        if not search.bn_train:  # BN normalises with, and keeps, its running statistics
-            for m in model.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
+        for m in bns:
+            if search.bn_stats == "running":
+                m.eval()
+            elif search.bn_stats == "batch":  # batch statistics, running ones neither read nor written
+                m.track_running_stats = False
 
     plan = _Plan("arch", groups, modes, lam, search.loss_form, _delta_schedule(cfg, search, train_data))
-    return _fit(model, train_data, test_data, cfg, plan, resume=resume, **kw)
+    try:
+        return _fit(model, train_data, test_data, cfg, plan, resume=resume, **kw)
+    finally:
+        for m in bns:
+            m.track_running_stats = m.running_mean is not None
 
 
 def train_joint(model, train_data, test_data, cfg: StageConfig, *, lam: float,
@@ -258,15 +267,9 @@ def train_joint(model, train_data, test_data, cfg: StageConfig, *, lam: float,
     return _fit(model, train_data, test_data, cfg, plan, resume=resume, **kw)
 
 
-def derive_network(model: nn.Module, search: SearchConfig | None = None) -> nn.Module:
-    """Alg. 1 lines 9-10: the network to finetune, derived from the searched ``model``.
-
-    For now a deep copy with every gate in ``hard`` mode (x * 1[sigmoid(delta s) > threshold]):
-    the hard-gated network, which computes what the pruned one computes. Its gates stay hard
-    while finetuning so closed channels stay closed. This is the one place where the real pruner
-    (``dnal_core.prune``, channels removed) replaces it. ``search.threshold``, when given,
-    overrides the threshold stored in the gates.
-    """
+def hard_gated(model: nn.Module, search: SearchConfig | None = None) -> nn.Module:
+    """A deep copy of ``model`` with every gate hard (x * 1[sigmoid(delta s) > threshold]);
+    ``search.threshold``, when given, overrides the threshold stored in the gates."""
     net = copy.deepcopy(model)
     if search is not None:
         set_threshold(net, search.threshold)
@@ -274,9 +277,23 @@ def derive_network(model: nn.Module, search: SearchConfig | None = None) -> nn.M
     return net
 
 
+def derive_network(model: nn.Module, search: SearchConfig | None = None,
+                   min_channels: int = 1, round_to: int = 1):
+    """Alg. 1 lines 9-10: prune the channels whose hard gate is closed and drop the SS layers.
+
+    Returns the ``dnal_core.prune.PruneResult``: ``.model`` is a plain network with fewer
+    channels that computes, in eval mode, what the hard-gated network computes (the pruner
+    checks it and raises otherwise); ``.report`` says what ``min_channels``/``round_to`` did.
+    """
+    from ..prune import prune  # the pruner imports the models; keep train importable without it
+
+    return prune(hard_gated(model, search), min_channels=min_channels, round_to=round_to)
+
+
 def finetune(model, train_data, test_data, cfg: StageConfig, **kw) -> list[dict]:
     """Alg. 1 line 11: every weight of the derived network trained by SGD with weight decay;
-    gates (if any) keep their mode and their s stays fixed."""
+    gates (if any: a hard-gated network instead of a pruned one) keep their mode and their s
+    stays fixed."""
     plan = _Plan("finetune", [{"params": _weights_of(model), "weight_decay": cfg.weight_decay}],
                  modes=model.train)
     return _fit(model, train_data, test_data, cfg, plan, **kw)

@@ -52,9 +52,28 @@ def count_macs(model: nn.Module, input_size=None) -> int:
     return int(flops // 2)
 
 
-def count(model: nn.Module, input_size=None) -> dict:
-    """``{"macs": ..., "params": ...}`` of ``model`` (plain ints)."""
-    return {"macs": count_macs(model, input_size), "params": count_params(model)}
+CONVENTIONS = ("macs", "authors")
+
+
+def count(model: nn.Module, input_size=None, convention: str = "macs") -> dict:
+    """``{"macs": ..., "params": ...}`` of ``model`` (plain ints).
+
+    ``convention="macs"`` (default): conv and linear multiply-accumulates, every parameter.
+    ``convention="authors"``: what the authors' counter (their torchsummary) reports, which is
+    how the paper's tables print some baselines: one extra operation per conv output channel and
+    per linear output (VGG16-CIFAR 313.47M, MobileNetV2-ImageNet 300.79M), and the BatchNorm of
+    ResNet50's ungated downsample path left out of the params (25.55M).
+    """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown counting convention {convention!r}; valid: {', '.join(CONVENTIONS)}")
+    macs, params = count_macs(model, input_size), count_params(model)
+    if convention == "authors":
+        macs += sum(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d))
+        macs += sum(m.out_features for m in model.modules() if isinstance(m, nn.Linear))
+        params -= sum(p.numel() for name, m in model.named_modules()
+                      if "downsample" in name and isinstance(m, nn.modules.batchnorm._BatchNorm)
+                      for p in m.parameters(recurse=False))
+    return {"macs": macs, "params": params}
 
 
 @torch.no_grad()

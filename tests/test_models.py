@@ -193,3 +193,27 @@ def test_gated_macs_follows_open_gates():
             g.s[: g.channels // 2] = 1.0  # half of every layer open
     half = build("vgg16-cifar", widths=[w // 2 for w in m.default_widths])
     assert gated_macs(m) == count(half)["macs"]
+
+
+@pytest.mark.parametrize("name, macs_m, params_m", [("vgg16-cifar", 313.47, 14.99),
+                                                     ("resnet56-cifar", 125.49, 0.85)])
+def test_authors_convention_prints_the_papers_digits(name, macs_m, params_m):
+    m = build(name)
+    plain, authors = count(m), count(m, convention="authors")
+    extra = sum(c.out_channels for c in m.modules() if isinstance(c, nn.Conv2d)) + 10 + (512 if name == "vgg16-cifar" else 0)
+    assert authors["macs"] == plain["macs"] + extra and authors["params"] == plain["params"]
+    assert (round(authors["macs"] / 1e6, 2), round(authors["params"] / 1e6, 2)) == (macs_m, params_m)
+    with pytest.raises(ValueError, match="macs, authors"):
+        count(m, convention="flops")
+
+
+def test_authors_convention_on_imagenet_baselines(capsys):
+    from dnal_core.cli import main
+
+    expect = {"resnet50-imagenet": (4.09e9, 25.55e6), "mobilenetv2-imagenet": (300.79e6, 3.50e6)}
+    for name, (macs, params) in expect.items():
+        assert main(["count", name, "--convention", "authors"]) == 0
+        c = json.loads(capsys.readouterr().out)
+        scale = 1e9 if macs > 1e9 else 1e6
+        assert round(c["macs"] / scale, 2) == round(macs / scale, 2)
+        assert round(c["params"] / 1e6, 2) == round(params / 1e6, 2)

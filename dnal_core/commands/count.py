@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from ..io import read_json
-from ..measure import count
+from ..measure import CONVENTIONS, count
 from ..models import DEFAULT_PLACEMENT, build, list_models
 
 
@@ -17,6 +17,9 @@ def register(sub) -> None:
                    help="JSON file: a list of widths (one per SS gate) or an arch.json object")
     p.add_argument("--placement", default=DEFAULT_PLACEMENT, help="SS placement (Fig. 4)")
     p.add_argument("--width-mult", type=float, default=1.0, help="scale every default width")
+    p.add_argument("--convention", default="macs", choices=CONVENTIONS,
+                   help="macs: conv+linear multiply-accumulates (default); authors: the authors' "
+                        "counter, as some of the paper's baselines are printed")
     p.set_defaults(func=run)
 
 
@@ -33,6 +36,7 @@ def run(args) -> int:
         else:
             raise ValueError(f"{args.widths}: expected a list of widths or an arch object")
     model = build(args.model, **kwargs)
-    print(json.dumps({"model": args.model, **count(model),
-                      "input_size": list(model.input_size), "unit": {"macs": "multiply-accumulates"}}))
+    print(json.dumps({"model": args.model, **count(model, convention=args.convention),
+                      "convention": args.convention, "input_size": list(model.input_size),
+                      "unit": {"macs": "multiply-accumulates"}}))
     return 0

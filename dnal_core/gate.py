@@ -94,11 +94,14 @@ def set_mode(model: nn.Module, mode: str) -> None:
         g.mode = mode
 
 
-def set_delta(model: nn.Module, delta: float | torch.Tensor) -> None:
-    """Write delta into every gate's buffer in place (no new tensors, no recompiles)."""
+def set_delta(model: nn.Module, delta: float) -> None:
+    """Write delta into every gate's buffer in place: one ``fill_`` with a Python float per gate
+    (the value travels as a kernel argument: no new tensor, no host-to-device copy, no sync, no
+    recompile of a compiled model)."""
+    value = float(delta)
     with torch.no_grad():
         for _, g in gates(model):
-            g.delta.copy_(torch.as_tensor(delta, dtype=g.delta.dtype))
+            g.delta.fill_(value)
 
 
 def set_threshold(model: nn.Module, threshold: float) -> None:

@@ -20,6 +20,7 @@ from ..gate import (DeltaSchedule, arch_parameters, gate_probs, gates, open_coun
                     set_delta, set_mode, set_threshold, sparsity_loss)
 from ..measure import count_macs, gated_macs
 from ..recipes import SearchConfig, StageConfig
+from .fast import FastStep, autocast, use_fast
 
 HIST_BINS = 10  # gate-value histogram per architecture epoch: counts in 10 bins over [0, 1] (Fig. 3)
 
@@ -117,7 +118,7 @@ def _trainable_only(model: nn.Module, params: list[nn.Parameter]):
 
 
 def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=None, log=None,
-         on_epoch=None, resume=None, progress=False) -> list[dict]:
+         on_epoch=None, resume=None, progress=False, fast=None) -> list[dict]:
     if device is not None:
         model.to(device)
     device = _device_of(model)
@@ -132,13 +133,15 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
         opt.load_state_dict(resume["optimizer"])
         sched.load_state_dict(resume["scheduler"])
         start = int(resume["epoch"]) + 1
+    # the CUDA fast path (train/fast.py): default on CUDA, fast=False (dnal run --eager) for eager
+    fast_step = FastStep(model, opt, plan.lam, plan.loss_form) if use_fast(fast, device) else None
     history, size = [], None
     with _trainable_only(model, params):
         for epoch in range(start, cfg.epochs):
             if hasattr(train_data, "set_epoch"):
                 train_data.set_epoch(epoch)
             plan.modes()
-            lr = opt.param_groups[0]["lr"]
+            lr = float(opt.param_groups[0]["lr"])  # a device tensor on the fast path
             t0 = time.perf_counter()
             tot = torch.zeros((), device=device)
             ce_sum = torch.zeros((), device=device)
@@ -147,10 +150,11 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
             bar = tqdm(train_data, total=total, disable=not progress, leave=False,
                        desc=f"{plan.stage} {epoch + 1}/{cfg.epochs}", dynamic_ncols=True)
             for step, (x, y) in enumerate(bar):
-                if plan.delta is not None:
-                    set_delta(model, plan.delta(epoch, step))  # in place, every step (Alg. 1 line 7)
+                if plan.delta is not None:  # in place, every step (Alg. 1 line 7)
+                    d = plan.delta(epoch, step)
+                    fast_step.set_delta(d) if fast_step else set_delta(model, d)
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                loss, ce = train_step(model, x, y, opt, plan.lam, plan.loss_form)
+                loss, ce = fast_step(x, y) if fast_step else train_step(model, x, y, opt, plan.lam, plan.loss_form)
                 tot += loss
                 ce_sum += ce
                 steps += 1
@@ -163,7 +167,8 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
             train_s = time.perf_counter() - t0
             sched.step()
             t1 = time.perf_counter()
-            ev = evaluate(model, test_data, device)
+            with autocast(device, fast_step is not None):
+                ev = evaluate(model, test_data, device)
             if size is None or plan.delta is not None:  # the architecture changes only while searching
                 size = size_of(model)
             record = {"stage": plan.stage, "epoch": epoch, "lr": lr,

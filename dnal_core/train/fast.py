@@ -1,0 +1,175 @@
+"""The fast path of the per-step code, for one CUDA GPU (issue 7).
+
+At the paper's batch sizes (VGG16 128, ResNet56 64) a CIFAR step is launch-bound: the GPU waits
+on Python and on hundreds of small kernel launches (notes/anchors.md). ``FastStep`` runs the
+same step as ``stages.train_step`` (CE + the sparsity term of eq. 4, backward, one SGD step)
+with
+  * bf16 autocast (``cache_enabled=False``: the autocast weight cache must not live across a
+    CUDA-graph capture) and channels_last weights and inputs;
+  * the whole step (forward, backward, SGD update) captured once per stage in a CUDA graph
+    (``torch.cuda.graph``) and replayed every step: one launch instead of hundreds;
+  * every per-step value a device tensor updated in place, so the captured graph stays valid:
+    the learning rate is a 0-d tensor in the optimizer (fused SGD reads it on the device; the
+    LR schedulers ``fill_`` it), and delta is one master tensor (``set_delta``,
+    one ``fill_``) that the graph copies into every gate's ``delta`` buffer;
+  * optionally ``torch.compile`` of the model (``FastConfig.compile``: a backend name) under
+    the graph. Off by default: the anchors measured no gain from default-mode compile, and a
+    captured graph does not need it to remove launch overhead.
+
+What is fixed when a stage's graph is captured: the parameters that train (requires_grad), the
+gate modes, BN train/eval and ``track_running_stats``, lambda, the batch shape. They are fixed
+within a stage of ``_fit`` and each stage (and each resume) makes a new ``FastStep``: one
+capture per stage, 3 per sequential run (weights, arch, finetune on the pruned net), 0
+``torch.compile`` compiles unless ``FastConfig.compile`` is set (then one per stage as well).
+A batch of another shape than the captured one runs eagerly (same code, no graph).
+
+On the CPU ``_fit`` uses the eager ``train_step`` unless asked for ``fast=True``; ``FastStep``
+then runs without CUDA graphs (autocast to bf16 and channels_last still apply), which is how the
+tests check it on machines without a GPU.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..gate import gates, sparsity_loss
+
+_PREFER = [True]  # the default of ``use_fast`` on CUDA; ``prefer_fast(False)`` is ``dnal run --eager``
+
+
+@contextmanager
+def prefer_fast(on: bool):
+    """Within the block, stages called without ``fast=`` take the fast path on CUDA iff ``on``."""
+    old = _PREFER[0]
+    _PREFER[0] = bool(on)
+    try:
+        yield
+    finally:
+        _PREFER[0] = old
+
+
+def use_fast(fast: bool | None, device: torch.device) -> bool:
+    """``fast=None``: the fast path on CUDA (unless ``prefer_fast(False)``), eager on the CPU and
+    under DDP (each rank would need its own graph around the all-reduce; not done yet)."""
+    try:
+        from . import dist  # noqa: PLC0415  (the DDP helper's module)
+        if dist.active():
+            return False
+    except ImportError:
+        pass
+    if fast is None:
+        return _PREFER[0] and device.type == "cuda"
+    return bool(fast)
+
+
+def _pin_optimizer(opt: torch.optim.Optimizer, device: torch.device) -> None:
+    """Make ``opt`` (SGD) capturable: each group's learning rate a 0-d tensor on ``device`` and
+    the fused update, which reads it there. A captured step then sees every LR the scheduler
+    writes (LR schedulers ``fill_`` a tensor LR in place) and no ``.item()`` syncs the device.
+    Done here rather than at construction so that a resumed optimizer (its groups loaded from
+    a checkpoint, eager or fast) is pinned as well."""
+    for g in opt.param_groups:
+        lr = g["lr"]
+        if not (isinstance(lr, torch.Tensor) and lr.device == device):
+            g["lr"] = torch.tensor(float(lr), device=device)
+        g["fused"], g["foreach"] = True, False
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on ``device`` (a no-op context when not ``enabled``)."""
+    if not enabled:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
+
+
+@dataclass(frozen=True)
+class FastConfig:
+    """What the fast path switches on. Defaults: everything but ``compile``."""
+    autocast: bool = True           # bf16 autocast for forward and loss (BN statistics stay fp32)
+    channels_last: bool = True      # NHWC weights and inputs (tensor-core friendly convolutions)
+    cuda_graph: bool = True         # capture the whole step once per stage (CUDA only)
+    warmup: int = 3                 # eager steps on a side stream before the capture (PyTorch docs)
+    compile: object = None          # None, or a torch.compile backend ("inductor", "aot_eager", ...)
+
+
+class FastStep:
+    """``step(x, y) -> (loss, ce)``: one SGD step, as ``train_step(model, x, y, optimizer, lam,
+    loss_form)`` computes it. The returned tensors are detached; on a replayed graph they are
+    the graph's static outputs, overwritten by the next step (accumulate them before that).
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, lam: float | None = None,
+                 loss_form: str = "paper", config: FastConfig = FastConfig()):
+        self.model, self.opt, self.lam, self.loss_form, self.cfg = model, optimizer, lam, loss_form, config
+        self.device = next(model.parameters()).device
+        _pin_optimizer(optimizer, self.device)
+        self.graphs = config.cuda_graph and self.device.type == "cuda"
+        if config.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(model, backend=config.compile, dynamic=False) if config.compile else model
+        self.deltas = [g.delta for _, g in gates(model)]
+        # one master delta; the step copies it into every gate (inside the graph: no launch each)
+        self.delta = self.deltas[0].detach().clone() if self.deltas else None
+        self.graph = None
+        self.shape = None
+        self.warm = 0
+        self.captures = 0  # CUDA graphs captured by this step (one per stage unless shapes vary)
+
+    def set_delta(self, value: float) -> None:
+        """delta for the next step(s): one in-place fill of the master tensor, no host copy."""
+        if self.delta is None:
+            raise ValueError("the model has no SS gates")
+        self.delta.fill_(float(value))
+
+    def _body(self, x: torch.Tensor, y: torch.Tensor):
+        if self.delta is not None:
+            with torch.no_grad():
+                for d in self.deltas:
+                    d.copy_(self.delta)
+        with autocast(self.device, self.cfg.autocast):
+            out = self.forward(x)
+        ce = F.cross_entropy(out.float(), y)
+        loss = ce + sparsity_loss(self.model, self.lam, self.loss_form) if self.lam is not None else ce
+        loss.backward()
+        self.opt.step()
+        return loss.detach(), ce.detach()
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor):
+        if self.cfg.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if not self.graphs:
+            self.opt.zero_grad(set_to_none=True)
+            return self._body(x, y)
+        if self.graph is not None:
+            if (x.shape, y.shape) == self.shape:
+                self.sx.copy_(x)
+                self.sy.copy_(y)
+                self.graph.replay()
+                return self.out
+            # another batch shape (a last partial batch): eager; the graph owns the .grad
+            # tensors, so they are zeroed in place rather than dropped
+            self.opt.zero_grad(set_to_none=False)
+            return self._body(x, y)
+        if self.warm < self.cfg.warmup:  # real training steps, on a side stream (cuDNN/BN setup)
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                self.opt.zero_grad(set_to_none=True)
+                out = self._body(x, y)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            self.warm += 1
+            return out
+        self.shape = (x.shape, y.shape)
+        self.sx, self.sy = x.clone(), y.clone()
+        self.opt.zero_grad(set_to_none=True)  # .grad allocated inside the graph's memory pool
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.out = self._body(self.sx, self.sy)
+        self.graph = graph
+        self.captures += 1
+        graph.replay()  # capturing does not run the step: this batch trains now
+        return self.out

@@ -111,7 +111,7 @@ def cmd_store(args) -> None:
     import jupytext
     import nbformat
 
-    for name in notebook_names():
+    for name in args.only or notebook_names():
         executed = CHAPTERS / f"{name}.ipynb"
         if not executed.is_file():
             raise ValueError(f"{executed.relative_to(ROOT)} is missing: run `make book` first")
@@ -239,6 +239,7 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs="*", help="notebook names (default: all)")
     p.set_defaults(func=cmd_execute)
     p = sub.add_parser("store")
+    p.add_argument("--only", nargs="*", help="notebook names (default: all)")
     p.set_defaults(func=cmd_store)
     p = sub.add_parser("html")
     p.add_argument("--source", default=str(BOOK))

@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= smoke
 PYTEST_ARGS ?=
+# OpenMP threads that spin-wait lose their core on a busy 2-core machine (README, Training).
+OMP_WAIT_POLICY ?= PASSIVE
+export OMP_WAIT_POLICY
 
 # The book's own dependencies from registries (notes/toolchain.md): MathJax 3 from npm, copied
 # into book/_mathjax (served locally, so the built pages load nothing from outside), and

@@ -5,6 +5,7 @@ config.json, metrics.jsonl, weights.pt, search.pt, arch.json, final.pt, final.js
 ``--resume`` continues a killed run from its last epoch (its configuration is read from
 config.json; options given again must agree with it). ``--weights-from RUN/weights.pt`` starts
 from another run's weight stage, so one weight stage serves every lambda of a table.
+Multi-GPU / multi-node: the same command under ``torchrun --nproc_per_node N`` (README).
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def register(sub) -> None:
                     f"Models: {', '.join(list_models())}. Profiles: {', '.join(profiles())}.")
     p.add_argument("model", help="a registered model name")
     p.add_argument("--data", help="CIFAR-10 folder: train.npz/test.npz (packed JPEG), "
-                                  "cifar-10-batches-py/ or train/<class>/ + test/<class>/")
+                                  "cifar-10-batches-py/ or train/<class>/ + test/<class>/; "
+                                  "ImageNet (*-imagenet, proxyless-supernet): train/<wnid>/ + val/<wnid>/")
     p.add_argument("--out", required=True, help="run folder (created; must not hold a run unless --resume)")
     p.add_argument("--lambda", dest="lam", type=float, help="lambda_a of eq. 4 (sparsity weight)")
     p.add_argument("--profile", help="recipe: paper (Section V-B, the default) or smoke")
@@ -43,6 +45,8 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars, no per-epoch lines")
     p.add_argument("--stages", help="comma-separated subset: weights,arch,finetune (joint,finetune)")
     p.add_argument("--weights-from", metavar="FILE", help="weights.pt of another run: skip stage 1")
+    p.add_argument("--workers", type=int, default=8,
+                   help="DataLoader worker processes per process (ImageNet; default 8)")
     p.add_argument("--download", action="store_true",
                    help="download CIFAR-10 with torchvision into --data when it holds none")
     g = p.add_argument_group("the authors' code's choices (the paper's are the defaults)")
@@ -99,7 +103,7 @@ def run(args) -> int:
     stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
     result = run_pipeline(recipe, data, args.out, device=args.device, resume=args.resume,
                           quiet=args.quiet, stages=stages, weights_from=args.weights_from,
-                          download=args.download)
+                          download=args.download, workers=args.workers)
     if not args.quiet:
         keys = ("model", "lambda", "macs", "params", "top1", "top5", "baseline_macs", "baseline_params",
                 "baseline_top1", "macs_reduction", "stages")

@@ -27,11 +27,12 @@ import numpy as np
 import torch
 
 from .. import io
-from ..data import cifar10_loaders
+from ..data import cifar10_loaders, imagenet_loaders
 from ..gate import gates
 from ..measure import count
 from ..models import build
 from ..recipes import Recipe
+from . import dist
 from .stages import (derive_network, evaluate, finetune, train_architecture, train_joint,
                      train_weights)
 
@@ -129,6 +130,9 @@ def _check_out(out: Path, recipe: Recipe, resume: bool) -> dict | None:
     if old.get("model") != recipe.model:
         raise ValueError(f"--resume: {out} holds a run of {old.get('model')!r}, not {recipe.model!r}")
     new = json.loads(json.dumps(recipe.to_dict()))  # as stored: tuples become lists
+    # a key added to the recipe after the run was made takes its (default) value
+    old = {k: ({**new[k], **old[k]} if isinstance(new[k], dict) and isinstance(old.get(k), dict)
+               else old.get(k, new[k])) for k in set(new) | set(old)}
     if old.get("lam") is None:  # a weight-stage-only run may go on with a lambda
         old = {**old, "lam": new["lam"]}
     if old != new:
@@ -171,10 +175,24 @@ def _metrics_keep(path: Path, drop) -> None:
 
 def run_pipeline(recipe: Recipe, data: str | Path, out: str | Path, *, device: str | None = None,
                  resume: bool = False, quiet: bool = True, stages: list[str] | None = None,
-                 weights_from: str | Path | None = None, download: bool = False) -> dict:
+                 weights_from: str | Path | None = None, download: bool = False, workers: int = 8) -> dict:
     """Run ``stages`` (default: every stage of the recipe) of Alg. 1 into ``out``; returns the
-    content of final.json (or, when finetuning did not run, ``{"stages": [...]}``)."""
-    out, device = Path(out), resolve_device(device)
+    content of final.json (or, when finetuning did not run, ``{"stages": [...]}``).
+
+    Under ``torchrun`` (RANK, WORLD_SIZE, LOCAL_RANK set) every process calls this: the process
+    group is started here (and ended when this call started it), the model is trained under
+    DistributedDataParallel, each rank reads its part of every global batch, and only rank 0
+    writes files (``dnal_core.train.dist``). ``workers``: DataLoader processes (ImageNet)."""
+    device, started = dist.init(resolve_device(device))
+    try:
+        return _run_pipeline(recipe, data, out, device, resume, quiet, stages, weights_from, download, workers)
+    finally:
+        if started:
+            dist.shutdown()
+
+
+def _run_pipeline(recipe, data, out, device, resume, quiet, stages, weights_from, download, workers) -> dict:
+    out = Path(out)
     order = stage_order(recipe)
     stages = list(order if stages is None else stages)
     bad = [s for s in stages if s not in order]
@@ -199,12 +217,17 @@ def run_pipeline(recipe: Recipe, data: str | Path, out: str | Path, *, device: s
                 src = "--weights-from or the weights stage" if need == "weights" else f"the {need} stage"
                 raise ValueError(f"stage {s} needs {OUTPUT[need]} in {out}: run {src} first")
             have.add(s)
-    train, test, num_classes = make_loaders(recipe, data, device, download)
+    if not dist.is_main():  # rank 0 first: it may download or write a data cache
+        dist.barrier()
+    train, test, num_classes = make_loaders(recipe, data, device, download, workers)
+    if dist.is_main():
+        dist.barrier()  # also: every rank has checked ``out`` before rank 0 writes into it
     wmeta = _weights_source(weights_from, recipe, num_classes) if weights_from else None
     prov = provenance(device)
     config = {"recipe": recipe.to_dict(), "data": str(Path(data).resolve()),
               "weights_from": weights_from, **prov}
-    if stored is None or stored.get("recipe", {}).get("lam") != recipe.lam:
+    if dist.is_main() and (stored is None or stored.get("recipe", {}).get("lam") != recipe.lam):
+        config["world_size"] = dist.world()
         io.write_json(out / "config.json", {**(stored or {}), **config})
     ctx = _Run(recipe, out, device, train, test, num_classes, prov, quiet, weights_from, wmeta)
     for s in order:
@@ -215,17 +238,33 @@ def run_pipeline(recipe: Recipe, data: str | Path, out: str | Path, *, device: s
     return {"stages": [s for s in order if (out / OUTPUT[s]).is_file()]}
 
 
-def make_loaders(recipe: Recipe, data, device, download: bool = False):
-    """(train, test, num_classes) for ``recipe.dataset``; other datasets (ImageNet) add a branch.
-    The training loader must have ``batch_size`` (set per stage), ``set_epoch`` and
-    ``state_dict``/``load_state_dict`` (its generator state, saved in every checkpoint)."""
+def make_loaders(recipe: Recipe, data, device, download: bool = False, workers: int = 8):
+    """(train, test, num_classes) for ``recipe.dataset`` (cifar10, imagenet). The training
+    loader has ``batch_size`` (the global batch, set per stage), ``set_epoch`` and
+    ``state_dict``/``load_state_dict`` (its generator state, saved in every checkpoint); under
+    torch.distributed both loaders yield this rank's part only."""
+    device = torch.device(device)
     if recipe.dataset == "cifar10":
         train, test = cifar10_loaders(data, recipe.weights.batch_size, recipe.test_batch_size,
                                       device=device, seed=recipe.seed, download=download,
                                       train_per_class=recipe.train_per_class,
                                       test_per_class=recipe.test_per_class)
-        return train, test, int(train.labels.max().item()) + 1
-    raise ValueError(f"unknown dataset {recipe.dataset!r}; valid: cifar10")
+        num_classes = int(train.labels.max().item()) + 1
+        if dist.world() > 1:  # one global permutation on every rank, each takes its slice
+            train, test = dist.RankSlice(train, dist.rank(), dist.world()), dist.RankSlice(test, dist.rank(), dist.world())
+            train.batch_size = recipe.weights.batch_size
+        return train, test, num_classes
+    if recipe.dataset == "imagenet":
+        if download:
+            raise ValueError("--download is for CIFAR-10; ImageNet must be in place (train/ and val/)")
+        if workers < 0:
+            raise ValueError(f"--workers must be >= 0, got {workers}")
+        return imagenet_loaders(data, recipe.weights.batch_size, recipe.test_batch_size, workers=workers,
+                                seed=recipe.seed, rank=dist.rank(), world=dist.world(),
+                                train_per_class=recipe.train_per_class, test_per_class=recipe.test_per_class,
+                                image_size=recipe.image_size, resize_size=recipe.resize_size,
+                                pin_memory=device.type == "cuda")
+    raise ValueError(f"unknown dataset {recipe.dataset!r}; valid: cifar10, imagenet")
 
 
 def _summary(rec: dict, epochs: int) -> str:
@@ -284,16 +323,21 @@ class _Run:
             set_rng_state(resume["rng"], self.train)
             prior = float(resume["seconds"])
         start = int(resume["epoch"]) + 1 if resume else 0
-        _metrics_keep(out / "metrics.jsonl", lambda rec: rec.get("stage") == stage and rec["epoch"] >= start)
+        if dist.is_main():
+            _metrics_keep(out / "metrics.jsonl", lambda rec: rec.get("stage") == stage and rec["epoch"] >= start)
         t0 = time.perf_counter()
 
         def log(rec):
+            if not dist.is_main():
+                return
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")
             if not self.quiet:
                 print(_summary(rec, cfg.epochs), file=sys.stderr, flush=True)
 
         def on_epoch(epoch, st):
+            if not dist.is_main():
+                return
             io.save({"stage": stage, "epoch": epoch, "model": model.state_dict(), "arch": model.arch(),
                      "optimizer": st["optimizer"], "scheduler": st["scheduler"],
                      "delta": float(gates(model)[0][1].delta) if gates(model) else None,
@@ -321,11 +365,14 @@ class _Run:
             ev = evaluate(derived.model, self.test)
             info.update(lam=r.lam, delta=float(gates(model)[0][1].delta), hard_top1=ev["top1"],
                         hard_top5=ev["top5"], prune=derived.report)
-            io.write_json(out / "arch.json", derived.arch)
-        io.save_model(model, out / OUTPUT[stage], self.meta(**info))
-        if stage == "finetune":
-            self.write_final(model, seconds, last)
-        ckpt_path.unlink(missing_ok=True)
+            if dist.is_main():
+                io.write_json(out / "arch.json", derived.arch)
+        if dist.is_main():
+            io.save_model(model, out / OUTPUT[stage], self.meta(**info))
+            if stage == "finetune":
+                self.write_final(model, seconds, last)
+            ckpt_path.unlink(missing_ok=True)
+        dist.barrier()  # the next stage (on every rank) reads the file rank 0 wrote
 
     def write_final(self, model, seconds: float, last: dict) -> None:
         r, out = self.recipe, self.out

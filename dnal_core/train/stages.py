@@ -21,6 +21,7 @@ from ..gate import (DeltaSchedule, arch_parameters, gate_probs, gates, open_coun
 from ..measure import count_macs, gated_macs
 from ..recipes import SearchConfig, StageConfig
 from .fast import FastStep, autocast, use_fast
+from . import dist
 
 HIST_BINS = 10  # gate-value histogram per architecture epoch: counts in 10 bins over [0, 1] (Fig. 3)
 
@@ -54,6 +55,10 @@ def evaluate(model: nn.Module, data: Iterable, device=None) -> dict:
     finally:
         for m, t in flags:
             m.training = t
+    if dist.active():  # each rank saw its slice of the test set: sum over the ranks
+        tot = dist.all_sum(torch.stack([loss, hit1.double(), hit5.double(),
+                                        torch.tensor(float(n), device=device, dtype=torch.float64)]))
+        loss, hit1, hit5, n = tot[0], tot[1], tot[2], int(tot[3].item())
     if n == 0:
         raise ValueError("evaluate: the data yielded no batches")
     return {"top1": 100.0 * hit1.item() / n, "top5": 100.0 * hit5.item() / n, "loss": loss.item() / n}
@@ -127,7 +132,10 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
     if not params:
         raise ValueError(f"the {plan.stage} stage has no parameters to train")
     opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.milestones), cfg.gamma)
+    if cfg.schedule == "cosine":  # Section V-C, MobileNetV2 and ProxylessNAS: cosine over the stage
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(cfg.epochs, 1))
+    else:
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.milestones), cfg.gamma)
     start = 0
     if resume is not None:  # the model's state was loaded by the caller
         opt.load_state_dict(resume["optimizer"])
@@ -137,6 +145,7 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
     fast_step = FastStep(model, opt, plan.lam, plan.loss_form) if use_fast(fast, device) else None
     history, size = [], None
     with _trainable_only(model, params):
+        net = dist.wrap(model)  # DDP under torchrun: after the flags are set, anew every stage
         for epoch in range(start, cfg.epochs):
             if hasattr(train_data, "set_epoch"):
                 train_data.set_epoch(epoch)
@@ -154,7 +163,7 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
                     d = plan.delta(epoch, step)
                     fast_step.set_delta(d) if fast_step else set_delta(model, d)
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                loss, ce = fast_step(x, y) if fast_step else train_step(model, x, y, opt, plan.lam, plan.loss_form)
+                loss, ce = fast_step(x, y) if fast_step else train_step(net, x, y, opt, plan.lam, plan.loss_form)
                 tot += loss
                 ce_sum += ce
                 steps += 1
@@ -162,6 +171,9 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
                 if progress and step % 20 == 0:
                     bar.set_postfix(loss=f"{loss.item():.3f}")
             bar.close()
+            if dist.active():  # the logs: loss averaged over the ranks, images summed
+                red = dist.all_sum(torch.stack([tot, ce_sum, torch.tensor(float(images), device=device)]))
+                tot, ce_sum, images = red[0] / dist.world(), red[1] / dist.world(), int(red[2].item())
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             train_s = time.perf_counter() - t0

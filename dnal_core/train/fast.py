@@ -38,18 +38,21 @@ from torch import nn
 
 from ..gate import gates, sparsity_loss
 
-_PREFER = [True]  # the default of ``use_fast`` on CUDA; ``prefer_fast(False)`` is ``dnal run --eager``
+# [the default of ``use_fast`` on CUDA, the FastConfig that _fit's FastStep uses (None: defaults)]
+_PREFER: list = [True, None]
 
 
 @contextmanager
-def prefer_fast(on: bool):
-    """Within the block, stages called without ``fast=`` take the fast path on CUDA iff ``on``."""
-    old = _PREFER[0]
-    _PREFER[0] = bool(on)
+def prefer_fast(on: bool, config: "FastConfig | None" = None):
+    """Within the block, stages called without ``fast=`` take the fast path on CUDA iff ``on``
+    (``dnal run --eager`` is ``prefer_fast(False)``), and a FastStep built without a config uses
+    ``config`` (e.g. ``FastConfig(compile="inductor")`` in benchmarks/epoch_time.py)."""
+    old = list(_PREFER)
+    _PREFER[:] = [bool(on), config]
     try:
         yield
     finally:
-        _PREFER[0] = old
+        _PREFER[:] = old
 
 
 def use_fast(fast: bool | None, device: torch.device) -> bool:
@@ -103,7 +106,8 @@ class FastStep:
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, lam: float | None = None,
-                 loss_form: str = "paper", config: FastConfig = FastConfig()):
+                 loss_form: str = "paper", config: FastConfig | None = None):
+        config = config or _PREFER[1] or FastConfig()
         self.model, self.opt, self.lam, self.loss_form, self.cfg = model, optimizer, lam, loss_form, config
         self.device = next(model.parameters()).device
         _pin_optimizer(optimizer, self.device)

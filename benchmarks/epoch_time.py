@@ -1,0 +1,171 @@
+"""Seconds per training epoch of each DNAL stage, eager fp32 against the fast path, in one run.
+
+    python benchmarks/epoch_time.py                       # on the GPU: VGG16 bs128, ResNet56 bs64
+    python benchmarks/epoch_time.py --fraction 0.25       # time a quarter epoch, extrapolate
+    python benchmarks/epoch_time.py --smoke --json /tmp/s.json   # CPU smoke check (not a measurement)
+
+For each model (VGG16 at batch 128, ResNet56 at batch 64: the paper's sizes) and each mode
+(``eager``: fp32, the eager ``train_step``; ``fast``: dnal_core/train/fast.py, the default on
+CUDA) it runs the three stages of Alg. 1 through the library's own stage functions: the weight
+stage, the architecture stage (delta growing every step) and the finetune stage on a pruned
+network (gates set at random so that about half the channels close, then ``derive_network``).
+Each stage runs ``--epochs`` epochs; the first holds warm-up and CUDA-graph capture (or
+compilation) and is reported separately ("first-epoch extra": its time minus a timed epoch's);
+the others are timed (training only, evaluation excluded, the device synchronised: the
+``seconds`` of each record). With ``--fraction F < 1`` an "epoch" is F x 50,000 images and the
+time is extrapolated to 50,000 (labelled ``extrapolated``). Images are random uint8 of CIFAR's
+shape unless ``--data`` (the cost of a step does not depend on the pixels); the loader is the
+project's ``TensorLoader`` either way (GPU-resident, augmented per batch).
+
+Writes ``{"device", "date", "torch", "rows": [{"model", "stage", "mode", "s_per_epoch", ...}]}``
+to ``--json`` (default ``benchmarks/results/<--name>.json``; none in smoke mode unless given).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from dnal_core import build, gates
+from dnal_core.data import CIFAR10_MEAN, CIFAR10_STD, TensorLoader, cifar10_loaders
+from dnal_core.recipes import StageConfig, get_recipe
+from dnal_core.train import derive_network, finetune, resolve_device, train_architecture, train_weights
+from dnal_core.train.fast import FastConfig, prefer_fast
+from dnal_core.train.pipeline import provenance
+
+EPOCH_IMAGES = 50_000                          # one CIFAR-10 training epoch
+MODELS = {"vgg16-cifar": 128, "resnet56-cifar": 64}   # paper batch sizes (Section V-B)
+TARGETS = {"vgg16-cifar": (1.0, 2.7), "resnet56-cifar": (4.0, 4.5)}  # issue 7: s/epoch, ratio
+STAGES = ("weights", "arch", "finetune")
+
+
+def loaders(args, batch: int, device):
+    n = max(batch, round(args.fraction * EPOCH_IMAGES))
+    if args.data:
+        per_class = -(-n // 10)
+        tr, te = cifar10_loaders(args.data, batch, args.test_images, device=device,
+                                 train_per_class=per_class, test_per_class=max(1, args.test_images // 10))
+        return tr, te
+    g = torch.Generator().manual_seed(0)
+    def fake(k):
+        return torch.randint(0, 256, (k, 32, 32, 3), dtype=torch.uint8, generator=g), torch.randint(0, 10, (k,), generator=g)
+    common = dict(mean=CIFAR10_MEAN, std=CIFAR10_STD, device=device)
+    return (TensorLoader(*fake(n), batch, train=True, **common),
+            TensorLoader(*fake(args.test_images), args.test_images, train=False, **common))
+
+
+def run_model(name: str, batch: int, mode: str, args, device) -> list[dict]:
+    r = get_recipe(name, "paper")
+    train, test = loaders(args, batch, device)
+    cfg = {s: dataclasses.replace(getattr(r, s), epochs=args.epochs, milestones=(), batch_size=batch)
+           for s in STAGES}
+    fast = mode == "fast"
+    torch.manual_seed(0)
+    model = build(name, width_mult=args.width_mult).to(device)
+    rows = []
+    for stage in STAGES:
+        kw = dict(fast=fast)
+        if stage == "weights":
+            hist = train_weights(model, train, test, cfg[stage], **kw)
+        elif stage == "arch":
+            hist = train_architecture(model, train, test, cfg[stage], lam=args.lam, search=r.search, **kw)
+        else:
+            with torch.no_grad():  # a pruned net of about half the channels, the same for both modes
+                g = torch.Generator().manual_seed(1)
+                for _, gate in gates(model):
+                    gate.s.copy_(torch.randn(gate.s.shape, generator=g))
+            res = derive_network(model, r.search)
+            model = res.model
+            hist = finetune(model, train, test, cfg[stage], **kw)
+        secs = [h["seconds"] for h in hist]
+        timed = statistics.median(secs[1:]) if len(secs) > 1 else secs[0]
+        frac = hist[-1]["images"] / EPOCH_IMAGES
+        rows.append({"model": name, "stage": stage, "mode": mode, "batch_size": batch,
+                     "s_per_epoch": timed / frac, "measured_s": timed, "images_per_epoch": hist[-1]["images"],
+                     "extrapolated": frac != 1.0, "epochs": len(secs),
+                     "first_epoch_extra_s": secs[0] - timed if len(secs) > 1 else None,
+                     "width_mult": args.width_mult})
+        print(f"  {name:15s} {stage:8s} {mode:5s} {timed / frac:9.3f} s/epoch (first epoch +"
+              f"{rows[-1]['first_epoch_extra_s'] or 0:.2f} s)", file=sys.stderr, flush=True)
+    return rows
+
+
+def table(rows: list[dict], smoke: bool) -> str:
+    by = {(r["model"], r["stage"], r["mode"]): r for r in rows}
+    lines = ["| model | stage | eager s/epoch | fast s/epoch | ratio | fast first-epoch extra s | target |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for (model, stage, mode), r in by.items():
+        if mode != "eager" or (model, stage, "fast") not in by:
+            continue
+        f = by[(model, stage, "fast")]
+        ratio = r["s_per_epoch"] / f["s_per_epoch"]
+        t_s, t_r = TARGETS.get(model, (None, None))
+        ok = "" if smoke or t_s is None else (" OK" if f["s_per_epoch"] <= t_s and ratio >= t_r else " MISSED")
+        lines.append(f"| {model} | {stage} | {r['s_per_epoch']:.3f} | {f['s_per_epoch']:.3f} | {ratio:.2f}x | "
+                     f"{f['first_epoch_extra_s'] or 0:.2f} | {'-' if smoke else f'<= {t_s} s, >= {t_r}x{ok}'} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated, of " + ", ".join(MODELS))
+    p.add_argument("--modes", default="eager,fast")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--epochs", type=int, default=2, help="epochs per stage; the first is warm-up")
+    p.add_argument("--fraction", type=float, default=1.0, help="an epoch of F x 50,000 images, extrapolated")
+    p.add_argument("--width-mult", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, help="override the paper batch sizes")
+    p.add_argument("--test-images", type=int, default=1000, help="evaluation set (one large batch)")
+    p.add_argument("--lam", type=float, default=1e-4)
+    p.add_argument("--compile", help="also torch.compile the model under the graph (a backend name)")
+    p.add_argument("--data", help="CIFAR-10 folder (default: random images of CIFAR's shape)")
+    p.add_argument("--smoke", action="store_true",
+                   help="CPU machinery check: width 1/16, 2 batches of 8, 1 epoch (NOT a measurement)")
+    p.add_argument("--name", default="epoch_time", help="benchmarks/results/<name>.json")
+    p.add_argument("--json", help="output path (overrides --name)")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.device, args.width_mult, args.test_images, args.epochs = "cpu", 0.0625, 8, 1
+        args.fraction = 16 / EPOCH_IMAGES
+        torch.set_num_threads(min(2, torch.get_num_threads()))
+    device = resolve_device(args.device)
+    models = [m.strip() for m in args.models.split(",")]
+    bad = [m for m in models if m not in MODELS]
+    if bad or not 0 < args.fraction <= 1 or args.epochs < 1:
+        p.error(f"models must be among {', '.join(MODELS)}; 0 < fraction <= 1; epochs >= 1")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # both modes: the best kernels for the fixed shapes
+    rows, t0 = [], time.perf_counter()
+    with prefer_fast(True, FastConfig(compile=args.compile) if args.compile else None):
+        for name in models:
+            bs = args.batch_size or (8 if args.smoke else MODELS[name])
+            for mode in args.modes.split(","):
+                rows.append(run_model(name, bs, mode, args, device))
+    rows = [r for rs in rows for r in rs]
+    prov = provenance(device)
+    result = {"device": prov["device"], "date": datetime.date.today().isoformat(), "torch": torch.__version__,
+              "git": prov["git"], "fast_config": dataclasses.asdict(FastConfig(compile=args.compile)),
+              "smoke": args.smoke, "fraction": args.fraction, "epochs": args.epochs,
+              "total_s": time.perf_counter() - t0, "rows": rows}
+    label = "SMOKE (CPU machinery check, not a measurement)" if args.smoke else prov["device"]
+    extra = f", EXTRAPOLATED from {args.fraction:g} of an epoch" if args.fraction < 1 and not args.smoke else ""
+    print(f"# epoch_time: {label}{extra}; torch {torch.__version__}; {args.epochs} epochs/stage"
+          + (", first dropped" if args.epochs > 1 else ", warm-up included"))
+    print(table(rows, args.smoke))
+    out = args.json or (None if args.smoke else Path(__file__).parent / "results" / f"{args.name}.json")
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"# wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""The CUDA fast path (dnal_core/train/fast.py): the same step as the eager ``train_step``, delta
+and the learning rate as device tensors that never cause a recompile, the dispatch in ``_fit``,
+and the epoch-time benchmark's smoke mode. The CUDA-graph tests need a GPU and are marked so;
+everything else runs here on the CPU (autocast to bf16, channels_last, torch.compile with the
+aot_eager backend: the inductor backend compiles a C++ kernel per op on 2 cores, too slow)."""
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch._dynamo.testing import CompileCounterWithBackend
+
+from dnal_core import build, gates, set_delta, set_mode
+from dnal_core.data import TensorLoader
+from dnal_core.recipes import StageConfig
+from dnal_core.train import evaluate, train_architecture, train_step, train_weights
+from dnal_core.train.fast import FastConfig, FastStep, prefer_fast, use_fast
+
+ROOT = Path(__file__).resolve().parents[1]
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def pair(name="vgg16-cifar", mode="soft", device="cpu"):
+    """Two identical width-scaled models (gates in ``mode``, delta 3) and their SGD optimizers."""
+    torch.manual_seed(0)
+    a = build(name, width_mult=0.125).to(device)
+    set_mode(a, mode)
+    with torch.no_grad():
+        for _, g in gates(a):
+            g.s.normal_()
+    set_delta(a, 3.0)
+    b = copy.deepcopy(a)
+    return [(m, torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)) for m in (a, b)]
+
+
+def batch(bs=16, device="cpu", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(bs, 3, 32, 32, generator=g).to(device), torch.randint(0, 10, (bs,), generator=g).to(device)
+
+
+def grads(model):
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_compiled_fast_step_matches_eager_and_never_recompiles():
+    """fp32 + channels_last + torch.compile (aot_eager, counted): the first step's loss, CE,
+    gradients and updated weights equal the eager step's; then delta changes every step and the
+    scheduler lowers the LR (both in place) and the model is still compiled exactly once."""
+    (ma, oa), (mb, ob) = pair()
+    x, y = batch()
+    loss_e, ce_e = train_step(ma, x, y, oa, lam=1e-3)
+    counter = CompileCounterWithBackend("aot_eager")
+    step = FastStep(mb, ob, lam=1e-3, config=FastConfig(autocast=False, compile=counter))
+    step.set_delta(3.0)
+    loss_f, ce_f = step(x, y)
+    assert mb.features[0].conv.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(loss_f, loss_e, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ce_f, ce_e, rtol=1e-5, atol=1e-6)
+    ga, gb = grads(ma), grads(mb)
+    assert ga.keys() == gb.keys() and any("ss.s" in k for k in ga)
+    for k in ga:
+        torch.testing.assert_close(gb[k], ga[k], rtol=1e-4, atol=1e-5 * (1 + ga[k].abs().max().item()), msg=k)
+    for (k, pa), pb in zip(ma.state_dict().items(), mb.state_dict().values()):
+        torch.testing.assert_close(pb, pa, rtol=1e-4, atol=1e-5, msg=k)
+
+    sched = torch.optim.lr_scheduler.MultiStepLR(ob, [1], 0.1)
+    lr_t = ob.param_groups[0]["lr"]
+    assert isinstance(lr_t, torch.Tensor) and ob.param_groups[0]["fused"]
+    losses = []
+    for k, d in enumerate((1.0, 10.0, 1e3, 1e4)):
+        step.set_delta(d)
+        losses.append(step(x, y)[0].item())
+        assert all(float(g.delta) == d for _, g in gates(mb))  # the master copied into every gate
+        if k == 1:
+            sched.step()
+    assert counter.frame_count == 1, f"recompiled: {counter.frame_count} compiles"
+    assert ob.param_groups[0]["lr"] is lr_t and float(lr_t) == pytest.approx(0.005)  # filled in place
+    assert len(set(losses)) == 4  # every delta changed the sparsity term
+
+
+@pytest.mark.parametrize("name", ["vgg16-cifar", "resnet56-cifar"])
+def test_fast_step_bf16_autocast_matches_eager_under_autocast(name):
+    """bf16 autocast: the fast step computes what the eager step computes under the same autocast
+    (gradients, sparsity term and update included), and its loss is within bf16 rounding of the
+    fp32 loss. (Per-parameter bf16-vs-fp32 gradients of a random net at 1/8 width are too noisy
+    to compare: whole layers of 2-8 channels decorrelate; the GPU check trains both instead.)"""
+    (ma, oa), (mb, ob) = pair(name)
+    fp32 = copy.deepcopy(ma)
+    x, y = batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+        loss_e, _ = train_step(ma, x, y, oa, lam=1e-3)
+    loss_f, _ = FastStep(mb, ob, lam=1e-3, config=FastConfig(channels_last=False))(x, y)
+    assert loss_f.dtype == torch.float32
+    torch.testing.assert_close(loss_f, loss_e, rtol=1e-5, atol=1e-6)
+    ga, gb = grads(ma), grads(mb)
+    for k in ga:
+        torch.testing.assert_close(gb[k], ga[k], rtol=1e-3, atol=1e-4 * (1 + ga[k].abs().max().item()), msg=k)
+    with torch.no_grad():
+        ref = torch.nn.functional.cross_entropy(fp32.train()(x), y)
+    assert abs(loss_f.item() - ref.item() - 1e-3 * sum(g.probs().sum().item() for _, g in gates(fp32))) < 2e-2
+
+
+def test_fit_dispatch_cpu_eager_by_default_fast_on_request():
+    """``_fit`` takes the eager path on the CPU unless asked; fast=True runs FastStep (no graphs
+    here) through the weight and architecture stages with float LRs in the records, the
+    schedule's delta in every gate and a top-1 close to the eager evaluation's."""
+    assert not use_fast(None, torch.device("cpu"))
+    assert use_fast(None, torch.device("cuda")) and not use_fast(False, torch.device("cuda"))
+    with prefer_fast(False):
+        assert not use_fast(None, torch.device("cuda"))
+    g = torch.Generator().manual_seed(1)
+    imgs = torch.randint(0, 256, (72, 32, 32, 3), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (72,), generator=g)
+    kw = dict(mean=(0.5,) * 3, std=(0.25,) * 3)
+    train = TensorLoader(imgs, labels, 16, train=True, **kw)
+    test = TensorLoader(imgs[:32], labels[:32], 32, train=False, **kw)
+    torch.manual_seed(0)
+    model = build("vgg16-cifar", width_mult=0.125)
+    cfg = StageConfig(epochs=2, lr=0.05, milestones=(1,), batch_size=16)
+    hist = train_weights(model, train, test, cfg, fast=True)
+    assert [h["lr"] for h in hist] == pytest.approx([0.05, 0.005]) and all(type(h["lr"]) is float for h in hist)
+    assert model.features[0].conv.weight.is_contiguous(memory_format=torch.channels_last)
+    arch = train_architecture(model, train, test, StageConfig(epochs=1, lr=0.1, batch_size=16), lam=1e-3,
+                              fast=True)
+    assert arch[0]["delta"] == pytest.approx(1e4) and all(float(g.delta) == pytest.approx(1e4) for _, g in gates(model))
+    assert abs(arch[0]["test_top1"] - evaluate(model, test)["top1"]) <= 100 * 2 / 32  # bf16 vs fp32 ties
+
+
+def test_resumed_eager_optimizer_is_pinned():
+    """An optimizer loaded from an eager checkpoint (float LR, foreach) is made capturable."""
+    (m, o), _ = pair()
+    o.param_groups[0]["lr"] = 0.01
+    FastStep(m, o)
+    lr = o.param_groups[0]["lr"]
+    assert isinstance(lr, torch.Tensor) and float(lr) == pytest.approx(0.01)
+    assert o.param_groups[0]["fused"] and not o.param_groups[0]["foreach"]
+
+
+def test_epoch_time_smoke(tmp_path):
+    """benchmarks/epoch_time.py --smoke (VGG16 only, to keep it short): every stage and mode in
+    the table and the JSON, labelled as a smoke run."""
+    out = tmp_path / "smoke.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "epoch_time.py"), "--smoke",
+                        "--models", "vgg16-cifar", "--json", str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert {"device", "date", "torch", "rows"} <= res.keys() and res["device"].startswith("cpu")
+    keys = {(row["model"], row["stage"], row["mode"]) for row in res["rows"]}
+    assert keys == {("vgg16-cifar", s, mode) for s in ("weights", "arch", "finetune") for mode in ("eager", "fast")}
+    assert res["smoke"] and all(row["extrapolated"] for row in res["rows"])
+    assert all(row["s_per_epoch"] > 0 for row in res["rows"])
+    assert "SMOKE" in r.stdout
+
+
+# --- CUDA only ------------------------------------------------------------------------------------
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("name", ["vgg16-cifar", "resnet56-cifar"])
+def test_cuda_graph_step_matches_eager(name):
+    """fp32 with the whole step captured: the same losses as eager over several steps (warm-up,
+    capture, replays), delta changing every step, one capture."""
+    torch.backends.cudnn.deterministic = True
+    (ma, oa), (mb, ob) = pair(name, device="cuda")
+    step = FastStep(mb, ob, lam=1e-3, config=FastConfig(autocast=False, warmup=2))
+    for k in range(6):
+        x, y = batch(32, "cuda", seed=k)
+        d = 2.0 ** k
+        set_delta(ma, d)
+        step.set_delta(d)
+        le, _ = train_step(ma, x, y, oa, lam=1e-3)
+        lf, _ = step(x, y)
+        torch.testing.assert_close(lf, le, rtol=1e-3, atol=1e-4, msg=f"step {k}")
+    assert step.captures == 1 and step.graph is not None
+    for (k, pa), pb in zip(ma.state_dict().items(), mb.state_dict().values()):
+        torch.testing.assert_close(pb.float(), pa.float(), rtol=1e-2, atol=1e-3, msg=k)
+
+
+@pytest.mark.gpu
+@gpu
+def test_cuda_fit_fast_by_default_and_eager_option():
+    """On CUDA the stages take the fast path by default; --eager's prefer_fast(False) does not;
+    both learn the same tiny task to a similar loss."""
+    g = torch.Generator().manual_seed(1)
+    imgs = torch.randint(0, 256, (512, 32, 32, 3), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (512,), generator=g)
+    kw = dict(mean=(0.5,) * 3, std=(0.25,) * 3, device="cuda")
+    train = TensorLoader(imgs, labels, 64, train=True, **kw)
+    test = TensorLoader(imgs[:256], labels[:256], 256, train=False, **kw)
+    cfg = StageConfig(epochs=3, lr=0.05, milestones=(2,), batch_size=64)
+    out = {}
+    for fast in (True, False):
+        torch.manual_seed(0)
+        model = build("resnet56-cifar", width_mult=0.25).cuda()
+        with prefer_fast(fast):
+            hist = train_weights(model, train, test, cfg)
+            arch = train_architecture(model, train, test, StageConfig(epochs=1, lr=0.1, batch_size=64), lam=1e-4)
+        out[fast] = hist[-1]["train_loss"]
+        assert model.stem.conv.weight.is_contiguous(memory_format=torch.channels_last) == fast
+        assert arch[0]["delta"] == pytest.approx(1e4)
+    assert abs(out[True] - out[False]) < 0.3 * out[False]

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dnal_core.data import TensorLoader
-from dnal_core.gate import SSGate, gates, open_counts
+from dnal_core.gate import SSGate, open_counts
 from dnal_core.models import list_models, register_model
 from dnal_core.recipes import SearchConfig, StageConfig, get_recipe, override
 from dnal_core.train import finetune, hard_gated, train_architecture, train_weights
@@ -92,7 +92,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    device, started = ddist.init(torch.device("cpu"))
+    ddist.init(torch.device("cpu"))
     try:
         res = _stages(rank, world)
         torch.save(res, f"{out}/rank{rank}.pt")

@@ -62,7 +62,7 @@ def test_all_stages_on_imagefolder(folder, tmp_path, model):
     final = run_pipeline(recipe, folder, tmp_path / "run", device="cpu", workers=0)
     assert final["model"] == model and 0 <= final["top1"] <= 100
     assert final["macs"] <= final["baseline_macs"]
-    recs = [l for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    recs = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(recs) == 3  # one epoch a stage
     assert '"images": 8' in recs[0]  # 12 training images, batch 8, last batch dropped
 

@@ -251,7 +251,7 @@ def make_loaders(recipe: Recipe, data, device, download: bool = False, workers: 
                                       test_per_class=recipe.test_per_class)
         num_classes = int(train.labels.max().item()) + 1
         if dist.world() > 1:  # one global permutation on every rank, each takes its slice
-            train, test = dist.RankSlice(train, dist.rank(), dist.world()), dist.RankSlice(test, dist.rank(), dist.world())
+            train, test = (dist.RankSlice(d, dist.rank(), dist.world()) for d in (train, test))
             train.batch_size = recipe.weights.batch_size
         return train, test, num_classes
     if recipe.dataset == "imagenet":

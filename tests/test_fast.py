@@ -202,3 +202,18 @@ def test_cuda_fit_fast_by_default_and_eager_option():
         assert model.stem.conv.weight.is_contiguous(memory_format=torch.channels_last) == fast
         assert arch[0]["delta"] == pytest.approx(1e4)
     assert abs(out[True] - out[False]) < 0.3 * out[False]
+
+
+def test_dnal_run_eager_option(monkeypatch, tmp_path):
+    """``dnal run`` takes the fast path on CUDA by default; ``--eager`` turns it off."""
+    from dnal_core.cli import main
+    from dnal_core.commands import run as run_cmd
+
+    seen = []
+    monkeypatch.setattr(run_cmd, "run_pipeline",
+                        lambda *a, **k: seen.append(use_fast(None, torch.device("cuda"))) or {})
+    for flag in ([], ["--eager"]):
+        assert main(["run", "vgg16-cifar", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                     "--quiet", *flag]) == 0
+    assert seen == [True, False]
+    assert use_fast(None, torch.device("cuda"))  # restored after the command

@@ -15,6 +15,7 @@ import sys
 from ..models import PLACEMENTS, list_models
 from ..recipes import get_recipe, override, profiles, valid_keys
 from ..train import run_pipeline, stored_recipe
+from ..train.fast import prefer_fast
 
 # option -> recipe key (``override`` syntax); flags set True
 _VALUE_OPTS = {"lam": "lam", "seed": "seed", "threshold": "search.threshold",
@@ -40,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--lambda", dest="lam", type=float, help="lambda_a of eq. 4 (sparsity weight)")
     p.add_argument("--profile", help="recipe: paper (Section V-B, the default) or smoke")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
+    p.add_argument("--eager", action="store_true",
+                   help="on CUDA, train eagerly in fp32 instead of the fast path (bf16, channels_last, "
+                        "CUDA graphs; README: Fast training on one GPU)")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars, no per-epoch lines")
@@ -101,9 +105,10 @@ def run(args) -> int:
         from ..io import read_json
         data = read_json(f"{args.out}/config.json")["data"]
     stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
-    result = run_pipeline(recipe, data, args.out, device=args.device, resume=args.resume,
-                          quiet=args.quiet, stages=stages, weights_from=args.weights_from,
-                          download=args.download, workers=args.workers)
+    with prefer_fast(not args.eager):  # a runtime choice, not part of the recipe
+        result = run_pipeline(recipe, data, args.out, device=args.device, resume=args.resume,
+                              quiet=args.quiet, stages=stages, weights_from=args.weights_from,
+                              download=args.download, workers=args.workers)
     if not args.quiet:
         keys = ("model", "lambda", "macs", "params", "top1", "top5", "baseline_macs", "baseline_params",
                 "baseline_top1", "macs_reduction", "stages")

@@ -15,7 +15,9 @@ Conventions (README, "Multi-GPU and ImageNet"):
 from __future__ import annotations
 
 import os
+import zlib
 
+import numpy as np
 import torch
 import torch.distributed as td
 from torch import nn
@@ -121,3 +123,15 @@ class RankSlice:
     def __iter__(self):
         for x, y in self.loader:
             yield x.tensor_split(self.world)[self.rank], y.tensor_split(self.world)[self.rank]
+
+
+def seed_epoch(seed: int, stage: str, epoch: int) -> None:
+    """Under torch.distributed, reseed this process's torch RNG for (seed, stage, epoch, rank)
+    at the start of every epoch: dropout masks and worker-less augmentation then differ between
+    the ranks (one seed everywhere would draw the same masks on every rank), and a resumed run
+    draws what an uninterrupted one drew (each epoch starts from a known seed). One process:
+    nothing changes (its RNG state is saved in every checkpoint)."""
+    if not active():
+        return
+    state = np.random.SeedSequence([int(seed), zlib.crc32(stage.encode()), int(epoch), rank()]).generate_state(2)
+    torch.manual_seed(int(state[0]) << 32 | int(state[1]))

@@ -142,13 +142,16 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
         sched.load_state_dict(resume["scheduler"])
         start = int(resume["epoch"]) + 1
     # the CUDA fast path (train/fast.py): default on CUDA, fast=False (dnal run --eager) for eager
-    fast_step = FastStep(model, opt, plan.lam, plan.loss_form) if use_fast(fast, device) else None
+    # (not under torch.distributed: FastStep calls the bare module, DDP would not average gradients)
+    fast_step = (FastStep(model, opt, plan.lam, plan.loss_form)
+                 if use_fast(fast, device) and not dist.active() else None)
     history, size = [], None
     with _trainable_only(model, params):
         net = dist.wrap(model)  # DDP under torchrun: after the flags are set, anew every stage
         for epoch in range(start, cfg.epochs):
             if hasattr(train_data, "set_epoch"):
                 train_data.set_epoch(epoch)
+            dist.seed_epoch(getattr(train_data, "seed", 0), plan.stage, epoch)  # per rank; no-op on one process
             plan.modes()
             lr = float(opt.param_groups[0]["lr"])  # a device tensor on the fast path
             t0 = time.perf_counter()

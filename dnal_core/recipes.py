@@ -3,10 +3,10 @@
 ``RECIPES`` maps (model, profile) to a ``Recipe``; ``get_recipe(model, profile)`` looks one up
 and ``override(recipe, {"weights.epochs": 2, "lam": 1e-4})`` returns a changed copy (dotted keys
 reach into the stages; unknown keys raise ValueError naming the valid ones). Profiles:
-  ``paper``  the CIFAR-10 recipes of Section V-B;
-  ``smoke``  a width-scaled model on a data subset, 2 epochs a stage: the whole pipeline runs in
-             well under a minute on 2 CPU cores (it checks the machinery, not the accuracy).
-Other helpers add ImageNet recipes with ``register_recipe``.
+  ``paper``  the CIFAR-10 recipes of Section V-B and the ImageNet ones of Section V-C;
+  ``smoke``  a width-scaled model on a data subset, 1-2 epochs a stage: the whole pipeline runs
+             in well under a minute on 2 CPU cores (it checks the machinery, not the accuracy).
+Batch sizes are GLOBAL: under torchrun each of N processes takes batch_size / N of every step.
 
 Where the authors' code departs from the paper (notes/official-code.md), ``SearchConfig`` holds
 the paper's choice as default and the code's as an option.

@@ -130,13 +130,25 @@ def test_fit_dispatch_cpu_eager_by_default_fast_on_request():
 
 
 def test_resumed_eager_optimizer_is_pinned():
-    """An optimizer loaded from an eager checkpoint (float LR, foreach) is made capturable."""
-    (m, o), _ = pair()
-    o.param_groups[0]["lr"] = 0.01
-    FastStep(m, o)
-    lr = o.param_groups[0]["lr"]
-    assert isinstance(lr, torch.Tensor) and float(lr) == pytest.approx(0.01)
-    assert o.param_groups[0]["fused"] and not o.param_groups[0]["foreach"]
+    """An optimizer resumed from an eager checkpoint (float LR, foreach, NCHW momentum buffers) is
+    made capturable: a device-tensor LR, the fused update, buffers in the parameters' layout;
+    its next step is the eager optimizer's next step."""
+    (ma, oa), (mb, ob) = pair()
+    x, y = batch()
+    train_step(ma, x, y, oa, lam=1e-3)
+    mb.load_state_dict(ma.state_dict())
+    ob.load_state_dict(copy.deepcopy(oa.state_dict()))
+    step = FastStep(mb, ob, lam=1e-3, config=FastConfig(autocast=False))
+    lr = ob.param_groups[0]["lr"]
+    assert isinstance(lr, torch.Tensor) and float(lr) == pytest.approx(0.05)
+    assert ob.param_groups[0]["fused"] and not ob.param_groups[0]["foreach"]
+    w = mb.features[0].conv.weight
+    assert ob.state[w]["momentum_buffer"].stride() == w.stride() != ma.features[0].conv.weight.stride()
+    x, y = batch(seed=1)
+    train_step(ma, x, y, oa, lam=1e-3)
+    step(x, y)
+    for (k, pa), pb in zip(ma.state_dict().items(), mb.state_dict().values()):
+        torch.testing.assert_close(pb, pa, rtol=1e-4, atol=1e-5, msg=k)
 
 
 def test_epoch_time_smoke(tmp_path):

@@ -74,12 +74,18 @@ def _pin_optimizer(opt: torch.optim.Optimizer, device: torch.device) -> None:
     the fused update, which reads it there. A captured step then sees every LR the scheduler
     writes (LR schedulers ``fill_`` a tensor LR in place) and no ``.item()`` syncs the device.
     Done here rather than at construction so that a resumed optimizer (its groups loaded from
-    a checkpoint, eager or fast) is pinned as well."""
+    a checkpoint, eager or fast) is pinned as well; its momentum buffers take their parameter's
+    layout (channels_last), as the fused multi-tensor kernel expects of every tensor it walks."""
     for g in opt.param_groups:
         lr = g["lr"]
         if not (isinstance(lr, torch.Tensor) and lr.device == device):
             g["lr"] = torch.tensor(float(lr), device=device)
         g["fused"], g["foreach"] = True, False
+        for p in g["params"]:
+            st = opt.state.get(p, {})
+            for k, v in st.items():
+                if isinstance(v, torch.Tensor) and v.shape == p.shape and v.stride() != p.stride():
+                    st[k] = torch.empty_like(p).copy_(v)  # empty_like keeps p's strides
 
 
 def autocast(device: torch.device, enabled: bool = True):
@@ -110,10 +116,10 @@ class FastStep:
         config = config or _PREFER[1] or FastConfig()
         self.model, self.opt, self.lam, self.loss_form, self.cfg = model, optimizer, lam, loss_form, config
         self.device = next(model.parameters()).device
-        _pin_optimizer(optimizer, self.device)
         self.graphs = config.cuda_graph and self.device.type == "cuda"
         if config.channels_last:
             model.to(memory_format=torch.channels_last)
+        _pin_optimizer(optimizer, self.device)  # after the layout change: state follows the params
         self.forward = torch.compile(model, backend=config.compile, dynamic=False) if config.compile else model
         self.deltas = [g.delta for _, g in gates(model)]
         # one master delta; the step copies it into every gate (inside the graph: no launch each)

@@ -9,6 +9,10 @@ copy from one another live here. Nothing here trains or measures a model (that i
   ``save_figure``    a matplotlib figure -> ``figures/<name>.png`` (deterministic bytes), shown
                      in the notebook as that same PNG whatever the matplotlib backend
   ``read_results``   every ``*.json`` / ``*.jsonl`` under ``results/<experiment>/<profile>/``
+  ``results_dir``    that folder if it holds results (else None): train only when it is missing
+  ``read_folder``, ``has_results``, ``provenance``  one folder's results; date + command of a run
+  ``copy_metrics``   a run's per-epoch metrics.jsonl lines -> a small committed JSONL file
+  ``ours_table``     final.json records -> our baseline row and one row per lambda (with drops)
   ``paper_vs_ours``  one of the paper's tables beside our rows, with reduction ratios
   ``lambda_label``   lambda_a written as the paper writes it ("1e-4"), the key rows match on
   ``plot_acc_vs_macs``  top-1 against MACs, the paper's points beside ours
@@ -100,18 +104,24 @@ def save_figure(fig, name: str, fig_dir: Path | str, dpi: int = 110):
 
 
 def read_results(experiment: str, profile: str, root: Path | str | None = None):
-    """Every result under ``results/<experiment>/<profile>/`` as one DataFrame: one row per
-    ``*.json`` file (a JSON object) and one per line of each ``*.jsonl`` file, with a
-    ``source`` column naming the file. ``root`` is the ``results`` folder; by default the one
-    under ``out_root()`` if it has this experiment, else the repository's (committed results).
-    Missing folder -> ValueError (run the experiment first)."""
-    import pandas as pd
-
+    """Every result under ``results/<experiment>/<profile>/`` as one DataFrame (``read_folder``).
+    ``root`` is the ``results`` folder; by default the one under ``out_root()`` if it has this
+    experiment, else the repository's (committed results). Missing folder -> ValueError (run the
+    experiment first)."""
     roots = [Path(root)] if root else [out_root() / "results", repo_root() / "results"]
     folder = next((r / experiment / profile for r in roots if (r / experiment / profile).is_dir()), None)
     if folder is None:
         raise ValueError(f"no results for {experiment}/{profile} in {roots[0]}: "
                          f"run the experiment with profile {profile!r} first")
+    return read_folder(folder)
+
+
+def read_folder(folder: Path | str):
+    """One row per ``*.json`` file (a JSON object) and one per line of each ``*.jsonl`` file in
+    ``folder`` (not its subfolders), with a ``source`` column naming the file."""
+    import pandas as pd
+
+    folder = Path(folder)
     rows = []
     for f in sorted(folder.glob("*.json")):
         obj = json.loads(f.read_text())
@@ -122,6 +132,84 @@ def read_results(experiment: str, profile: str, root: Path | str | None = None):
             if line.strip():
                 rows.append({"source": f.name, **json.loads(line)})
     return pd.DataFrame(rows)
+
+
+def copy_metrics(run_dir: Path | str, dest: Path | str, stages=None, **fields) -> int:
+    """Copy the per-epoch lines of ``<run_dir>/metrics.jsonl`` (``stages``: only those) into the
+    JSON-lines file ``dest`` (atomic), each with ``fields`` added and without wall-clock times,
+    so a notebook commits curves without checkpoints. Returns the number of lines written."""
+    from .io import atomic_path
+
+    lines = []
+    for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            if stages is None or rec.get("stage") in stages:
+                rec = {k: v for k, v in rec.items() if k not in ("seconds", "eval_seconds")}
+                lines.append(json.dumps({**fields, **rec}))
+    with atomic_path(Path(dest)) as tmp:
+        Path(tmp).write_text("".join(f"{x}\n" for x in lines))
+    return len(lines)
+
+
+def has_results(folder: Path | str | None) -> bool:
+    """Whether ``folder`` exists and holds a ``*.json`` or ``*.jsonl`` file."""
+    return folder is not None and Path(folder).is_dir() and (
+        any(Path(folder).glob("*.json")) or any(Path(folder).glob("*.jsonl")))
+
+
+def provenance(notebook: str, profile: str, threads: int, overrides: dict | None = None,
+               device: str = "auto") -> dict:
+    """What a notebook adds to each result it writes: the date, the call that made it, the
+    torch version and the device (the run folders' own files hold the resolved recipe and the
+    git commit too)."""
+    import datetime
+
+    import torch
+
+    if device in (None, "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    extra = f", recipe overrides {overrides}" if overrides else ""
+    return {"date": datetime.date.today().isoformat(), "torch": str(torch.__version__), "device": str(device),
+            "command": f"python book/build.py execute --only {notebook} (profile {profile}, "
+                       f"train when results are missing, torch threads {threads}{extra})"}
+
+
+def results_dir(experiment: str, profile: str, root: Path | str | None = None) -> Path | None:
+    """The folder ``read_results`` would read (same search order), or None when no such folder
+    holds a ``*.json``/``*.jsonl`` file: a notebook trains only in that case (or when asked)."""
+    roots = [Path(root)] if root else [out_root() / "results", repo_root() / "results"]
+    return next((r / experiment / profile for r in roots if has_results(r / experiment / profile)), None)
+
+
+def ours_table(finals):
+    """Our rows in the columns ``paper_vs_ours`` takes, from final.json records (a DataFrame or
+    list of dicts with ``lambda``, ``macs``, ``params``, ``top1``, ``top5`` and the
+    ``baseline_*`` fields): first our baseline (lambda "-", the dense network of the weight
+    stage, as final.json records it), then one row per lambda, smallest lambda first, with
+    ``drop1``/``drop5`` = baseline - row (points; positive: worse than our baseline)."""
+    import pandas as pd
+
+    finals = pd.DataFrame(finals)
+    missing = {"lambda", "macs", "params", "top1", "baseline_macs", "baseline_params",
+               "baseline_top1"} - set(finals.columns)
+    if missing:
+        raise ValueError(f"final.json records lack {sorted(missing)}")
+    if finals.empty:
+        raise ValueError("no final.json records")
+    finals = finals.assign(_lam=finals["lambda"].astype(float)).sort_values("_lam", kind="stable")
+    top5 = finals["top5"] if "top5" in finals else float("nan")
+    base = finals.iloc[0]
+    base_top5 = base.get("baseline_top5", float("nan"))
+    rows = pd.DataFrame({"lambda": finals["lambda"].map(lambda_label), "macs_m": finals["macs"] / 1e6,
+                         "params_m": finals["params"] / 1e6, "top1": finals["top1"], "top5": top5})
+    first = pd.DataFrame([{"lambda": "-", "macs_m": base["baseline_macs"] / 1e6,
+                           "params_m": base["baseline_params"] / 1e6, "top1": base["baseline_top1"],
+                           "top5": base_top5}])
+    out = pd.concat([first, rows], ignore_index=True)
+    out["drop1"] = out["top1"].iloc[0] - out["top1"]
+    out["drop5"] = out["top5"].iloc[0] - out["top5"]
+    return out
 
 
 def lambda_label(lam) -> str:
@@ -146,7 +234,7 @@ def paper_vs_ours(table: str, ours, method: str = "DNAL", key: str = "lambda"):
     """The paper's ``method`` rows of ``table`` beside ours, matched on ``key`` (lambda).
 
     ``ours`` is a DataFrame (or list of dicts) with columns ``key``, ``macs_m``, ``params_m``
-    and ``top1`` (millions, millions, percent); lambdas may be floats or strings in any
+    and ``top1`` (millions, millions, percent), and ``top5`` when it has one; lambdas may be floats or strings in any
     notation (``lambda_label`` normalises both sides). The result has one row per key of either side:
     ``paper_*`` and ``ours_*`` columns and the MACs reduction ``*_macs_x`` = baseline / row,
     which is how rows are compared when our baseline counts differently (Table III).
@@ -166,7 +254,7 @@ def paper_vs_ours(table: str, ours, method: str = "DNAL", key: str = "lambda"):
     rows = paper[paper["method"].isin([method, "Baseline"])].copy()
     if key == "lambda":
         rows[key] = rows[key].map(lambda_label)
-    cols = [key, "macs_m", "params_m", "top1"]
+    cols = [key, "macs_m", "params_m", "top1"] + (["top5"] if "top5" in ours.columns else [])
     merged = rows[cols].merge(ours[cols], on=key, how="outer", suffixes=("_paper", "_ours"), sort=False)
     merged = merged.rename(columns={f"{c}_{side}": f"{side}_{c}" for c in cols[1:]
                                     for side in ("paper", "ours")})

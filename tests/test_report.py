@@ -129,3 +129,49 @@ def test_check_close():
         report.check_close(90.0, 93.77, 0.5, "top-1")
     with pytest.raises(AssertionError):
         report.check_close(float("nan"), 93.77, 100.0, "top-1")
+
+
+def _final(lam, macs, top1, top5=90.0):
+    return {"lambda": lam, "macs": macs, "params": macs // 10, "top1": top1, "top5": top5,
+            "baseline_macs": 1_000_000, "baseline_params": 100_000, "baseline_top1": 80.0, "baseline_top5": 95.0}
+
+
+def test_ours_table_baseline_first_sorted_by_lambda_with_drops():
+    ours = report.ours_table([_final(5e-4, 200_000, 70.0, 85.0), _final(1e-4, 500_000, 78.0)])
+    assert ours["lambda"].tolist() == ["-", "1e-4", "5e-4"]
+    assert ours["macs_m"].tolist() == [1.0, 0.5, 0.2]
+    assert ours["drop1"].tolist() == [0.0, 2.0, 10.0]
+    assert ours["drop5"].tolist() == [0.0, 5.0, 10.0]
+    with pytest.raises(ValueError, match="lack"):
+        report.ours_table([{"lambda": 1e-4, "macs": 1}])
+
+
+def test_paper_vs_ours_carries_top5_when_given():
+    ours = report.ours_table([_final(1e-4, 500_000, 78.0, 91.0)])
+    merged = report.paper_vs_ours("I", ours)
+    row = merged[merged["lambda"] == "1e-4"].iloc[0]
+    assert row["ours_top5"] == 91.0 and row["paper_top5"] == 99.72
+
+
+def test_results_dir_needs_a_result_file(out_root):
+    folder = out_root / "results" / "exp" / "smoke"
+    folder.mkdir(parents=True)
+    assert not report.has_results(folder) and report.results_dir("exp", "smoke", out_root / "results") is None
+    (folder / "a.json").write_text(json.dumps({"x": 1}))
+    assert report.results_dir("exp", "smoke", out_root / "results") == folder
+    assert report.read_folder(folder)["x"].tolist() == [1]
+
+
+def test_copy_metrics_filters_stages_adds_fields_drops_times(tmp_path):
+    lines = [{"stage": "weights", "epoch": 0, "seconds": 1.5}, {"stage": "arch", "epoch": 0, "seconds": 2.0,
+                                                                 "eval_seconds": 0.1, "gate_hist": [1, 2]}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    n = report.copy_metrics(tmp_path, tmp_path / "out" / "m.jsonl", stages=["arch"], model="m")
+    got = [json.loads(x) for x in (tmp_path / "out" / "m.jsonl").read_text().splitlines()]
+    assert n == 1 and got == [{"model": "m", "stage": "arch", "epoch": 0, "gate_hist": [1, 2]}]
+
+
+def test_provenance_names_date_command_device():
+    p = report.provenance("table1_vgg16_cifar10", "smoke", 1, {"arch.epochs": 1}, device="cpu")
+    assert p["device"] == "cpu" and "table1_vgg16_cifar10" in p["command"] and "arch.epochs" in p["command"]
+    assert len(p["date"]) == 10

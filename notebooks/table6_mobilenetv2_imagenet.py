@@ -1,0 +1,126 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Table VI: MobileNetV2 on ImageNet
+#
+# **What it reproduces.** Table VI of the paper (Section V-C): MobileNetV2 on ImageNet, the baseline and
+# DNAL at the paper's $\lambda_a$ (MACs, the paper's "FLOPs"; parameters; top-1 and top-5 on the
+# ImageNet-1K validation set), beside the other methods it lists.
+#
+# ImageNet is not on this machine and a paper run takes days of GPU time, so this page shows
+# the paper's table, our count of the baseline network at 224x224 beside the paper's baseline
+# row, and the commands that reproduce the table on a machine with ImageNet and GPUs. It renders
+# the results of such a run from `results/table6_mobilenetv2_imagenet/paper/` when they are committed there, and
+# otherwise says so. It trains nothing.
+
+# %% tags=["parameters"]
+profile = "smoke"  # the profile the printed commands use is "paper"; this page trains nothing either way
+data_dir = ""      # ImageNet folder (train/<wnid>/, val/<wnid>/) for the printed commands (empty: $IMAGENET)
+device = "auto"    # unused here: this page trains nothing
+out_dir = ""       # results folder (empty: results/table6_mobilenetv2_imagenet/paper)
+fig_dir = ""       # figures folder (empty: figures/)
+threads = 1        # CPU threads for the counts
+
+# %% [markdown]
+# ## Set-up
+
+# %%
+import os
+
+import pandas as pd
+import torch
+
+import dnal_core as dn
+from dnal_core import report
+from dnal_core.paper import paper_baseline, paper_table
+
+NAME, TABLE, MODEL = "table6_mobilenetv2_imagenet", "VI", "mobilenetv2-imagenet"
+run = report.paths(NAME, "paper", out_dir, fig_dir)
+paper = paper_table(TABLE)
+LAMS = paper.loc[paper["method"] == "DNAL", "lambda"].tolist()  # the paper's lambda_a for this table
+torch.set_num_threads(threads)
+pd.set_option("display.float_format", lambda x: f"{x:.4g}")
+paper[["method", "lambda", "macs_m", "params_m", "top1", "top5", "search_cost_epochs"]]
+
+# %% [markdown]
+# Our baseline network at 224x224, counted two ways: `macs` (conv and linear multiply-accumulates,
+# every parameter) and `authors` (the convention of the authors' counter, which prints some of
+# the paper's baseline digits; `dnal_core.measure.count`).
+
+# %% tags=["nbval-check-output"]
+model = dn.build(MODEL)
+base = paper_baseline(TABLE)
+counts = pd.DataFrame([{"count": conv, "macs_m": c["macs"] / 1e6, "params_m": c["params"] / 1e6}
+                       for conv in ("macs", "authors") for c in [dn.count(model, convention=conv)]]
+                      + [{"count": "paper", "macs_m": base["macs_m"], "params_m": base["params_m"]}])
+print(f"{MODEL} at {tuple(model.input_size)}")
+print(counts.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+
+# %% [markdown]
+# ## Run
+#
+# Not on this machine. With ImageNet (`train/<wnid>/*.JPEG`, `val/<wnid>/*.JPEG`) and GPUs,
+# one weight stage, then the architecture and finetune stages for each $\lambda_a$ from those
+# weights (the command is the same on one GPU without `torchrun`; `--resume` continues a killed
+# run from its last epoch):
+
+# %%
+data = data_dir or os.environ.get("IMAGENET", "$IMAGENET")
+runs = f"runs/{NAME}/paper"
+launch = "torchrun --nproc_per_node 8 $(which dnal)"
+commands = [f"{launch} run {MODEL} --data {data} --profile paper --stages weights --out {runs}/weights"]
+commands += [f"{launch} run {MODEL} --data {data} --profile paper --lambda {lam} "
+             f"--weights-from {runs}/weights/weights.pt --out {runs}/lam{lam}" for lam in LAMS]
+commands += [f"cp {runs}/lam{lam}/final.json results/{NAME}/paper/lam{lam}.json" for lam in LAMS]
+print("\n".join(commands))
+
+# %% [markdown]
+# ## Results beside the paper
+
+# %%
+folder = run.out if out_dir else report.results_dir(NAME, "paper")  # committed paper runs, if any
+have = report.has_results(folder)
+if have:
+    finals = report.read_folder(folder)
+    ours = report.ours_table(finals)
+    table = report.paper_vs_ours(TABLE, ours).merge(ours[["lambda", "drop1", "drop5"]], on="lambda", how="left")
+    print(f"paper-profile results from {folder}: {finals['device'].iloc[0]}, torch {finals['torch'].iloc[0]}")
+else:
+    ours, table = None, paper[paper["method"].isin(["Baseline", "DNAL"])][["lambda", "macs_m", "params_m", "top1", "top5"]]
+    print(f"No full (paper-profile) run of Table {TABLE} exists yet: results/{NAME}/paper/ is empty. "
+          "The table below is the paper's alone.")
+table
+
+# %%
+report.save_figure(report.plot_acc_vs_macs(TABLE, None if ours is None else ours[ours["lambda"] != "-"],
+                                           title=f"Table {TABLE}: MobileNetV2 on ImageNet"), NAME, run.fig)
+
+# %% [markdown]
+# ## Check
+
+# %%
+a = dn.count(model, convention="authors")
+print(report.check_close(a["macs"] / 1e6, base["macs_m"], 0.01, "baseline MACs (M), authors' count"))
+print(report.check_close(a["params"] / 1e6, base["params_m"], 0.01, "baseline params (M)"))
+assert len(model.widths) == len(dn.gates(model)) > 0, "one width per SS gate"
+if have:  # the reproduction itself: top-1 within half a point of the paper's
+    for _, row in table.dropna(subset=["paper_top1", "ours_top1"]).iterrows():
+        print(report.check_close(row["ours_top1"], row["paper_top1"], 0.5, f"top-1 at lambda {row['lambda']}"))
+
+# %% [markdown]
+# ## Notes
+#
+# - **No full run exists yet** unless the page above shows one: nothing here was trained.
+# - The paper's 300.79M MACs count one extra operation per output channel (the authors' counter);
+#   conv and linear MACs alone are 300.77M.

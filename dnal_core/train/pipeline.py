@@ -132,7 +132,7 @@ def _check_out(out: Path, recipe: Recipe, resume: bool) -> dict | None:
     new = json.loads(json.dumps(recipe.to_dict()))  # as stored: tuples become lists
     # a key added to the recipe after the run was made takes its (default) value
     old = {k: ({**new[k], **old[k]} if isinstance(new[k], dict) and isinstance(old.get(k), dict)
-               else old.get(k, new[k])) for k in set(new) | set(old)}
+               else old.get(k, new[k])) for k in new}
     if old.get("lam") is None:  # a weight-stage-only run may go on with a lambda
         old = {**old, "lam": new["lam"]}
     if old != new:

@@ -125,6 +125,8 @@ def main(argv=None) -> int:
     p.add_argument("--test-images", type=int, default=1000, help="evaluation set (one large batch)")
     p.add_argument("--lam", type=float, default=1e-4)
     p.add_argument("--compile", help="also torch.compile the model under the graph (a backend name)")
+    p.add_argument("--no-channels-last", action="store_true", help="fast path without channels_last")
+    p.add_argument("--no-autocast", action="store_true", help="fast path in fp32 (graphs only)")
     p.add_argument("--data", help="CIFAR-10 folder (default: random images of CIFAR's shape)")
     p.add_argument("--smoke", action="store_true",
                    help="CPU machinery check: width 1/16, 2 batches of 8, 1 epoch (NOT a measurement)")
@@ -143,7 +145,9 @@ def main(argv=None) -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # both modes: the best kernels for the fixed shapes
     rows, t0 = [], time.perf_counter()
-    with prefer_fast(True, FastConfig(compile=args.compile) if args.compile else None):
+    fast_cfg = FastConfig(compile=args.compile, channels_last=not args.no_channels_last,
+                          autocast=not args.no_autocast)
+    with prefer_fast(True, fast_cfg):
         for name in models:
             bs = args.batch_size or (8 if args.smoke else MODELS[name])
             for mode in args.modes.split(","):
@@ -151,7 +155,9 @@ def main(argv=None) -> int:
     rows = [r for rs in rows for r in rs]
     prov = provenance(device)
     result = {"device": prov["device"], "date": datetime.date.today().isoformat(), "torch": torch.__version__,
-              "git": prov["git"], "fast_config": dataclasses.asdict(FastConfig(compile=args.compile)),
+              "git": prov["git"], "fast_config": dataclasses.asdict(fast_cfg),
+              "eager_fp32_tf32": {"cudnn_conv": torch.backends.cudnn.allow_tf32,
+                                  "matmul": torch.backends.cuda.matmul.allow_tf32},
               "smoke": args.smoke, "fraction": args.fraction, "epochs": args.epochs,
               "total_s": time.perf_counter() - t0, "rows": rows}
     label = "SMOKE (CPU machinery check, not a measurement)" if args.smoke else prov["device"]

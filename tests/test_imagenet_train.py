@@ -100,3 +100,15 @@ def test_loader_subset_determinism_and_shards(folder):
     assert not set(va) & set(vb) and sorted(va + vb) == list(range(12))  # no padding
     x, _ = next(iter(vals[0]))
     assert x.shape[1:] == (3, 32, 32)
+
+
+def test_worker_augmentation_is_seeded_per_epoch(folder):
+    train, _, _ = imagenet_loaders(folder, 12, workers=1, image_size=32, resize_size=40, seed=5)
+
+    def batch(epoch):
+        train.set_epoch(epoch)
+        return next(iter(train))[0]
+
+    a = batch(1)
+    assert torch.equal(a, batch(1))  # same (seed, epoch): same crops and flips in the worker
+    assert not torch.equal(a, batch(2))

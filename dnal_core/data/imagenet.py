@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from .loader import epoch_generator

@@ -182,7 +182,7 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
             train_s = time.perf_counter() - t0
             sched.step()
             t1 = time.perf_counter()
-            with autocast(device, fast_step is not None):
+            with autocast(device, fast_step is not None and fast_step.cfg.autocast):
                 ev = evaluate(model, test_data, device)
             if size is None or plan.delta is not None:  # the architecture changes only while searching
                 size = size_of(model)

@@ -177,7 +177,8 @@ class FastStep:
         self.sx, self.sy = x.clone(), y.clone()
         self.opt.zero_grad(set_to_none=True)  # .grad allocated inside the graph's memory pool
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: a DataLoader's pin-memory thread may call CUDA during the capture
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             self.out = self._body(self.sx, self.sy)
         self.graph = graph
         self.captures += 1

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
 import statistics
 import sys
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 import torch
 
 from dnal_core import build, gates
+from dnal_core.io import write_json
 from dnal_core.data import CIFAR10_MEAN, CIFAR10_STD, TensorLoader, cifar10_loaders
 from dnal_core.recipes import StageConfig, get_recipe
 from dnal_core.train import derive_network, finetune, resolve_device, train_architecture, train_weights
@@ -147,28 +147,31 @@ def main(argv=None) -> int:
     rows, t0 = [], time.perf_counter()
     fast_cfg = FastConfig(compile=args.compile, channels_last=not args.no_channels_last,
                           autocast=not args.no_autocast)
+    prov = provenance(device)
+    out = args.json or (None if args.smoke else Path(__file__).parent / "results" / f"{args.name}.json")
+
+    def result(rows, complete):
+        return {"device": prov["device"], "date": datetime.date.today().isoformat(), "torch": torch.__version__,
+                "git": prov["git"], "fast_config": dataclasses.asdict(fast_cfg),
+                "eager_fp32_tf32": {"cudnn_conv": torch.backends.cudnn.allow_tf32,
+                                    "matmul": torch.backends.cuda.matmul.allow_tf32},
+                "smoke": args.smoke, "fraction": args.fraction, "epochs": args.epochs,
+                "complete": complete, "total_s": time.perf_counter() - t0, "rows": rows}
+
     with prefer_fast(True, fast_cfg):
         for name in models:
             bs = args.batch_size or (8 if args.smoke else MODELS[name])
             for mode in args.modes.split(","):
-                rows.append(run_model(name, bs, mode, args, device))
-    rows = [r for rs in rows for r in rs]
-    prov = provenance(device)
-    result = {"device": prov["device"], "date": datetime.date.today().isoformat(), "torch": torch.__version__,
-              "git": prov["git"], "fast_config": dataclasses.asdict(fast_cfg),
-              "eager_fp32_tf32": {"cudnn_conv": torch.backends.cudnn.allow_tf32,
-                                  "matmul": torch.backends.cuda.matmul.allow_tf32},
-              "smoke": args.smoke, "fraction": args.fraction, "epochs": args.epochs,
-              "total_s": time.perf_counter() - t0, "rows": rows}
+                rows += run_model(name, bs, mode, args, device)
+                if out:  # after every model and mode: a run cut short keeps what it measured
+                    write_json(out, result(rows, complete=False))
     label = "SMOKE (CPU machinery check, not a measurement)" if args.smoke else prov["device"]
     extra = f", EXTRAPOLATED from {args.fraction:g} of an epoch" if args.fraction < 1 and not args.smoke else ""
     print(f"# epoch_time: {label}{extra}; torch {torch.__version__}; {args.epochs} epochs/stage"
           + (", first dropped" if args.epochs > 1 else ", warm-up included"))
     print(table(rows, args.smoke))
-    out = args.json or (None if args.smoke else Path(__file__).parent / "results" / f"{args.name}.json")
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=1) + "\n")
+        write_json(out, result(rows, complete=True))
         print(f"# wrote {out}")
     return 0
 

@@ -162,7 +162,7 @@ def test_epoch_time_smoke(tmp_path):
     assert {"device", "date", "torch", "rows"} <= res.keys() and res["device"].startswith("cpu")
     keys = {(row["model"], row["stage"], row["mode"]) for row in res["rows"]}
     assert keys == {("vgg16-cifar", s, mode) for s in ("weights", "arch", "finetune") for mode in ("eager", "fast")}
-    assert res["smoke"] and all(row["extrapolated"] for row in res["rows"])
+    assert res["smoke"] and res["complete"] and all(row["extrapolated"] for row in res["rows"])
     assert all(row["s_per_epoch"] > 0 for row in res["rows"])
     assert "SMOKE" in r.stdout
 

@@ -16,6 +16,7 @@ copy from one another live here. Nothing here trains or measures a model (that i
   ``paper_vs_ours``  one of the paper's tables beside our rows, with reduction ratios
   ``lambda_label``   lambda_a written as the paper writes it ("1e-4"), the key rows match on
   ``plot_acc_vs_macs``  top-1 against MACs, the paper's points beside ours
+  ``plot_acc_vs_relative_macs``  the same against MACs as a share of each side's baseline
   ``check_close``    the assertion a reproduction makes before it shows a number
 """
 from __future__ import annotations
@@ -301,6 +302,40 @@ def plot_acc_vs_macs(table: str, ours=None, ax=None, method: str = "DNAL", title
     ax.set_xlabel("MACs (millions; the paper's \"FLOPs\")")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title(title or f"Table {table}: accuracy against MACs")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return fig
+
+
+def plot_acc_vs_relative_macs(table: str, ours, ax=None, method: str = "DNAL", title: str | None = None):
+    """Top-1 (%) against MACs as a percentage of each side's own baseline: the paper's
+    ``method`` rows against its Baseline row, ``ours`` (columns ``lambda``, ``macs_m``, ``top1``,
+    with the baseline row at lambda "-") against our baseline. This puts a width-scaled smoke run
+    and the paper on one axis (the accuracies still are not comparable). Returns the figure."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from .paper import paper_table
+
+    paper = paper_table(table)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+    else:
+        fig = ax.figure
+    base = paper.loc[paper["method"] == "Baseline", "macs_m"].iloc[0]
+    dnal = paper[paper["method"] == method].sort_values("macs_m")
+    ax.plot(100 * dnal["macs_m"] / base, dnal["top1"], "o-", color="tab:blue", label=f"{method} (paper)")
+    ours = pd.DataFrame(ours)
+    our_base = ours.loc[ours["lambda"].map(lambda_label) == "-", "macs_m"]
+    if len(our_base):
+        rows = ours[ours["lambda"].map(lambda_label) != "-"].sort_values("macs_m")
+        ax.plot(100 * rows["macs_m"] / float(our_base.iloc[0]), rows["top1"], "D--", color="tab:red", label="ours")
+        for _, r in rows.iterrows():
+            ax.annotate(lambda_label(r["lambda"]), (100 * r["macs_m"] / float(our_base.iloc[0]), r["top1"]),
+                        fontsize=7, xytext=(3, 3), textcoords="offset points", color="tab:red")
+    ax.set_xlabel("MACs (% of the same side's baseline)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(title or f"Table {table}: accuracy against relative MACs")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     return fig

@@ -175,3 +175,13 @@ def test_provenance_names_date_command_device():
     p = report.provenance("table1_vgg16_cifar10", "smoke", 1, {"arch.epochs": 1}, device="cpu")
     assert p["device"] == "cpu" and "table1_vgg16_cifar10" in p["command"] and "arch.epochs" in p["command"]
     assert len(p["date"]) == 10
+
+
+def test_plot_acc_vs_relative_macs_scales_each_side_by_its_baseline():
+    ours = report.ours_table([_final(1e-4, 500_000, 78.0)])
+    fig = report.plot_acc_vs_relative_macs("I", ours)
+    lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}
+    assert list(lines["ours"].get_xdata()) == [50.0]
+    paper_x = lines["DNAL (paper)"].get_xdata()
+    assert max(paper_x) == pytest.approx(100 * 211.89 / 313.47)
+    plt.close(fig)

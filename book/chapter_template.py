@@ -52,10 +52,8 @@ import torch
 
 import dnal_core as dn
 from dnal_core import report
-from dnal_core.io import write_json
 from dnal_core.paper import paper_baseline
-from dnal_core.recipes import get_recipe, override
-from dnal_core.train import run_pipeline
+from dnal_core.recipes import get_recipe
 
 NAME, TABLE, MODEL = "table1_vgg16_cifar10", "I", "vgg16-cifar"
 LAMS = {"smoke": [1e-4, 5e-4], "paper": [1e-5, 5e-5, 1e-4, 2e-4, 3e-4, 4e-4, 5e-4]}[profile]  # Table I
@@ -79,50 +77,42 @@ print(f"{MODEL}: {full['macs'] / 1e6:.2f}M MACs, {full['params'] / 1e6:.2f}M par
 #
 # One weight stage, then the architecture and finetune stages for each $\lambda_a$ from its
 # weights (`--weights-from`: the weight stage does not depend on $\lambda_a$). Each run folder
-# holds checkpoints; only its `final.json` is copied into the results folder.
+# holds checkpoints; only its `final.json` (with the date and the call that made it) and its
+# `arch.json` (the learned widths, into `arch/`) are copied into the results folder.
 
 # %%
 if train:
     if not data:
         raise ValueError("set data_dir or DNAL_DATA to the CIFAR-10 folder")
-    weights = runs / "weights"
-    if not (weights / "weights.pt").is_file():
-        run_pipeline(recipe, data, weights, device=device, stages=["weights"])
-    for lam in LAMS:
-        folder = runs / f"lam{report.lambda_label(lam)}"
-        final = run_pipeline(override(recipe, {"lam": lam}), data, folder, device=device,
-                             stages=["arch", "finetune"], weights_from=weights / "weights.pt")
-        write_json(run.out / f"lam{report.lambda_label(lam)}.json", final)
+    prov = report.provenance(NAME, profile, threads, None, device)
+    report.run_lambdas(recipe, data, LAMS, runs, run.out, prov, device)
 
 # %% [markdown]
 # ## Results beside the paper
 
 # %%
 finals = report.read_results(NAME, profile)
-ours = pd.DataFrame({"lambda": finals["lambda"].map(report.lambda_label), "macs_m": finals["macs"] / 1e6,
-                     "params_m": finals["params"] / 1e6, "top1": finals["top1"]})
-base = finals.iloc[0]
-ours = pd.concat([pd.DataFrame([{"lambda": "-", "macs_m": base["baseline_macs"] / 1e6,
-                                 "params_m": base["baseline_params"] / 1e6, "top1": base["baseline_top1"]}]),
-                  ours], ignore_index=True)
-table = report.paper_vs_ours(TABLE, ours)
+print(f"profile {profile}: {report.run_line(finals)}")
+ours, table = report.beside_paper(TABLE, finals)  # our baseline first, drop1/drop5 in points
 table
 
 # %%
-report.save_figure(report.plot_acc_vs_macs(TABLE, ours[ours["lambda"] != "-"]), f"{NAME}_{profile}", run.fig)
+fig = report.plot_tables(TABLE, ours, "Table I: VGG16 on CIFAR-10", profile)  # MACs, and MACs relative to the baseline
+report.save_figure(fig, f"{NAME}_{profile}", run.fig)
 
 # %% [markdown]
 # ## Check
 
 # %%
 paper_base = paper_baseline(TABLE)
-report.check_close(full["macs"] / 1e6, paper_base["macs_m"], 0.01, "baseline MACs (M)")
-report.check_close(full["params"] / 1e6, paper_base["params_m"], 0.01, "baseline params (M)")
-macs = ours[ours["lambda"] != "-"]["macs_m"].tolist()
-assert all(a >= b for a, b in zip(macs, macs[1:])), "a larger lambda must not cost more MACs"
+# The paper's digits exactly, in the authors' counting convention (dnal_core.measure.count).
+authors = dn.count(dn.build(MODEL), convention="authors")
+assert round(authors["macs"] / 1e6, 2) == paper_base["macs_m"], (authors, paper_base)
+print(report.check_close(full["macs"] / 1e6, paper_base["macs_m"], 0.01, "baseline MACs (M)"))
+print(report.check_close(full["params"] / 1e6, paper_base["params_m"], 0.01, "baseline params (M)"))
+report.check_macs_order(ours)  # a larger lambda costs no more MACs, no pruned row more than the baseline
 if profile == "paper":  # the reproduction itself: top-1 within half a point of the paper's
-    for _, row in table.dropna(subset=["paper_top1", "ours_top1"]).iterrows():
-        print(report.check_close(row["ours_top1"], row["paper_top1"], 0.5, f"top-1 at lambda {row['lambda']}"))
+    print("\n".join(report.check_top1(table, 0.5)))
 
 # %% [markdown]
 # ## Notes

@@ -18,6 +18,14 @@ copy from one another live here. Nothing here trains or measures a model (that i
   ``plot_acc_vs_macs``  top-1 against MACs, the paper's points beside ours
   ``plot_acc_vs_relative_macs``  the same against MACs as a share of each side's baseline
   ``check_close``    the assertion a reproduction makes before it shows a number
+  ``check_top1``, ``check_macs_order``, ``check_smoke_baseline``  the table chapters' checks
+
+What every table chapter repeats (one home here, the notebooks keep narrative and numbers):
+  ``random_imagefolder``  a seeded ImageFolder of random JPEGs (ImageNet layout, smoke runs)
+  ``run_lambdas``    one weight stage, then each lambda from it; ``lam*.json`` + ``arch/lam*.json``
+  ``beside_paper``, ``paper_run_table``, ``run_line``  our rows beside the paper's; the
+                     paper's rows alone (and why) when no paper-profile run is committed
+  ``baseline_counts``, ``paper_commands``, ``plot_tables``  counts, commands, the two plots
 """
 from __future__ import annotations
 
@@ -348,3 +356,137 @@ def check_close(ours: float, paper: float, tol: float, what: str) -> str:
     if math.isnan(ours) or math.isnan(paper) or abs(ours - paper) > tol:
         raise AssertionError(f"{what}: ours {ours:g} vs paper {paper:g}, tolerance {tol:g}")
     return f"{what}: ours {ours:g}, paper {paper:g} (within {tol:g})"
+
+
+def check_top1(table, tol: float = 0.5) -> list[str]:
+    """The reproduction itself: every row with both top-1s (a ``paper_vs_ours`` table) within
+    ``tol`` points of the paper's. Returns the verdict lines."""
+    return [check_close(r["ours_top1"], r["paper_top1"], tol, f"top-1 at lambda {r['lambda']}")
+            for _, r in table.dropna(subset=["paper_top1", "ours_top1"]).iterrows()]
+
+
+def check_macs_order(ours) -> None:
+    """``ours_table`` rows: a larger lambda costs no more MACs, and no pruned row more than the baseline."""
+    macs = ours[ours["lambda"] != "-"]["macs_m"].tolist()
+    assert all(a >= b for a, b in zip(macs, macs[1:])), "a larger lambda must not cost more MACs"
+    assert (ours["macs_m"].iloc[1:] <= ours["macs_m"].iloc[0]).all(), "a pruned network costs more than its baseline"
+
+
+def random_imagefolder(root, classes: int = 10, per_class=(8, 4), size: int = 80, seed: int = 0) -> Path:
+    """``root/{train,val}/n<8 digits>/<i>.JPEG``: ``per_class`` (train, val) seeded random RGB
+    ``size``x``size`` images a class, ImageNet's layout for smoke runs and tests without ImageNet
+    (accuracies on it are chance). The same arguments give the same pixels."""
+    import numpy as np
+    from PIL import Image
+
+    root, rng = Path(root), np.random.default_rng(seed)
+    for split, n in zip(("train", "val"), per_class):
+        for c in range(classes):
+            folder = root / split / f"n{c:08d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i}.JPEG")
+    return root
+
+
+def run_lambdas(recipe, data, lams, runs, out, prov: dict, device: str = "auto", shared_weights: bool = True,
+                workers: int = 8) -> Path:
+    """Train ``recipe`` at each of ``lams`` into ``runs/lam<label>`` (checkpoints, not committed)
+    and record ``out/lam<label>.json`` (``prov``, e.g. ``provenance(...)``, + final.json) and
+    ``out/arch/lam<label>.json`` (the learned widths; ``models.build_from_arch`` rebuilds them).
+    ``shared_weights``: one weight stage in ``runs/weights``, every lambda's architecture and
+    finetune stages from it (the weight stage does not depend on lambda); else each lambda runs
+    all stages. Killed runs resume. Returns ``out``."""
+    from .io import read_json, write_json
+    from .recipes import override
+    from .train import run_pipeline
+
+    runs, out = Path(runs), Path(out)
+    weights = runs / "weights" / "weights.pt"
+    if shared_weights and not weights.is_file():
+        run_pipeline(recipe, data, weights.parent, device=device, stages=["weights"], workers=workers)
+    for lam in lams:
+        label = lambda_label(lam)
+        kw = {"stages": ["arch", "finetune"], "weights_from": weights} if shared_weights else {}
+        final = run_pipeline(override(recipe, {"lam": lam}), data, runs / f"lam{label}", device=device,
+                             resume=True, workers=workers, **kw)
+        write_json(out / f"lam{label}.json", {**prov, **final})
+        write_json(out / "arch" / f"lam{label}.json", read_json(runs / f"lam{label}" / "arch.json"))
+    return out
+
+
+def run_line(finals) -> str:
+    """Where results came from, from ``provenance`` fields: device, torch, date and command."""
+    r = finals.iloc[0]
+    return f"{r['device']}, torch {r['torch']}, {r['date']}; made by `{r['command']}`"
+
+
+def beside_paper(table: str, finals):
+    """``(ours, merged)``: ``ours_table(finals)`` and the paper's ``table`` beside it
+    (``paper_vs_ours``) with our ``drop1``/``drop5`` columns."""
+    ours = ours_table(finals)
+    return ours, paper_vs_ours(table, ours).merge(ours[["lambda", "drop1", "drop5"]], on="lambda", how="left")
+
+
+def paper_run_table(name: str, table: str, folder):
+    """``(ours, merged, message)`` for paper-profile results in ``folder``; when it holds none,
+    ``(None, the paper's Baseline and DNAL rows, a message that says no paper run exists)``."""
+    if has_results(folder):
+        finals = read_folder(folder)
+        return (*beside_paper(table, finals), f"paper-profile results from {folder}: {run_line(finals)}")
+    from .paper import paper_table
+
+    paper = paper_table(table)
+    rows = paper[paper["method"].isin(["Baseline", "DNAL"])][["lambda", "macs_m", "params_m", "top1", "top5"]]
+    return None, rows, (f"No full (paper-profile) run of Table {table} exists yet: results/{name}/paper/ is "
+                        "empty. The table below is the paper's alone.")
+
+
+def baseline_counts(model, table: str):
+    """``model`` counted both ways (``macs``: conv+linear, every parameter; ``authors``: the
+    authors' counter, ``measure.count``) and the paper's baseline row of ``table``, in millions."""
+    import pandas as pd
+
+    from .measure import count
+    from .paper import paper_baseline
+
+    base = paper_baseline(table)
+    rows = [{"count": conv, "macs_m": c["macs"] / 1e6, "params_m": c["params"] / 1e6}
+            for conv in ("macs", "authors") for c in [count(model, convention=conv)]]
+    return pd.DataFrame(rows + [{"count": "paper", "macs_m": base["macs_m"], "params_m": base["params_m"]}])
+
+
+def paper_commands(name: str, model: str, lams, data: str, gpus: int = 8) -> list[str]:
+    """The shell commands of a paper-profile run of ``model`` (one weight stage, then each
+    lambda from it, under torchrun) and the copies of its final.json into ``results/<name>/paper``."""
+    runs, launch = f"runs/{name}/paper", f"torchrun --nproc_per_node {gpus} $(which dnal)"
+    cmds = [f"{launch} run {model} --data {data} --profile paper --stages weights --out {runs}/weights"]
+    cmds += [f"{launch} run {model} --data {data} --profile paper --lambda {lam} "
+             f"--weights-from {runs}/weights/weights.pt --out {runs}/lam{lam}" for lam in lams]
+    return cmds + [f"cp {runs}/lam{lam}/final.json results/{name}/paper/lam{lam}.json" for lam in lams]
+
+
+def check_smoke_baseline(model: str, finals, num_classes: int = 10) -> str:
+    """A smoke result's baseline is ``model`` at the smoke width with ``num_classes`` classes
+    (counted at its full input size, like every final.json) and pruning did not add cost."""
+    from .measure import count
+    from .models import build
+    from .recipes import get_recipe
+
+    small = count(build(model, width_mult=get_recipe(model, "smoke").width_mult, num_classes=num_classes))
+    row = finals.iloc[0]
+    assert (row["baseline_macs"], row["baseline_params"]) == (small["macs"], small["params"]), (row, small)
+    assert row["macs"] <= row["baseline_macs"] and row["params"] <= row["baseline_params"]
+    return (f"smoke: {row['baseline_macs'] / 1e6:.2f}M -> {row['macs'] / 1e6:.2f}M MACs "
+            f"at lambda {lambda_label(row['lambda'])}")
+
+
+def plot_tables(table: str, ours, title: str, profile: str):
+    """Both plots side by side: top-1 against MACs (millions; a smoke run's width-scaled network
+    sits near zero) and against MACs relative to each side's baseline. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    plot_acc_vs_macs(table, ours[ours["lambda"] != "-"], ax=axes[0], title=f"{title} (ours: {profile} profile)")
+    plot_acc_vs_relative_macs(table, ours, ax=axes[1], title=f"{title}, relative MACs ({profile})")
+    return fig

@@ -42,16 +42,13 @@ threads = 1        # CPU threads; 1 avoids a 10x slowdown when other jobs share 
 import os
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
 import dnal_core as dn
 from dnal_core import report
-from dnal_core.io import read_json, write_json
 from dnal_core.paper import paper_baseline, paper_table
 from dnal_core.recipes import get_recipe, override
-from dnal_core.train import run_pipeline
 
 NAME, TABLE, MODEL = "table1_vgg16_cifar10", "I", "vgg16-cifar"
 LAMS = {"smoke": [1e-4, 3e-4, 5e-4], "paper": [1e-5, 5e-5, 1e-4, 2e-4, 3e-4, 4e-4, 5e-4]}[profile]  # Table I
@@ -88,17 +85,8 @@ have = run.out if out_dir else report.results_dir(NAME, profile)
 if train or not report.has_results(have):
     if not data:
         raise ValueError("set data_dir or DNAL_DATA to the CIFAR-10 folder")
-    weights = runs / "weights"
-    if not (weights / "weights.pt").is_file():
-        run_pipeline(recipe, data, weights, device=device, stages=["weights"])
-    for lam in LAMS:
-        label = report.lambda_label(lam)
-        final = run_pipeline(override(recipe, {"lam": lam}), data, runs / f"lam{label}", device=device,
-                             stages=["arch", "finetune"], weights_from=weights / "weights.pt", resume=True)
-        write_json(run.out / f"lam{label}.json", {**report.provenance(NAME, profile, threads, SMOKE, device), **final})
-        # the learned widths (dnal_core.models.build_from_arch rebuilds the pruned network)
-        write_json(run.out / "arch" / f"lam{label}.json", read_json(runs / f"lam{label}" / "arch.json"))
-    have = run.out
+    prov = report.provenance(NAME, profile, threads, SMOKE, device)
+    have = report.run_lambdas(recipe, data, LAMS, runs, run.out, prov, device)
 print(f"results from {have.relative_to(report.repo_root()) if have.is_relative_to(report.repo_root()) else have}")
 
 # %% [markdown]
@@ -111,10 +99,8 @@ print(f"results from {have.relative_to(report.repo_root()) if have.is_relative_t
 
 # %%
 finals = report.read_folder(have)
-print(f"profile {profile}: {finals['device'].iloc[0]}, torch {finals['torch'].iloc[0]}, "
-      f"{finals['date'].iloc[0]}; made by `{finals['command'].iloc[0]}`")
-ours = report.ours_table(finals)
-table = report.paper_vs_ours(TABLE, ours).merge(ours[["lambda", "drop1", "drop5"]], on="lambda", how="left")
+print(f"profile {profile}: {report.run_line(finals)}")
+ours, table = report.beside_paper(TABLE, finals)
 table
 
 # %% [markdown]
@@ -127,10 +113,7 @@ paper_table(TABLE).query("method not in ['DNAL', 'Baseline']")[["method", "macs_
 # Left: MACs in millions (a smoke run's quarter-width network sits near zero); right: MACs as a
 # share of each side's own baseline, which puts both on one axis. Accuracies of a smoke run are
 # not comparable to the paper's.
-fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-pruned = ours[ours["lambda"] != "-"]
-report.plot_acc_vs_macs(TABLE, pruned, ax=axes[0], title=f"Table I: VGG16 on CIFAR-10 (ours: {profile} profile)")
-report.plot_acc_vs_relative_macs(TABLE, ours, ax=axes[1], title=f"Table I: VGG16 on CIFAR-10, relative MACs ({profile})")
+fig = report.plot_tables(TABLE, ours, "Table I: VGG16 on CIFAR-10", profile)
 report.save_figure(fig, f"{NAME}_{profile}", run.fig)
 
 # %% [markdown]
@@ -145,12 +128,9 @@ assert round(authors["macs"] / 1e6, 2) == paper_base["macs_m"], (authors, paper_
 assert round(authors["params"] / 1e6, 2) == paper_base["params_m"], (authors, paper_base)
 print(report.check_close(full["macs"] / 1e6, paper_base["macs_m"], 0.01, "baseline MACs (M)"))
 print(report.check_close(full["params"] / 1e6, paper_base["params_m"], 0.01, "baseline params (M)"))
-macs = ours[ours["lambda"] != "-"]["macs_m"].tolist()
-assert all(a >= b for a, b in zip(macs, macs[1:])), "a larger lambda must not cost more MACs"
-assert (ours["macs_m"].iloc[1:] <= ours["macs_m"].iloc[0]).all(), "a pruned network costs more than its baseline"
+report.check_macs_order(ours)  # a larger lambda costs no more MACs, no pruned row more than the baseline
 if profile == "paper":  # the reproduction itself: top-1 within half a point of the paper's
-    for _, row in table.dropna(subset=["paper_top1", "ours_top1"]).iterrows():
-        print(report.check_close(row["ours_top1"], row["paper_top1"], 0.5, f"top-1 at lambda {row['lambda']}"))
+    print("\n".join(report.check_top1(table, 0.5)))
 
 # %% [markdown]
 # ## Notes

@@ -42,16 +42,13 @@ train = False      # True: rerun the smoke run even when its result exists (othe
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 import dnal_core as dn
 from dnal_core import report
-from dnal_core.io import read_json, write_json
 from dnal_core.paper import paper_baseline, paper_table
-from dnal_core.recipes import get_recipe, override
-from dnal_core.train import run_pipeline
+from dnal_core.recipes import get_recipe
 
 NAME, TABLE, MODEL = "table5_resnet50_imagenet", "V", "resnet50-imagenet"
 run = report.paths(NAME, "paper", out_dir, fig_dir)
@@ -69,9 +66,7 @@ paper[["method", "lambda", "macs_m", "params_m", "top1", "top5", "search_cost_ep
 # %% tags=["nbval-check-output"]
 model = dn.build(MODEL)
 base = paper_baseline(TABLE)
-counts = pd.DataFrame([{"count": conv, "macs_m": c["macs"] / 1e6, "params_m": c["params"] / 1e6}
-                       for conv in ("macs", "authors") for c in [dn.count(model, convention=conv)]]
-                      + [{"count": "paper", "macs_m": base["macs_m"], "params_m": base["params_m"]}])
+counts = report.baseline_counts(model, TABLE)
 print(f"{MODEL} at {tuple(model.input_size)}")
 print(counts.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
 
@@ -85,13 +80,7 @@ print(counts.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
 
 # %%
 data = data_dir or os.environ.get("IMAGENET", "$IMAGENET")
-runs = f"runs/{NAME}/paper"
-launch = "torchrun --nproc_per_node 8 $(which dnal)"
-commands = [f"{launch} run {MODEL} --data {data} --profile paper --stages weights --out {runs}/weights"]
-commands += [f"{launch} run {MODEL} --data {data} --profile paper --lambda {lam} "
-             f"--weights-from {runs}/weights/weights.pt --out {runs}/lam{lam}" for lam in LAMS]
-commands += [f"cp {runs}/lam{lam}/final.json results/{NAME}/paper/lam{lam}.json" for lam in LAMS]
-print("\n".join(commands))
+print("\n".join(report.paper_commands(NAME, MODEL, LAMS, data)))
 
 # %% [markdown]
 # **Smoke run.** Here, without ImageNet: the smoke recipe (width 1/16, 64x64 crops, 8 training
@@ -106,24 +95,12 @@ have_smoke = report.results_dir(NAME, "smoke")
 SMOKE_LAM = float(LAMS[0])
 if train or have_smoke is None:
     sruns = Path(runs_dir) if runs_dir else report.repo_root() / "runs" / NAME / "smoke"
-    tiny, rng = sruns / "imagefolder", np.random.default_rng(0)
-    from PIL import Image
-    for split, n in (("train", 8), ("val", 4)):  # the smoke recipe reads 8 and 4 images a class
-        for c in range(10):
-            folder = tiny / split / f"n{c:08d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 256, (80, 80, 3), dtype=np.uint8)).save(folder / f"{i}.JPEG")
-    out = sruns / f"lam{report.lambda_label(SMOKE_LAM)}"
-    final = run_pipeline(override(get_recipe(MODEL, "smoke"), {"lam": SMOKE_LAM}), tiny, out, device=device,
-                         workers=0, resume=(out / "config.json").is_file())
-    write_json(smoke.out / f"lam{report.lambda_label(SMOKE_LAM)}.json",
-               {**report.provenance(NAME, "smoke", threads, {"data": "generated 10-class ImageFolder"}, device), **final})
-    write_json(smoke.out / "arch" / f"lam{report.lambda_label(SMOKE_LAM)}.json", read_json(out / "arch.json"))
-    have_smoke = smoke.out
+    tiny = report.random_imagefolder(sruns / "imagefolder", classes=10, per_class=(8, 4))  # what the smoke recipe reads
+    prov = report.provenance(NAME, "smoke", threads, {"data": "generated 10-class ImageFolder"}, device)
+    have_smoke = report.run_lambdas(get_recipe(MODEL, "smoke"), tiny, [SMOKE_LAM], sruns, smoke.out, prov, device,
+                                    shared_weights=False, workers=0)
 smoke_finals = report.read_folder(have_smoke)
-print(f"smoke result: {smoke_finals['device'].iloc[0]}, torch {smoke_finals['torch'].iloc[0]}, "
-      f"{smoke_finals['date'].iloc[0]}; made by `{smoke_finals['command'].iloc[0]}`")
+print(f"smoke result: {report.run_line(smoke_finals)}")
 report.ours_table(smoke_finals)[["lambda", "macs_m", "params_m", "top1", "top5"]]
 
 # %% [markdown]
@@ -131,16 +108,8 @@ report.ours_table(smoke_finals)[["lambda", "macs_m", "params_m", "top1", "top5"]
 
 # %%
 folder = run.out if out_dir else report.results_dir(NAME, "paper")  # committed paper runs, if any
-have = report.has_results(folder)
-if have:
-    finals = report.read_folder(folder)
-    ours = report.ours_table(finals)
-    table = report.paper_vs_ours(TABLE, ours).merge(ours[["lambda", "drop1", "drop5"]], on="lambda", how="left")
-    print(f"paper-profile results from {folder}: {finals['device'].iloc[0]}, torch {finals['torch'].iloc[0]}")
-else:
-    ours, table = None, paper[paper["method"].isin(["Baseline", "DNAL"])][["lambda", "macs_m", "params_m", "top1", "top5"]]
-    print(f"No full (paper-profile) run of Table {TABLE} exists yet: results/{NAME}/paper/ is empty. "
-          "The table below is the paper's alone.")
+ours, table, message = report.paper_run_table(NAME, TABLE, folder)
+print(message)
 table
 
 # %%
@@ -158,14 +127,9 @@ print(report.check_close(a["params"] / 1e6, base["params_m"], 0.01, "baseline pa
 assert len(model.widths) == len(dn.gates(model)) > 0, "one width per SS gate"
 # the smoke run: its baseline is this network at the smoke width with 10 classes (counted, like
 # every final.json, at the model's 224x224 input, whatever crop it trained on); pruning saved MACs
-small = dn.count(dn.build(MODEL, width_mult=get_recipe(MODEL, "smoke").width_mult, num_classes=10))
-row = smoke_finals.iloc[0]
-assert (row["baseline_macs"], row["baseline_params"]) == (small["macs"], small["params"]), (row, small)
-assert row["macs"] <= row["baseline_macs"] and row["params"] <= row["baseline_params"]
-print(f"smoke: {row['baseline_macs'] / 1e6:.2f}M -> {row['macs'] / 1e6:.2f}M MACs at lambda {report.lambda_label(row['lambda'])}")
-if have:  # the reproduction itself: top-1 within half a point of the paper's
-    for _, row in table.dropna(subset=["paper_top1", "ours_top1"]).iterrows():
-        print(report.check_close(row["ours_top1"], row["paper_top1"], 0.5, f"top-1 at lambda {row['lambda']}"))
+print(report.check_smoke_baseline(MODEL, smoke_finals))
+if ours is not None:  # the reproduction itself: top-1 within half a point of the paper's
+    print("\n".join(report.check_top1(table, 0.5)))
 
 # %% [markdown]
 # ## Notes

@@ -3,30 +3,20 @@ ProxylessNAS supernet through all three stages of Alg. 1 on the CPU (``dnal run`
 the loader's layout checks, per-class subset and per-epoch determinism."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from dnal_core.data import imagenet_loaders
 from dnal_core.recipes import RECIPES, get_recipe, override
+from dnal_core.report import random_imagefolder
 from dnal_core.train import run_pipeline
 
 MODELS = ("vgg16-imagenet", "resnet50-imagenet", "mobilenetv2-imagenet", "proxyless-supernet")
 
 
 def make_folder(root, classes=3, per_class=4, size=80, seed=0):
-    """root/{train,val}/<wnid>/*.JPEG of random RGB noise."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    for split in ("train", "val"):
-        for c in range(classes):
-            d = root / split / f"n{c:08d}"
-            d.mkdir(parents=True)
-            for i in range(per_class):
-                img = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-                Image.fromarray(img).save(d / f"img_{i}.JPEG", quality=90)
-    return root
+    """root/{train,val}/<wnid>/*.JPEG of seeded random RGB noise (the book's generator)."""
+    return random_imagefolder(root, classes, (per_class, per_class), size, seed)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """dnal_core.report: output folders, figures, results, the paper beside our numbers."""
 import json
 import math
+from pathlib import Path
 
 import matplotlib
 
@@ -184,4 +185,112 @@ def test_plot_acc_vs_relative_macs_scales_each_side_by_its_baseline():
     assert list(lines["ours"].get_xdata()) == [50.0]
     paper_x = lines["DNAL (paper)"].get_xdata()
     assert max(paper_x) == pytest.approx(100 * 211.89 / 313.47)
+    plt.close(fig)
+
+
+# What the table chapters share (report.random_imagefolder ... report.plot_tables).
+
+def test_random_imagefolder_layout_and_seed(tmp_path):
+    root = report.random_imagefolder(tmp_path / "a", classes=2, per_class=(3, 1), size=16, seed=1)
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*.JPEG")) == [
+        "train/n00000000/0.JPEG", "train/n00000000/1.JPEG", "train/n00000000/2.JPEG",
+        "train/n00000001/0.JPEG", "train/n00000001/1.JPEG", "train/n00000001/2.JPEG",
+        "val/n00000000/0.JPEG", "val/n00000001/0.JPEG"]
+    same = report.random_imagefolder(tmp_path / "b", classes=2, per_class=(3, 1), size=16, seed=1)
+    other = report.random_imagefolder(tmp_path / "c", classes=2, per_class=(3, 1), size=16, seed=2)
+    f = "val/n00000001/0.JPEG"
+    assert (root / f).read_bytes() == (same / f).read_bytes() != (other / f).read_bytes()
+
+
+def _fake_pipeline(calls):
+    def run_pipeline(recipe, data, out, **kw):
+        calls.append((recipe.lam, Path(out).name, kw.get("stages"), kw.get("weights_from")))
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "arch.json").write_text(json.dumps({"widths": [1, 2], "lam": recipe.lam}))
+        return {"lambda": recipe.lam, "top1": 1.0}
+    return run_pipeline
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_run_lambdas_records_each_lambda_with_provenance(tmp_path, monkeypatch, shared):
+    import dnal_core.train
+    from dnal_core.recipes import get_recipe
+
+    calls = []
+    monkeypatch.setattr(dnal_core.train, "run_pipeline", _fake_pipeline(calls))
+    out = report.run_lambdas(get_recipe("vgg16-cifar", "smoke"), "data", [1e-4, 5e-4], tmp_path / "runs",
+                             tmp_path / "out", {"date": "d"}, "cpu", shared_weights=shared)
+    assert sorted(p.name for p in out.glob("*.json")) == ["lam1e-4.json", "lam5e-4.json"]
+    assert json.loads((out / "lam5e-4.json").read_text()) == {"date": "d", "lambda": 5e-4, "top1": 1.0}
+    assert json.loads((out / "arch" / "lam1e-4.json").read_text())["lam"] == 1e-4
+    weights = tmp_path / "runs" / "weights" / "weights.pt"
+    if shared:  # one weight stage (no lambda), then each lambda's search and finetuning from it
+        assert calls == [(None, "weights", ["weights"], None), (1e-4, "lam1e-4", ["arch", "finetune"], weights),
+                         (5e-4, "lam5e-4", ["arch", "finetune"], weights)]
+    else:
+        assert calls == [(1e-4, "lam1e-4", None, None), (5e-4, "lam5e-4", None, None)]
+
+
+def test_beside_paper_and_paper_run_table(tmp_path):
+    finals = [{**_final(1e-4, 500_000, 78.0), "device": "cpu", "torch": "2.14.1", "date": "2026-11-27",
+               "command": "c"}]
+    ours, table = report.beside_paper("I", finals)
+    assert table[table["lambda"] == "1e-4"]["drop1"].item() == 2.0 and ours["lambda"].tolist() == ["-", "1e-4"]
+    none, rows, message = report.paper_run_table("table1_x", "I", tmp_path / "missing")
+    paper = paper_table("I")
+    assert none is None and len(rows) == paper["method"].isin(["Baseline", "DNAL"]).sum()
+    assert "No full (paper-profile) run of Table I" in message and "results/table1_x/paper/" in message
+    (tmp_path / "lam1e-4.json").write_text(json.dumps(finals[0]))
+    ours, table, message = report.paper_run_table("table1_x", "I", tmp_path)
+    assert message.endswith("cpu, torch 2.14.1, 2026-11-27; made by `c`") and "ours_top1" in table
+
+
+def test_baseline_counts_beside_the_paper():
+    from dnal_core.measure import count
+    from dnal_core.models import build
+    from dnal_core.paper import paper_baseline
+
+    model = build("vgg16-cifar", width_mult=0.25)
+    counts = report.baseline_counts(model, "I").set_index("count")
+    assert counts.loc["macs", "macs_m"] == count(model)["macs"] / 1e6
+    assert counts.loc["authors", "params_m"] == count(model, convention="authors")["params"] / 1e6
+    assert counts.loc["paper", "macs_m"] == paper_baseline("I")["macs_m"]
+
+
+def test_paper_commands_one_weight_stage_then_each_lambda():
+    cmds = report.paper_commands("t4", "vgg16-imagenet", ["1e-4", "2e-4"], "/data", gpus=2)
+    assert len(cmds) == 5 and "--stages weights" in cmds[0] and "--nproc_per_node 2" in cmds[0]
+    assert "--lambda 2e-4 --weights-from runs/t4/paper/weights/weights.pt" in cmds[2]
+    assert cmds[-1] == "cp runs/t4/paper/lam2e-4/final.json results/t4/paper/lam2e-4.json"
+
+
+def test_check_smoke_baseline():
+    from dnal_core.measure import count
+    from dnal_core.models import build
+    from dnal_core.recipes import get_recipe
+
+    c = count(build("vgg16-cifar", width_mult=get_recipe("vgg16-cifar", "smoke").width_mult, num_classes=10))
+    row = {"lambda": 1e-4, "baseline_macs": c["macs"], "baseline_params": c["params"], "macs": c["macs"] // 2,
+           "params": c["params"]}
+    assert report.check_smoke_baseline("vgg16-cifar", pd.DataFrame([row])).endswith("MACs at lambda 1e-4")
+    with pytest.raises(AssertionError):
+        report.check_smoke_baseline("vgg16-cifar", pd.DataFrame([{**row, "macs": c["macs"] + 1}]))
+
+
+def test_check_top1_and_macs_order():
+    ours = report.ours_table([_final(5e-4, 200_000, 70.0), _final(1e-4, 500_000, 78.0)])
+    report.check_macs_order(ours)
+    with pytest.raises(AssertionError, match="larger lambda"):
+        report.check_macs_order(ours.assign(macs_m=[1.0, 0.2, 0.5]))
+    table = pd.DataFrame([{"lambda": "1e-4", "paper_top1": 93.0, "ours_top1": 92.8},
+                          {"lambda": "5e-4", "paper_top1": float("nan"), "ours_top1": 10.0}])
+    assert report.check_top1(table) == ["top-1 at lambda 1e-4: ours 92.8, paper 93 (within 0.5)"]
+    with pytest.raises(AssertionError):
+        report.check_top1(table.assign(ours_top1=[90.0, 10.0]))
+
+
+def test_plot_tables_two_panels():
+    fig = report.plot_tables("I", report.ours_table([_final(1e-4, 500_000, 78.0)]), "Table I: x", "smoke")
+    assert [ax.get_title() for ax in fig.axes] == ["Table I: x (ours: smoke profile)",
+                                                   "Table I: x, relative MACs (smoke)"]
     plt.close(fig)

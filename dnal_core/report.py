@@ -1,8 +1,9 @@
 """What the book's notebooks share: where things go, figures, and the paper beside our numbers.
 
 Notebooks hold narrative, parameters, tables and plots; the few helpers they would otherwise
-copy from one another live here. Nothing here trains or measures a model (that is
-``train``, ``prune`` and ``measure``): this module only places, reads and shows results.
+copy from one another live here. Training, pruning and counting stay in ``train``, ``prune``
+and ``measure``: this module places, reads and shows results, and calls those (``run_lambdas``,
+``baseline_counts``) the way every table chapter does.
 
   ``paths``          the output folders of one notebook run (``results/<name>/<profile>``,
                      ``figures/``), resolved against the repository, created on demand

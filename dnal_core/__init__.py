@@ -6,6 +6,11 @@ The pieces, each with one home:
   measure  MACs (the paper's "FLOPs"), params, latency
   io       atomic writes, model files that carry their architecture
   paper    the paper's Tables I-VII as data
+  data     CIFAR-10 and ImageNet loading (``dnal_core.data``)
+  recipes  the paper's training recipes as frozen dataclasses (``dnal_core.recipes``)
+  train    the stages of Alg. 1 and the run folder (``dnal_core.train``; torchrun via ``train.dist``)
+  prune    channel removal checked against the hard gates (``dnal_core.prune``)
+  report   what the book's chapters use to put results beside the paper (``dnal_core.report``)
 """
 __version__ = "0.1.0"
 

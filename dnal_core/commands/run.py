@@ -58,7 +58,8 @@ def register(sub) -> None:
     g.add_argument("--loss-form", choices=("paper", "code"), help="sparsity term with/without delta")
     g.add_argument("--delta-unit", choices=("iteration", "epoch"), help="delta grows per step or per epoch")
     g.add_argument("--train-linear", action="store_true", help="stage 2 also trains Linear/BN1d layers")
-    g.add_argument("--bn-train", action="store_true", help="stage 2 updates BN running statistics (authors' code; same as --set search.bn_stats=update)")
+    g.add_argument("--bn-train", action="store_true",
+                   help="stage 2 updates BN running statistics (= --set search.bn_stats=update)")
     e = p.add_argument_group("experiments")
     e.add_argument("--joint", action="store_true", help="joint strategy (Fig. 5) instead of Alg. 1")
     e.add_argument("--placement", help=f"SS placement (Fig. 4): {', '.join(PLACEMENTS)}")

@@ -28,7 +28,12 @@ when it has one, is called before every epoch (``dnal_core.data.TensorLoader`` r
 Run folders::
 
     run_pipeline(recipe, data_dir, out_dir, device=None, resume=False, quiet=True,
-                 stages=None, weights_from=None) -> final.json as a dict
+                 stages=None, weights_from=None, workers=8) -> final.json as a dict
+
+Under torchrun (``RANK``/``WORLD_SIZE`` set) ``run_pipeline`` starts the process group, each
+stage wraps its model in DistributedDataParallel, the recipe's batch size is the global batch,
+and rank 0 alone writes (``dnal_core.train.dist``). On CUDA the stages take the fast path
+(``dnal_core.train.fast``: bf16, channels_last, one CUDA graph per stage) unless ``--eager``.
 """
 from .pipeline import make_loaders, resolve_device, run_pipeline, stage_order, stored_recipe
 from .stages import (derive_network, evaluate, finetune, hard_gated, size_of, start_search, train_architecture,

@@ -101,12 +101,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 
 
 def test_two_ranks_equal_one_process(tmp_path):
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        one = _stages(0, 1)
-    finally:
-        torch.set_num_threads(old)
+    one = _stages(0, 1)  # one thread (conftest), as in the workers
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
     assert 0 < sum(one["open"]) < 16  # the search closed some gates and kept some

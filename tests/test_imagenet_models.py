@@ -18,17 +18,6 @@ MULT = 0.125
 SIZE = 64  # not the declared 224: every model pools adaptively
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models run fastest on one thread; two threads on a shared 2-core machine spin
-    against other processes (seconds instead of 0.2 s per supernet step)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small(name, **kw):
     return build(name, width_mult=MULT, **kw)
 

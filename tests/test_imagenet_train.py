@@ -24,14 +24,6 @@ def folder(tmp_path_factory):
     return make_folder(tmp_path_factory.mktemp("imagenet"))
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_paper_recipes_are_section_vc():
     r = get_recipe("resnet50-imagenet", "paper")
     assert (r.weights.epochs, r.arch.epochs, r.finetune.epochs) == (30, 10, 70)

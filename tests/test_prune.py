@@ -13,15 +13,6 @@ from dnal_core.prune import (PruneCheckError, closed_values, fold_conv_in, keep_
                              slice_conv_in, slice_conv_out, slice_depthwise, slice_linear_in)
 from dnal_core.prune import cifar as prune_cifar
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models on a shared 2-core machine: one thread is faster than two competing."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 CIFAR = ["vgg16-cifar", "resnet56-cifar", "mobilenetv2-cifar"]
 MULT = {"vgg16-cifar": 0.125, "resnet56-cifar": 0.25, "mobilenetv2-cifar": 0.125}
 

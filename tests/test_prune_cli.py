@@ -13,14 +13,6 @@ from dnal_core.io import save_model
 from test_prune import gated
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A run directory whose search.pt is a gated ResNet56 with SS before BN: removed blocks,

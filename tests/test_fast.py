@@ -61,8 +61,8 @@ def test_compiled_fast_step_matches_eager_and_never_recompiles():
     torch.testing.assert_close(ce_f, ce_e, rtol=1e-5, atol=1e-6)
     ga, gb = grads(ma), grads(mb)
     assert ga.keys() == gb.keys() and any("ss.s" in k for k in ga)
-    for k in ga:
-        torch.testing.assert_close(gb[k], ga[k], rtol=1e-4, atol=1e-5 * (1 + ga[k].abs().max().item()), msg=k)
+    for k in ga:  # fp32 sums over B*H*W terms in another order (channels_last): ~2e-5 of the scale seen
+        torch.testing.assert_close(gb[k], ga[k], rtol=1e-4, atol=1e-4 * (1 + ga[k].abs().max().item()), msg=k)
     for (k, pa), pb in zip(ma.state_dict().items(), mb.state_dict().values()):
         torch.testing.assert_close(pb, pa, rtol=1e-4, atol=1e-5, msg=k)
 

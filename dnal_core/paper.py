@@ -24,6 +24,12 @@ def paper_table(table: str | None = None):
     return df[df["table"] == table].reset_index(drop=True)
 
 
+def paper_lambdas(table: str) -> list[float]:
+    """The lambda_a values of a table's DNAL rows, in the paper's order."""
+    df = paper_table(table)
+    return [float(x) for x in df.loc[df["method"] == "DNAL", "lambda"]]
+
+
 def paper_baseline(table: str) -> dict:
     """The Baseline row of one table as a dict."""
     df = paper_table(table)

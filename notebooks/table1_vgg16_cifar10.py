@@ -47,11 +47,11 @@ import torch
 
 import dnal_core as dn
 from dnal_core import report
-from dnal_core.paper import paper_baseline, paper_table
+from dnal_core.paper import paper_baseline, paper_lambdas, paper_table
 from dnal_core.recipes import get_recipe, override
 
 NAME, TABLE, MODEL = "table1_vgg16_cifar10", "I", "vgg16-cifar"
-LAMS = {"smoke": [1e-4, 3e-4, 5e-4], "paper": [1e-5, 5e-5, 1e-4, 2e-4, 3e-4, 4e-4, 5e-4]}[profile]  # Table I
+LAMS = [1e-4, 3e-4, 5e-4] if profile == "smoke" else paper_lambdas(TABLE)  # paper: every DNAL row
 # Smoke: the smoke recipe (quarter width, 100 training / 20 test images a class) with one epoch
 # for the search and the finetuning, to stay near a minute on 2 CPU cores for three lambdas.
 SMOKE = {"arch.epochs": 1, "finetune.epochs": 1}

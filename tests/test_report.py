@@ -294,3 +294,12 @@ def test_plot_tables_two_panels():
     assert [ax.get_title() for ax in fig.axes] == ["Table I: x (ours: smoke profile)",
                                                    "Table I: x, relative MACs (smoke)"]
     plt.close(fig)
+
+
+def test_paper_lambdas_are_the_dnal_rows():
+    from dnal_core.paper import paper_lambdas, paper_table
+
+    assert paper_lambdas("I") == [1e-5, 5e-5, 1e-4, 2e-4, 3e-4, 4e-4, 5e-4]
+    assert paper_lambdas("V") == [5e-5, 6e-5, 7e-5, 1e-4]
+    assert all(len(paper_lambdas(t)) == (paper_table(t)["method"] == "DNAL").sum()
+               for t in ("I", "II", "III", "IV", "V", "VI", "VII"))

@@ -37,7 +37,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-PROFILES = ("smoke", "paper")
+PROFILES = ("smoke", "cpu", "paper")
 
 
 # Set by `make test`: notebooks re-run by nbval write their results and figures under this

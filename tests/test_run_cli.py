@@ -79,7 +79,7 @@ def test_bad_options(env, capsys, tmp_path):
     base = ["run", "vgg16-cifar", "--data", str(data), "--out", str(out), *TINY]
     _bad(capsys, base + ["--lambda", "-0.001"], out, "lambda must be >= 0")
     _bad(capsys, base + ["--lambda=-1e-3"], out, "lambda must be >= 0")
-    _bad(capsys, base + ["--lambda", "1e-3", "--profile", "fastest"], out, "valid: paper, smoke")
+    _bad(capsys, base + ["--lambda", "1e-3", "--profile", "fastest"], out, "valid: cpu, paper, smoke")
     _bad(capsys, base + ["--lambda", "1e-3", "--set", "arch.epoch=3"], out, "unknown config key 'arch.epoch'")
     _bad(capsys, base + ["--lambda", "1e-3", "--loss-form", "both"], out, "invalid choice")
     _bad(capsys, base, out, "needs a lambda")

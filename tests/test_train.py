@@ -172,7 +172,7 @@ def test_paper_recipes_and_overrides():
     assert (mb.weights.epochs, mb.arch.epochs, mb.finetune.epochs) == (150, 20, 180)
     assert mb.finetune.milestones == (30, 105) and mb.weights.weight_decay == 4e-5
     assert v.search == SearchConfig() and v.search.threshold == 0.5 and v.search.delta_end == 1e4
-    with pytest.raises(ValueError, match="valid: paper, smoke"):
+    with pytest.raises(ValueError, match="valid: cpu, paper, smoke"):
         get_recipe("vgg16-cifar", "fast")
     with pytest.raises(ValueError, match="unknown config key 'arch.epoch'.*arch.epochs"):
         override(v, {"arch.epoch": 3})

@@ -36,6 +36,9 @@ def augment(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Ten
     return xp[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]    # (B, C, H, W)
 
 
+CALIBRATION_EPOCH = 2**31 - 1  # the (seed, epoch) key of the calibration batches: no training epoch
+
+
 class TensorLoader:
     """Batches ``(x, y)`` of normalised float32 NCHW images and int64 labels on ``device``.
 
@@ -92,13 +95,24 @@ class TensorLoader:
             for i in range(0, n, bs):
                 yield self._normalise(self.images[i:i + bs]), self.labels[i:i + bs]
             return
+        yield from self._augmented(self.generator, len(self))
+
+    def _augmented(self, g: torch.Generator, batches: int):
+        """``batches`` augmented training batches, every draw from ``g``."""
+        n, bs = len(self.labels), self.batch_size
         # every draw of the epoch up front, on the CPU, then one copy to the device
-        g = self.generator
         perm = torch.randperm(n, generator=g)
         off = torch.randint(0, 2 * self.pad + 1, (n, 2), generator=g)
         flips = torch.rand(n, generator=g) < 0.5 if self.flip else torch.zeros(n, dtype=torch.bool)
         perm, off, flips = (t.to(self.device) for t in (perm, off, flips))
-        for k in range(len(self)):
+        for k in range(batches):
             idx = perm[k * bs:(k + 1) * bs]
             x = augment(self.images[idx], off[idx, 0], off[idx, 1], flips[idx], self.pad)
             yield self._normalise(x), self.labels[idx]
+
+    def calibration_batches(self, n: int) -> list:
+        """``n`` (at most an epoch's worth) augmented training batches that are the same at
+        every call, from a generator of their own: what precise BN (``train.bn``) averages
+        over, without touching the epoch's generator (a resumed run stays bit-identical)."""
+        g = epoch_generator(self.seed, CALIBRATION_EPOCH)
+        return list(self._augmented(g, min(int(n), len(self))))

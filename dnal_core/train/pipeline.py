@@ -33,6 +33,7 @@ from ..measure import count
 from ..models import build
 from ..recipes import Recipe
 from . import dist
+from .bn import calibration_batches, recalibrate_bn
 from .stages import (derive_network, evaluate, finetune, train_architecture, train_joint,
                      train_weights)
 
@@ -344,7 +345,7 @@ class _Run:
                      "rng": rng_state(self.train), "record": st["record"],
                      "seconds": prior + time.perf_counter() - t0, **self.meta()}, ckpt_path)
 
-        kw = dict(log=log, on_epoch=on_epoch, resume=resume, progress=self.progress)
+        kw = dict(log=log, on_epoch=on_epoch, resume=resume, progress=self.progress, precise_bn=r.precise_bn)
         if stage == "weights":
             hist = train_weights(model, self.train, self.test, cfg, **kw)
         elif stage == "arch":
@@ -362,11 +363,14 @@ class _Run:
                 "gate_mode": modes.pop() if len(modes) == 1 else None}
         if stage in ("arch", "joint"):
             derived = derive_network(model, r.search)  # the pruned network, before finetuning
-            ev = evaluate(derived.model, self.test)
+            # with its BN statistics re-estimated on the batches _fit's last hard_top1 used
+            ev = evaluate(derived.model, self.test, bn_batches=calibration_batches(self.train, r.precise_bn))
             info.update(lam=r.lam, delta=float(gates(model)[0][1].delta), hard_top1=ev["top1"],
                         hard_top5=ev["top5"], prune=derived.report)
             if dist.is_main():
                 io.write_json(out / "arch.json", derived.arch)
+        if stage == "finetune":  # the saved network carries the statistics its accuracy was measured with
+            recalibrate_bn(model, calibration_batches(self.train, r.precise_bn) or [])
         if dist.is_main():
             io.save_model(model, out / OUTPUT[stage], self.meta(**info))
             if stage == "finetune":

@@ -1,0 +1,261 @@
+"""The book's experiments beyond one ``dnal run``: a lambda sweep of the architecture stage, the
+choice of lambdas from it, and the controls that say whether learning the widths pays.
+
+Every piece is a ``run_pipeline`` call into its own run folder (checkpoints every epoch, so a
+killed experiment continues where it stopped when called again), and every result is written
+to the committed results folder as soon as its run finishes (small JSON/JSONL, with the date,
+the device and the command):
+
+  ``weights``            one weight stage that every lambda's search starts from (runs/weights)
+  ``search(lam)``        the architecture stage at ``lam`` from it (runs/lam<label>); its
+                         pruned MACs are known when it ends (arch.json)
+  ``choose_lambdas``     from a sweep of searches, the lambdas whose MACs reductions come
+                         closest to target reductions (1.5x, 2.5x, 5x, 10x): chosen on MACs,
+                         never on test accuracy
+  ``finetune(lam)``      the finetune stage of a searched run
+  ``control(width)``     the dense network with every width scaled by one factor, trained from
+                         scratch for as many epochs as weights + architecture + finetune, one
+                         cosine schedule (factor 1: the like-for-like dense baseline; smaller
+                         factors: the uniform-width network at a pruned network's MACs)
+
+Run from the shell (``make book PROFILE=cpu`` runs the same through the notebooks)::
+
+    python -m dnal_core.experiments table1 --part search   --data $DNAL_DATA
+    python -m dnal_core.experiments table1 --part controls --data $DNAL_DATA
+
+The two parts are independent processes (one CPU core each is the fastest way to use a 2-core
+machine: 2 x 1 thread beats 1 x 2 threads); ``controls`` waits for the search part's sweep
+before it trains the uniform-width networks.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .io import read_json, write_json
+from .measure import count
+from .models import build, build_from_arch
+from .recipes import Recipe, get_recipe, override
+
+TARGET_REDUCTIONS = (1.5, 2.5, 5.0, 10.0)  # MACs reductions the Table I lambdas are chosen for
+SWEEP = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3)   # eq. 4 lambdas searched first (extended at the ends)
+
+
+def label(lam: float) -> str:
+    from .report import lambda_label
+
+    return lambda_label(lam)
+
+
+def provenance(command: str) -> dict:
+    from .train.pipeline import git_commit
+
+    return {"date": datetime.date.today().isoformat(), "torch": str(torch.__version__),
+            "device": f"cpu ({torch.get_num_threads()} thread{'s' * (torch.get_num_threads() > 1)})"
+            if not torch.cuda.is_available() else "cuda", "git": git_commit(), "command": command}
+
+
+# --- the pieces -----------------------------------------------------------------------------------
+
+def weights(recipe: Recipe, data, runs: Path, device="auto") -> Path:
+    """The shared weight stage (runs/weights/weights.pt); resumes a killed one."""
+    from .train import run_pipeline
+
+    path = runs / "weights" / "weights.pt"
+    if not path.is_file():
+        run_pipeline(recipe, data, path.parent, device=device, stages=["weights"], resume=True)
+    return path
+
+
+def search(recipe: Recipe, data, runs: Path, lam: float, device="auto") -> dict:
+    """The architecture stage at ``lam`` from the shared weights; returns the sweep row (the
+    pruned network's MACs and params, its reduction, its BN-re-estimated top-1 before
+    finetuning, the open gates)."""
+    from .train import run_pipeline
+
+    folder = runs / f"lam{label(lam)}"
+    r = override(recipe, {"lam": lam})
+    if not (folder / "search.pt").is_file():
+        run_pipeline(r, data, folder, device=device, stages=["arch"], resume=True,
+                     weights_from=weights(recipe, data, runs, device))
+    arch = read_json(folder / "arch.json")
+    size = count(build_from_arch(arch))
+    base = count(build(recipe.model, width_mult=recipe.width_mult, num_classes=arch["num_classes"]))
+    last = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines() if x.strip()][-1]
+    return {"lambda": lam, "loss_form": recipe.search.loss_form, "macs": size["macs"], "params": size["params"],
+            "macs_reduction": base["macs"] / size["macs"], "params_reduction": base["params"] / size["params"],
+            "hard_top1": last.get("hard_top1"), "soft_top1": last.get("test_top1"),
+            "open_gates": last.get("open_gates"), "gate_channels": last.get("gate_channels"),
+            "widths": arch["widths"]}
+
+
+def finetune(recipe: Recipe, data, runs: Path, lam: float, device="auto") -> dict:
+    """The finetune stage of the searched run at ``lam``; returns its final.json."""
+    from .train import run_pipeline
+
+    return run_pipeline(override(recipe, {"lam": lam}), data, runs / f"lam{label(lam)}", device=device,
+                        stages=["finetune"], resume=True)
+
+
+def control_recipe(recipe: Recipe, width_mult: float) -> Recipe:
+    """The control: ``recipe``'s network at ``width_mult``, trained from scratch as one weight
+    stage of weights + architecture + finetune epochs (cosine from the weight stage's lr)."""
+    epochs = recipe.weights.epochs + recipe.arch.epochs + recipe.finetune.epochs
+    return override(recipe, {"width_mult": width_mult, "weights.epochs": epochs, "weights.schedule": "cosine"})
+
+
+def control(recipe: Recipe, data, runs: Path, width_mult: float, name: str, device="auto") -> dict:
+    """Train the control at ``width_mult`` into runs/<name>; returns its summary row."""
+    from .io import load_model
+    from .train import run_pipeline
+
+    r = control_recipe(recipe, width_mult)
+    folder = runs / name
+    if not (folder / "weights.pt").is_file():
+        run_pipeline(r, data, folder, device=device, stages=["weights"], resume=True)
+    model, meta = load_model(folder / "weights.pt")
+    size = count(model)
+    return {"name": name, "width_mult": width_mult, "widths": list(model.widths), "macs": size["macs"],
+            "params": size["params"], "top1": meta.get("top1"), "top5": meta.get("top5"),
+            "epochs": r.weights.epochs, "seconds": meta.get("seconds")}
+
+
+def uniform_width_for(model: str, macs: float, num_classes: int = 10, tol: float = 0.02,
+                      lo: float = 0.01, hi: float = 1.0) -> float:
+    """The one width factor (relative to the full network) whose network has ``macs`` MACs
+    within ``tol`` (relative): bisection on the factor (MACs grow with it), then the
+    closest factor on a fine grid around it, since channel counts are integers. ValueError
+    when no factor comes within ``tol``."""
+    def macs_at(w):
+        return count(build(model, width_mult=w, num_classes=num_classes))["macs"]
+
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if macs_at(mid) < macs else (lo, mid)
+    grid = [round(lo * (1 + k / 400), 5) for k in range(-8, 9)]
+    best = min(grid, key=lambda w: abs(macs_at(w) / macs - 1))
+    err = macs_at(best) / macs - 1
+    if abs(err) > tol:
+        raise ValueError(f"no uniform width of {model} has {macs:.0f} MACs within {tol:.0%} "
+                         f"(closest: x{best}, {err:+.1%})")
+    return best
+
+
+def choose_lambdas(rows: list[dict], targets=TARGET_REDUCTIONS) -> list[float]:
+    """For each target MACs reduction, the swept lambda whose reduction is closest to it on a
+    log scale (each lambda once), sorted. Chosen on MACs alone."""
+    left, chosen = list(rows), []
+    for t in targets:
+        if not left:
+            break
+        best = min(left, key=lambda r: abs(math.log(r["macs_reduction"] / t)))
+        chosen.append(best["lambda"])
+        left.remove(best)
+    return sorted(chosen)
+
+
+def extend(rows: list[dict], targets=TARGET_REDUCTIONS, factor: float = 3.0) -> float | None:
+    """A lambda to add to a sweep whose reductions do not reach the targets at either end
+    (a third of the smallest lambda, or three times the largest), else None."""
+    rows = sorted(rows, key=lambda r: r["lambda"])
+    if rows[0]["macs_reduction"] > targets[0] * 1.15:
+        return float(f"{rows[0]['lambda'] / factor:.0e}")  # one significant digit: 3e-5 -> 1e-5
+    if rows[-1]["macs_reduction"] < targets[-1] / 1.15:
+        return float(f"{rows[-1]['lambda'] * factor:.0e}")
+    return None
+
+
+# --- Table I at one profile -----------------------------------------------------------------------
+
+def table1_search(recipe, data, runs: Path, out: Path, command: str, device="auto", grid=SWEEP,
+                  max_extra: int = 3) -> list[float]:
+    """Weights, the eq. 4 sweep (written to out/sweep.json after every search), the choice
+    of lambdas (out/chosen.json), then each chosen lambda's finetuning (out/lam<label>.json,
+    out/arch/, out/metrics/). Returns the chosen lambdas."""
+    from .report import copy_metrics
+
+    prov = provenance(command)
+    weights(recipe, data, runs, device)
+    rows, lams = [], list(grid)
+    while lams:
+        lam = lams.pop(0)
+        rows.append({**search(recipe, data, runs, lam, device), **prov})
+        rows.sort(key=lambda r: r["lambda"])
+        write_json(out / "sweep.json", {"rows": rows, **prov})
+        if not lams and max_extra > 0:
+            extra = extend(rows)
+            if extra is not None:
+                lams, max_extra = [extra], max_extra - 1
+    chosen = choose_lambdas(rows)
+    write_json(out / "chosen.json", {"lambdas": chosen, "targets": list(TARGET_REDUCTIONS),
+                                     "rule": "closest MACs reduction on a log scale, each lambda once", **prov})
+    for lam in chosen:
+        final = finetune(recipe, data, runs, lam, device)
+        folder = runs / f"lam{label(lam)}"
+        write_json(out / f"lam{label(lam)}.json", {**prov, **final})
+        write_json(out / "arch" / f"lam{label(lam)}.json", read_json(folder / "arch.json"))
+        copy_metrics(folder, out / "metrics" / f"lam{label(lam)}.jsonl", lam=lam)
+    return chosen
+
+
+def table1_controls(recipe, data, runs: Path, out: Path, command: str, device="auto",
+                    poll: float = 60.0) -> None:
+    """The dense control (out/controls/dense.json), then, once out/chosen.json exists, the
+    uniform-width network at each chosen lambda's pruned MACs (out/controls/uniform_lam<label>.json)."""
+    prov = provenance(command)
+    dense = out / "controls" / "dense.json"
+    if not dense.is_file():
+        write_json(dense, {**control(recipe, data, runs, recipe.width_mult, "dense", device), **prov})
+    while not (out / "chosen.json").is_file():
+        time.sleep(poll)
+    sweep = {r["lambda"]: r for r in read_json(out / "sweep.json")["rows"]}
+    for lam in read_json(out / "chosen.json")["lambdas"]:
+        path = out / "controls" / f"uniform_lam{label(lam)}.json"
+        if path.is_file():
+            continue
+        target = sweep[lam]["macs"]
+        w = uniform_width_for(recipe.model, target)
+        row = control(recipe, data, runs, w, f"uniform_lam{label(lam)}", device)
+        write_json(path, {**row, "lambda": lam, "target_macs": target, **prov})
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dnal_core.experiments", description=__doc__.split("\n\n")[0])
+    p.add_argument("experiment", choices=["table1"])
+    p.add_argument("--part", choices=["search", "controls"], required=True)
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--data", required=True)
+    p.add_argument("--runs", default="", help="run folders (default runs/<experiment>/<profile>)")
+    p.add_argument("--out", default="", help="results (default results/<experiment>/<profile>)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args(argv)
+    from .report import repo_root
+
+    name = {"table1": "table1_vgg16_cifar10"}[a.experiment]
+    try:
+        recipe = get_recipe("vgg16-cifar", a.profile)
+    except ValueError as e:
+        print(f"experiments: {e}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(a.threads)
+    runs = Path(a.runs) if a.runs else repo_root() / "runs" / name / a.profile
+    out = Path(a.out) if a.out else repo_root() / "results" / name / a.profile
+    command = (f"python -m dnal_core.experiments {a.experiment} --part {a.part} --profile {a.profile} "
+               f"--data $DNAL_DATA --threads {a.threads}")
+    if a.part == "search":
+        table1_search(recipe, a.data, runs, out, command, a.device)
+    else:
+        table1_controls(recipe, a.data, runs, out, command, a.device)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

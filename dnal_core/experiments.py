@@ -23,8 +23,9 @@ Run from the shell (``make book PROFILE=cpu`` runs the same through the notebook
     python -m dnal_core.experiments table1 --part search   --data $DNAL_DATA
     python -m dnal_core.experiments table1 --part controls --data $DNAL_DATA
 
-The two parts are independent processes (one CPU core each is the fastest way to use a 2-core
-machine: 2 x 1 thread beats 1 x 2 threads); ``controls`` waits for the search part's sweep
+The two parts are independent processes, one CPU thread each (on the 2-core machine two
+1-thread runs side by side take about 107 s an epoch each, one 2-thread run 58 s: the same
+throughput, benchmarks/results/cpu_2core.json); ``controls`` waits for the search part's sweep
 before it trains the uniform-width networks.
 """
 from __future__ import annotations

@@ -150,10 +150,11 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
     # (not under torch.distributed: FastStep calls the bare module, DDP would not average gradients)
     fast_step = (FastStep(model, opt, plan.lam, plan.loss_form)
                  if use_fast(fast, device) and not dist.active() else None)
-    # channels_last on the eager path: default on the CPU, where it is faster for every CIFAR
-    # model (1 thread, batch 128, 2026-12-02: VGG16 x1/4 100 vs 174 s an epoch, ResNet56 x1/2
-    # 288 vs 400, MobileNetV2 x1/2 462 vs 672; benchmarks/results/cpu_2core.json). The fast
-    # path sets its own layout. Only the memory layout changes, not the arithmetic's meaning.
+    # channels_last on the eager path: default on the CPU, where it is never slower for the CIFAR
+    # models (benchmarks/results/cpu_2core.json, 2-core AMD EPYC, batch 128: VGG16 x1/4 109 vs
+    # 139 s an epoch on 1 thread, 58 vs 80 on 2; MobileNetV2 x1/2 473 vs 699; ResNet56 x1/2 302
+    # vs 303). bf16 autocast stays off on the CPU: 13x slower there (no bf16 instructions on
+    # AVX2). The fast path sets its own layout. Only the memory layout changes, not the maths.
     cl = (device.type == "cpu" if channels_last is None else bool(channels_last)) and fast_step is None
     if cl:
         model.to(memory_format=torch.channels_last)

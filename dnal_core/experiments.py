@@ -217,7 +217,8 @@ def table1_controls(recipe, data, runs: Path, out: Path, command: str, device="a
     while not (out / "chosen.json").is_file():
         time.sleep(poll)
     sweep = {r["lambda"]: r for r in read_json(out / "sweep.json")["rows"]}
-    for lam in read_json(out / "chosen.json")["lambdas"]:
+    # the smallest network first: a session cut short keeps the most controls
+    for lam in sorted(read_json(out / "chosen.json")["lambdas"], reverse=True):
         path = out / "controls" / f"uniform_lam{label(lam)}.json"
         if path.is_file():
             continue

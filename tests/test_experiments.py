@@ -1,0 +1,40 @@
+"""dnal_core.experiments: the choice of lambdas on MACs and the uniform-width control."""
+import pytest
+
+import dnal_core as dn
+from dnal_core.experiments import choose_lambdas, control_recipe, extend, uniform_width_for
+from dnal_core.recipes import get_recipe
+
+
+def _rows(pairs):
+    return [{"lambda": lam, "macs_reduction": red} for lam, red in pairs]
+
+
+def test_choose_lambdas_closest_on_a_log_scale():
+    rows = _rows([(3e-5, 1.2), (1e-4, 1.6), (3e-4, 2.9), (1e-3, 4.6), (3e-3, 9.0), (1e-2, 30.0)])
+    assert choose_lambdas(rows) == [1e-4, 3e-4, 1e-3, 3e-3]
+    # each lambda at most once, even when two targets are closest to the same one
+    assert choose_lambdas(_rows([(1e-4, 1.6), (1e-3, 9.0)])) == [1e-4, 1e-3]
+
+
+def test_extend_a_sweep_that_misses_the_targets():
+    assert extend(_rows([(3e-5, 2.0), (1e-3, 12.0)])) == 1e-5        # no reduction near 1.5x
+    assert extend(_rows([(3e-5, 1.4), (1e-3, 6.0)])) == 3e-3         # none near 10x
+    assert extend(_rows([(3e-5, 1.4), (1e-3, 9.5)])) is None
+
+
+@pytest.mark.parametrize("target", [0.5, 0.2, 0.08])
+def test_uniform_width_matches_macs_within_two_percent(target):
+    base = dn.count(dn.build("vgg16-cifar", width_mult=0.25))["macs"]
+    w = uniform_width_for("vgg16-cifar", target * base)
+    got = dn.count(dn.build("vgg16-cifar", width_mult=w))["macs"]
+    assert abs(got / (target * base) - 1) <= 0.02 and w < 0.25
+    with pytest.raises(ValueError, match="no uniform width"):
+        uniform_width_for("vgg16-cifar", 10.0)  # below the 1-channel network
+
+
+def test_control_trains_as_long_as_the_three_stages():
+    r = get_recipe("vgg16-cifar", "cpu")
+    c = control_recipe(r, 0.1)
+    assert c.weights.epochs == r.weights.epochs + r.arch.epochs + r.finetune.epochs == 30
+    assert (c.width_mult, c.weights.schedule, c.weights.lr) == (0.1, "cosine", r.weights.lr)

@@ -3,7 +3,8 @@
 Paper, Section III-C: every gated channel j carries one architecture parameter s_j and
 is multiplied by p_j = sigmoid(delta * s_j). As delta grows from 1 to 1e4 the gate
 becomes the binary function 1[s_j > 0] (eq. 3), and a channel whose gate is 0 can be
-removed without changing the network's output.
+removed without changing the network's output. ``DeltaSchedule`` gives delta for each step
+of the architecture stage, in one of three forms (``SCHEDULE_UNITS``).
 
 Three modes, one per stage of Alg. 1:
   ``off``  identity: the weight stage (lines 1-4) and the finetune stage (lines 10-11);
@@ -21,7 +22,12 @@ from torch import nn
 
 MODES = ("off", "soft", "hard")
 LOSS_FORMS = ("paper", "code")
-SCHEDULE_UNITS = ("iteration", "epoch")
+# The delta schedule's forms (DeltaSchedule): "iteration" grows every step (our default);
+# "epoch-paper" is Alg. 1 (delta indexed by epoch, delta_1 = 1); "epoch-code" the authors' code
+# (10^(4(k+1)/E), never 1). "epoch" is the name config files stored before "epoch-paper"
+# existed: it stays the code's form.
+SCHEDULE_UNITS = ("iteration", "epoch-paper", "epoch-code", "epoch")
+_UNIT_ALIASES = {"epoch": "epoch-code"}
 
 # Paper, eq. 2: binary(s) = 1 if s > 0, i.e. sigmoid(delta*s) > 0.5. The authors' code keeps
 # a channel where sigmoid(delta*s) > 0.9 (notes/official-code.md); pass threshold=0.9 for that.
@@ -133,12 +139,17 @@ def gate_probs(model: nn.Module) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class DeltaSchedule:
-    """Exponential growth of delta over the architecture stage (Section III-C, Alg. 1).
+    """Exponential (geometric) growth of delta from ``start`` to ``end`` over the
+    architecture stage (Section III-C: delta_0 = 1, max(delta) = 1e4), in one of three forms;
+    for E epochs of S steps, epoch k = 0..E-1, and start=1, end=1e4:
 
-    ``unit="iteration"`` (default, the smooth reading of the paper): delta goes from
-    ``start`` at the stage's first step to ``end`` at its last, geometrically.
-    ``unit="epoch"`` (the authors' code): constant within an epoch, 10^(4(k+1)/E) in
-    epoch k = 0..E-1 for start=1, end=1e4: never exactly 1, and 1e4 in the last epoch.
+    ``unit="iteration"`` (default, a smooth reading of the paper): delta changes every step,
+    1 at the stage's first step and 1e4 at its last, 10^(4t/(ES-1)) at step t = kS + s.
+    ``unit="epoch-paper"`` (Alg. 1, which indexes delta by epoch with delta_1 = 1): constant
+    within an epoch, 10^(4k/(E-1)): 1 in the first epoch, 1e4 in the last (1e4 when E = 1).
+    ``unit="epoch-code"`` (the authors' code; ``"epoch"`` is the same, the name older config
+    files hold): constant within an epoch, 10^(4(k+1)/E): never exactly 1 (10^(4/E) in the
+    first epoch), 1e4 in the last.
     """
 
     epochs: int
@@ -152,14 +163,17 @@ class DeltaSchedule:
             raise ValueError(f"unknown delta schedule unit {self.unit!r}; valid: {', '.join(SCHEDULE_UNITS)}")
         if self.epochs < 1 or self.steps_per_epoch < 1:
             raise ValueError("a delta schedule needs at least one epoch and one step per epoch")
-        if not 0 < self.start <= self.end:
-            raise ValueError(f"delta must grow from a positive start: got {self.start} -> {self.end}")
+        if not 0 < self.start <= self.end < math.inf:
+            raise ValueError(f"delta must grow from a positive start to a finite end: got {self.start} -> {self.end}")
 
     def __call__(self, epoch: int, step: int = 0) -> float:
         """delta for ``step`` (0-based, within the epoch) of ``epoch`` (0-based)."""
         log_ratio = math.log(self.end / self.start)
-        if self.unit == "epoch":
+        unit = _UNIT_ALIASES.get(self.unit, self.unit)
+        if unit == "epoch-code":
             frac = (epoch + 1) / self.epochs
+        elif unit == "epoch-paper":
+            frac = 1.0 if self.epochs == 1 else epoch / (self.epochs - 1)
         else:
             total = self.epochs * self.steps_per_epoch
             t = epoch * self.steps_per_epoch + step
@@ -178,8 +192,8 @@ def sparsity_loss(model: nn.Module, lam: float, form: str = "paper") -> torch.Te
     """
     if form not in LOSS_FORMS:
         raise ValueError(f"unknown sparsity loss form {form!r}; valid: {', '.join(LOSS_FORMS)}")
-    if lam < 0:
-        raise ValueError(f"lambda must be >= 0, got {lam}")
+    if not (math.isfinite(lam) and lam >= 0):
+        raise ValueError(f"lambda must be finite and >= 0, got {lam}")
     terms = [(g.probs() if form == "paper" else torch.sigmoid(g.s)).sum() for _, g in gates(model)]
     if not terms:
         raise ValueError("the model has no SS gates")

@@ -75,7 +75,7 @@ def test_reset_and_open_counts():
     assert open_counts(m)[0] == 3
 
 
-@pytest.mark.parametrize("unit", ["iteration", "epoch"])
+@pytest.mark.parametrize("unit", ["iteration", "epoch", "epoch-code", "epoch-paper"])
 def test_schedule_endpoints_monotone(unit):
     sch = DeltaSchedule(epochs=20, steps_per_epoch=7, unit=unit)
     values = [sch(e, s) for e in range(20) for s in range(7)]
@@ -84,6 +84,11 @@ def test_schedule_endpoints_monotone(unit):
     if unit == "iteration":
         assert values[0] == pytest.approx(1.0)
         assert all(b > a for a, b in zip(values, values[1:]))
+        # geometric: steps t and T-1-t multiply to start * end (a linear schedule: up to 2.5e7)
+        assert [a * b for a, b in zip(values, values[::-1])] == pytest.approx([1e4] * 140)
+    elif unit == "epoch-paper":  # Alg. 1: delta_1 = 1, 10^(4k/(E-1)), constant inside an epoch
+        for k in range(20):
+            assert sch(k, 0) == sch(k, 6) == pytest.approx(10 ** (4 * k / 19))
     else:  # the authors' code: 10^(4(k+1)/E), constant inside an epoch
         for k in range(20):
             assert sch(k, 0) == sch(k, 6) == pytest.approx(10 ** (4 * (k + 1) / 20))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import re
 import sys
 
 from . import __version__, commands
@@ -20,6 +21,15 @@ class UsageError(ValueError):
 
 
 class _Parser(argparse.ArgumentParser):
+    # argparse takes "-1e-3" for an option (its own pattern knows only "-1" and "-0.5"), so
+    # "--lambda -1e-3" failed with "expected one argument". Every number, exponents and
+    # infinities included, is a value here: no option of ours looks like a number.
+    _NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-inf(inity)?$", re.IGNORECASE)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = self._NUMBER  # private attribute, read by argparse
+
     def error(self, message):  # argparse's default prints the whole usage block
         raise UsageError(f"{self.prog}: {message}")
 

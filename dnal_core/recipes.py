@@ -36,14 +36,18 @@ class StageConfig:
     schedule: str = "step"           # "step": x gamma at milestones; "cosine": to 0 over the stage (V-C)
 
     def __post_init__(self):
+        _check_keys(StageConfig, vars(self), "")  # types first: epochs=1.5, lr="abc", lr=NaN
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown lr schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
-        if self.epochs < 0 or self.lr <= 0 or self.batch_size < 1 or self.weight_decay < 0:
-            raise ValueError(f"bad stage config {self}: need epochs >= 0, lr > 0, batch_size >= 1, "
-                             "weight_decay >= 0")
+        for name, ok, rule in (("epochs", self.epochs >= 0, ">= 0"), ("lr", self.lr > 0, "> 0"),
+                               ("batch_size", self.batch_size >= 1, ">= 1"), ("gamma", self.gamma > 0, "> 0"),
+                               ("momentum", self.momentum >= 0, ">= 0"),
+                               ("weight_decay", self.weight_decay >= 0, ">= 0")):
+            if not ok:
+                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
-        if list(self.milestones) != sorted(self.milestones):
-            raise ValueError(f"milestones must increase, got {self.milestones}")
+        if list(self.milestones) != sorted(self.milestones) or any(m < 0 for m in self.milestones):
+            raise ValueError(f"milestones must be increasing epochs >= 0, got {self.milestones}")
 
     def lr_at(self, epoch: int) -> float:
         if self.schedule == "cosine":  # torch's CosineAnnealingLR, eta_min 0, T_max = the stage
@@ -73,6 +77,13 @@ class SearchConfig:
     bn_stats: str = "batch"
 
     def __post_init__(self):
+        # types first (explicit: CODE_SEARCH below is built before _check_keys is defined)
+        for name in ("delta_start", "delta_end", "threshold"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"{name} must be a finite number, got {v!r}")
+        if not isinstance(self.train_linear, bool):
+            raise ValueError(f"train_linear must be true or false, got {self.train_linear!r}")
         if self.delta_unit not in SCHEDULE_UNITS:
             raise ValueError(f"unknown delta unit {self.delta_unit!r}; valid: {', '.join(SCHEDULE_UNITS)}")
         if self.loss_form not in LOSS_FORMS:
@@ -116,8 +127,15 @@ class Recipe:
     precise_bn: int = 20
 
     def __post_init__(self):
-        if self.lam is not None and not self.lam >= 0:
-            raise ValueError(f"lambda must be >= 0, got {self.lam}")
+        lam = self.lam  # named as the command line names it (--lambda)
+        if lam is not None and (isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam)):
+            raise ValueError(f"lambda must be a finite number, got {lam!r}")
+        if lam is not None and lam < 0:
+            raise ValueError(f"lambda must be >= 0, got {lam}")
+        _check_keys(Recipe, vars(self), "")
+        for name in ("test_batch_size", "image_size", "resize_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.placement not in PLACEMENTS:
             raise ValueError(f"unknown placement {self.placement!r}; valid: {', '.join(PLACEMENTS)}")
         if self.dataset not in DATASETS:
@@ -148,11 +166,26 @@ class Recipe:
 
 
 def _check_keys(cls, d: dict, prefix: str) -> None:
-    names = {f.name for f in dataclasses.fields(cls)}
-    bad = sorted(set(d) - names)
+    """Unknown keys, and values whose type is not the field's (read from its annotation:
+    ``int``, ``float``, ``str``, ``bool``, ``tuple[int, ...]``, ``X | None``), raise ValueError
+    naming ``prefix + key``. An int is a valid float; floats must be finite; a bool is neither."""
+    types = {f.name: str(f.type).replace(" ", "").split("|") for f in dataclasses.fields(cls)}
+    bad = sorted(set(d) - set(types))
     if bad:
         raise ValueError(f"unknown config key {prefix}{bad[0]!r}; valid: "
-                         + ", ".join(prefix + n for n in sorted(names)))
+                         + ", ".join(prefix + n for n in sorted(types)))
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+    checks = {"int": ("an integer", is_int),
+              "float": ("a finite number", lambda v: (is_int(v) or isinstance(v, float)) and math.isfinite(v)),
+              "str": ("a string", lambda v: isinstance(v, str)),
+              "bool": ("true or false", lambda v: isinstance(v, bool)),
+              "tuple[int,...]": ("a list of integers",
+                                 lambda v: isinstance(v, (tuple, list)) and all(map(is_int, v))),
+              "None": ("null", lambda v: v is None)}
+    for key, value in d.items():
+        kinds = [checks[k] for k in types[key] if k in checks]  # other annotations: not checked here
+        if kinds and not any(ok(value) for _, ok in kinds):
+            raise ValueError(f"{prefix}{key} must be {' or '.join(w for w, _ in kinds)}, got {value!r}")
 
 
 def valid_keys() -> list[str]:
@@ -169,6 +202,9 @@ def override(recipe: Recipe, changes: dict) -> Recipe:
     """A copy of ``recipe`` with ``changes`` applied; keys like ``"lam"`` or ``"arch.epochs"``."""
     top, nested = {}, {}
     for key, value in changes.items():
+        if key in ("model", "profile", "dataset"):  # they name the recipe: choose another one instead
+            raise ValueError(f"{key} cannot be overridden: it names the recipe (the command's MODEL "
+                             "and --profile choose one)")
         if key not in valid_keys():
             raise ValueError(f"unknown config key {key!r}; valid: {', '.join(valid_keys())}")
         if "." in key:
@@ -177,7 +213,12 @@ def override(recipe: Recipe, changes: dict) -> Recipe:
         else:
             top[key] = value
     for part, kw in nested.items():
-        top[part] = dataclasses.replace(getattr(recipe, part), **kw)
+        cls = type(getattr(recipe, part))
+        _check_keys(cls, kw, part + ".")
+        try:
+            top[part] = dataclasses.replace(getattr(recipe, part), **kw)
+        except ValueError as e:  # a range check of the stage: name the stage
+            raise ValueError(f"{part}: {e}") from None
     return dataclasses.replace(recipe, **top)
 
 

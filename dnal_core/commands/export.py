@@ -7,10 +7,16 @@ import warnings
 
 import torch
 
-from ..io import atomic_path
+from ..io import atomic_path, check_out_file
 from ..prune import load_pruned
 
 ONNX_RTOL = 1e-4  # relative to the largest logit, as the pruner's own check
+try:  # the newest opset this torch's TorchScript exporter writes (23 in torch 2.14)
+    from torch.onnx._constants import ONNX_MAX_OPSET as MAX_OPSET
+except ImportError:
+    MAX_OPSET = 20
+# below 10 the exporter cannot write the ResNets' strided-slice shortcut (opset 10 Slice)
+MIN_OPSET = 10
 
 
 def register(sub) -> None:
@@ -19,7 +25,7 @@ def register(sub) -> None:
                                    "with a dynamic batch dimension.")
     p.add_argument("dir", help="a directory written by `dnal prune --out`")
     p.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset version")
+    p.add_argument("--opset", type=int, default=18, help=f"ONNX opset version, {MIN_OPSET}..{MAX_OPSET}")
     p.add_argument("--batch-size", type=int, default=2, help="batch of the check")
     p.set_defaults(func=run)
 
@@ -51,6 +57,11 @@ def check_onnx(model: torch.nn.Module, path, batch_size: int = 2, seed: int = 0)
 
 
 def run(args) -> int:
+    if not MIN_OPSET <= args.opset <= MAX_OPSET:
+        raise ValueError(f"--opset {args.opset}: valid opsets are {MIN_OPSET}..{MAX_OPSET}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_out_file(args.onnx, "--onnx")  # a folder in its place, a missing or read-only folder
     model = load_pruned(args.dir)
     export_onnx(model, args.onnx, args.opset)
     check = check_onnx(model, args.onnx, args.batch_size)

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..io import load_model
+from ..io import check_out_folder, load_model
 from ..prune import PruneCheckError, prune, save_pruned
 
 SEARCH_FILE = "search.pt"  # the trainer's model file after the architecture stage
@@ -39,6 +39,7 @@ def run(args) -> int:
     if not search.is_file():
         raise ValueError(f"{run_dir} has no {SEARCH_FILE} (written by `dnal run` after the architecture stage)")
     out = Path(args.out)
+    check_out_folder(out)  # a file in its place, a file on its way, a read-only place
     if out.resolve() == run_dir.resolve() or (out / SEARCH_FILE).exists():
         raise ValueError(f"--out {out} is a run directory: its weights.pt and arch.json are the trainer's; "
                          "choose another directory")

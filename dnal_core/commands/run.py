@@ -10,8 +10,11 @@ Multi-GPU / multi-node: the same command under ``torchrun --nproc_per_node N`` (
 from __future__ import annotations
 
 import json
+import os
 import sys
 
+from ..gate import SCHEDULE_UNITS
+from ..io import check_out_folder, remove_stale_tmp
 from ..models import PLACEMENTS, list_models
 from ..recipes import get_recipe, override, profiles, valid_keys
 from ..train import run_pipeline, stored_recipe
@@ -56,7 +59,9 @@ def register(sub) -> None:
     g = p.add_argument_group("the authors' code's choices (the paper's are the defaults)")
     g.add_argument("--threshold", type=float, help="keep sigmoid(delta s) > T (paper 0.5, code 0.9)")
     g.add_argument("--loss-form", choices=("paper", "code"), help="sparsity term with/without delta")
-    g.add_argument("--delta-unit", choices=("iteration", "epoch"), help="delta grows per step or per epoch")
+    g.add_argument("--delta-unit", choices=SCHEDULE_UNITS,
+                   help="iteration: delta grows every step (default); epoch-paper: per epoch, 1 in the first "
+                        "(Alg. 1); epoch-code (= epoch): per epoch, 10^(4(k+1)/E), the authors' code")
     g.add_argument("--train-linear", action="store_true", help="stage 2 also trains Linear/BN1d layers")
     g.add_argument("--bn-train", action="store_true",
                    help="stage 2 updates BN running statistics (= --set search.bn_stats=update)")
@@ -89,6 +94,7 @@ def _changes(args) -> dict:
 
 
 def run(args) -> int:
+    check_out_folder(args.out)  # a file on the way or a read-only place: say so before the data loads
     stored = stored_recipe(args.out) if args.resume else None
     if stored is not None:
         if stored.model != args.model:
@@ -106,6 +112,8 @@ def run(args) -> int:
         from ..io import read_json
         data = read_json(f"{args.out}/config.json")["data"]
     stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
+    if args.resume and os.environ.get("RANK", "0") == "0":  # one process: a rank's live write looks the same
+        remove_stale_tmp(args.out)  # left by a run killed mid-write (e.g. .weights.pt.<random>.tmp)
     with prefer_fast(not args.eager):  # a runtime choice, not part of the recipe
         result = run_pipeline(recipe, data, args.out, device=args.device, resume=args.resume,
                               quiet=args.quiet, stages=stages, weights_from=args.weights_from,

@@ -8,7 +8,9 @@ Every registered model has the same interface:
 """
 from __future__ import annotations
 
+import inspect
 import json
+import math
 from pathlib import Path
 from typing import Callable
 
@@ -37,7 +39,37 @@ def build(model: str, **kwargs) -> nn.Module:
     """Build a registered model; unknown names raise ValueError naming the valid ones."""
     if model not in _REGISTRY:
         raise ValueError(f"unknown model {model!r}; valid: {', '.join(list_models())}")
+    keys = arch_keys(model)
+    if keys is not None and set(kwargs) - keys:
+        raise ValueError(f"{model}: unknown architecture key {sorted(set(kwargs) - keys)[0]!r}; "
+                         f"valid: {', '.join(sorted(keys))}")
+    # the keys every family shares, checked here once (a negative width or class count would
+    # otherwise reach torch as a traceback, and width_mult <= 0 silently builds 1-channel layers)
+    n = kwargs.get("num_classes", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{model}: num_classes must be an integer >= 1, got {n!r}")
+    w = kwargs.get("width_mult", 1.0)
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not (math.isfinite(w) and w > 0):
+        raise ValueError(f"{model}: width_mult must be a finite number > 0, got {w!r}")
     return _REGISTRY[model](**kwargs)
+
+
+def arch_keys(model: str) -> set[str] | None:
+    """The keyword arguments ``build(model, ...)`` takes (an arch file's keys besides "model"):
+    those with a default of the class its builder returns (builders pass ``**kw`` on to it; a
+    class that passes ``**kw`` on to its base adds the base's). None where they cannot be read."""
+    fn = _REGISTRY[model]
+    try:
+        target = inspect.signature(fn, eval_str=True).return_annotation
+        keys = set()
+        for c in target.__mro__ if isinstance(target, type) else [fn]:
+            params = inspect.signature(c).parameters.values()
+            keys |= {p.name for p in params if p.default is not p.empty and p.kind is not p.VAR_KEYWORD}
+            if not any(p.kind is p.VAR_KEYWORD for p in params):
+                return keys
+    except (TypeError, ValueError, NameError):
+        pass
+    return None
 
 
 def build_from_arch(arch: dict) -> nn.Module:

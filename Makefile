@@ -77,7 +77,7 @@ test: setup
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(PYTEST_ARGS)
 
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=notebooks --allow-root --IdentityProvider.token=''
+	$(BIN)/jupyter lab --notebook-dir=notebooks --allow-root --ServerApp.ip=127.0.0.1
 
 # Regenerate the lock file from requirements.in (needs the package registry).
 lock:

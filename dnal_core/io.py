@@ -3,7 +3,8 @@
 A model file (``save_model``) holds ``{"arch": model.arch(), "state_dict": ..., "meta": ...}``
 so ``load_model`` rebuilds the network from data and loads it with ``weights_only=True``.
 Every write goes to a temporary file in the same folder and is renamed into place, so a
-killed process never leaves a half-written file.
+killed process never leaves a half-written file (only its temporary, which
+``remove_stale_tmp`` deletes when the run is resumed). JSON never holds NaN or infinity.
 """
 from __future__ import annotations
 

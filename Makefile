@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PROFILE ?= smoke
+PROFILE ?= auto
 PYTEST_ARGS ?=
 # OpenMP threads that spin-wait lose their core on a busy 2-core machine (README, Training).
 OMP_WAIT_POLICY ?= PASSIVE
@@ -24,7 +24,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 
 .PHONY: setup test book notebooks lab lock clean help chromium
 help:
-	@echo "make book       execute the notebooks ($(PROFILE) profile; PROFILE=paper for the paper's) and build the HTML book"
+	@echo "make book       render every chapter's committed results and build the HTML book (PROFILE=cpu: train the cpu experiments, ~4 h; PROFILE=smoke|paper)"
 	@echo "make test       unit tests, notebook regression tests (nbval) and the browser check of the book"
 	@echo "make notebooks  re-execute the notebooks (smoke) and store their outputs in notebooks/*.ipynb"
 	@echo "make setup      create $(VENV) with the pinned dependencies, MathJax and chromium (run by the above)"
@@ -58,16 +58,17 @@ chromium:
 	  else echo "warning: chromium is missing and we are not root: the browser test will skip"; fi; \
 	fi
 
-# Every notebook under papermill (smoke profile, or PROFILE=paper), then the offline HTML book.
+# Every notebook under papermill (PROFILE=auto: each chapter renders its largest-scale committed
+# results; cpu: trains the cpu experiments, about 4 hours, resumable; smoke; paper), then the book.
 book: setup
 	MPLBACKEND=Agg $(BIN)/python book/build.py execute --profile $(PROFILE)
 	$(BIN)/python book/build.py html
 	$(BIN)/python book/build.py check-offline
 
 # The outputs that notebooks/*.ipynb carry (what nbval compares and the browser test shows):
-# a fresh smoke-profile run, stored back without papermill's timings.
+# a fresh default-profile run, stored back without papermill's timings.
 notebooks: setup
-	MPLBACKEND=Agg $(BIN)/python book/build.py execute --profile smoke
+	MPLBACKEND=Agg $(BIN)/python book/build.py execute
 	$(BIN)/python book/build.py store
 
 # The notebooks write their results and figures to a scratch folder here, not over the

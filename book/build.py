@@ -3,9 +3,12 @@
   python book/build.py mathjax              copy MathJax 3 (es5/) from the npm package into book/_mathjax
   python book/build.py execute [--profile P] [--only NAME ...]
                                             run notebooks/<NAME>.py with papermill -> book/chapters/<NAME>.ipynb
+                                            (P: auto, the default, renders each chapter's largest-scale
+                                            committed results; cpu trains the CPU_CHAPTERS' cpu
+                                            experiments, about 4 hours on 2 cores, resumable; smoke, paper)
   python book/build.py html [--source DIR]  jupyter-book build (offline, -W -n --keep-going) of DIR (book/)
   python book/build.py check-offline [DIR]  fail if a built page loads anything from outside (default book/_build/html)
-  python book/build.py store                write the executed smoke-profile outputs back into notebooks/*.ipynb
+  python book/build.py store                write the executed default-profile outputs back into notebooks/*.ipynb
   python book/build.py stage DEST
                                             copy the book sources to DEST, chapters from notebooks/*.ipynb
                                             (their stored outputs): what the browser test builds
@@ -31,7 +34,12 @@ NOTEBOOKS = ROOT / "notebooks"
 CHAPTERS = BOOK / "chapters"
 MATHJAX_NPM = ROOT / ".cache" / "npm" / "node_modules" / "mathjax"
 MATHJAX_DEST = BOOK / "_mathjax" / "mathjax"  # served as _static/mathjax/ (html_static_path)
-DEFAULT_PROFILE = "smoke"
+DEFAULT_PROFILE = "auto"  # each chapter shows its largest-scale committed results (paper, cpu, smoke)
+PROFILES = ("auto", "smoke", "cpu", "paper")
+# The chapters that have a cpu profile (dnal_core.experiments; results/<name>/cpu): `make book
+# PROFILE=cpu` trains them (train=True) and renders the others as `auto` would.
+CPU_CHAPTERS = ("table1_vgg16_cifar10",)
+CPU_HOURS = 4  # measured on the 2-core machine, two processes side by side (README, The book)
 # Papermill bookkeeping that would change on every run: never stored in notebooks/*.ipynb.
 VOLATILE_CELL_KEYS = ("papermill", "execution")
 
@@ -74,10 +82,14 @@ def cmd_execute(args) -> None:
     # Agg: no display anywhere; figures reach the page through report.save_figure's PNGs.
     os.environ["MPLBACKEND"] = "Agg"
     os.environ.setdefault("PYTHONHASHSEED", "0")
-    params = {} if args.profile == DEFAULT_PROFILE else {"profile": args.profile}
     CHAPTERS.mkdir(parents=True, exist_ok=True)
+    if args.profile == "cpu":
+        print(f"PROFILE=cpu trains the cpu experiments of {', '.join(n for n in names if n in CPU_CHAPTERS)}: "
+              f"about {CPU_HOURS} hours on a 2-core CPU (run folders under runs/: an interrupted build "
+              "resumes where it stopped; progress in runs/<chapter>/cpu/*/metrics.jsonl)", flush=True)
     total = time.perf_counter()
     for name in names:
+        params = execute_params(name, args.profile)
         t0 = time.perf_counter()
         out = CHAPTERS / f"{name}.ipynb"
         tmp = out.with_name(f".{name}.tmp.ipynb")
@@ -86,6 +98,15 @@ def cmd_execute(args) -> None:
         tmp.replace(out)  # a failed run leaves no half-executed chapter behind
         print(f"executed {name} ({args.profile}) in {time.perf_counter() - t0:.1f} s", flush=True)
     print(f"executed {len(names)} notebooks in {time.perf_counter() - total:.1f} s")
+
+
+def execute_params(name: str, profile: str) -> dict:
+    """Papermill parameters of chapter ``name`` under ``make book PROFILE=profile``."""
+    if profile == DEFAULT_PROFILE:
+        return {}
+    if profile == "cpu":
+        return {"profile": "cpu", "train": True} if name in CPU_CHAPTERS else {}
+    return {"profile": profile}
 
 
 # --- store -------------------------------------------------------------------------------
@@ -117,8 +138,8 @@ def cmd_store(args) -> None:
             raise ValueError(f"{executed.relative_to(ROOT)} is missing: run `make book` first")
         nb = nbformat.read(executed, as_version=4)
         params = nb.metadata.get("papermill", {}).get("parameters", {})
-        if params:  # stored outputs are the default (smoke) profile's: nbval compares to them
-            raise ValueError(f"{name} was executed with {params}; store runs only after a smoke-profile run")
+        if params:  # stored outputs are the default (auto) run's: nbval compares to them
+            raise ValueError(f"{name} was executed with {params}; store runs only after a default-profile run")
         src = read_source(name)
         if [c.source for c in src.cells] != [c.source for c in nb.cells]:
             raise ValueError(f"{name}.py changed since it was executed: run `make book` again")
@@ -235,7 +256,7 @@ def main(argv=None) -> int:
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_mathjax)
     p = sub.add_parser("execute")
-    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=("smoke", "paper"))
+    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES)
     p.add_argument("--only", nargs="*", help="notebook names (default: all)")
     p.set_defaults(func=cmd_execute)
     p = sub.add_parser("store")

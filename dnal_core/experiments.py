@@ -176,10 +176,11 @@ def extend(rows: list[dict], targets=TARGET_REDUCTIONS, factor: float = 3.0) -> 
 # --- Table I at one profile -----------------------------------------------------------------------
 
 def table1_search(recipe, data, runs: Path, out: Path, command: str, device="auto", grid=SWEEP,
-                  max_extra: int = 3) -> list[float]:
+                  max_extra: int = 3, choose: bool = True) -> list[float]:
     """Weights, the eq. 4 sweep (written to out/sweep.json after every search), the choice
-    of lambdas (out/chosen.json), then each chosen lambda's finetuning (out/lam<label>.json,
-    out/arch/, out/metrics/). Returns the chosen lambdas."""
+    of lambdas (out/chosen.json; ``choose=False``: every lambda of ``grid``, e.g. the paper's),
+    then each chosen lambda's finetuning (out/lam<label>.json, out/arch/, out/metrics/).
+    Returns the chosen lambdas."""
     from .report import copy_metrics
 
     prov = provenance(command)
@@ -194,9 +195,9 @@ def table1_search(recipe, data, runs: Path, out: Path, command: str, device="aut
             extra = extend(rows)
             if extra is not None:
                 lams, max_extra = [extra], max_extra - 1
-    chosen = choose_lambdas(rows)
-    write_json(out / "chosen.json", {"lambdas": chosen, "targets": list(TARGET_REDUCTIONS),
-                                     "rule": "closest MACs reduction on a log scale, each lambda once", **prov})
+    chosen = choose_lambdas(rows) if choose else sorted(grid)
+    rule = "closest MACs reduction on a log scale, each lambda once" if choose else "every lambda searched"
+    write_json(out / "chosen.json", {"lambdas": chosen, "targets": list(TARGET_REDUCTIONS), "rule": rule, **prov})
     for lam in chosen:
         final = finetune(recipe, data, runs, lam, device)
         folder = runs / f"lam{label(lam)}"

@@ -11,6 +11,7 @@ and ``measure``: this module places, reads and shows results, and calls those (`
                      in the notebook as that same PNG whatever the matplotlib backend
   ``read_results``   every ``*.json`` / ``*.jsonl`` under ``results/<experiment>/<profile>/``
   ``results_dir``    that folder if it holds results (else None): train only when it is missing
+  ``best_profile``, ``resolve_profile``  the largest-scale committed results a chapter shows
   ``read_folder``, ``has_results``, ``provenance``  one folder's results; date + command of a run
   ``copy_metrics``   a run's per-epoch metrics.jsonl lines -> a small committed JSONL file
   ``ours_table``     final.json records -> our baseline row and one row per lambda (with drops)
@@ -190,6 +191,27 @@ def results_dir(experiment: str, profile: str, root: Path | str | None = None) -
     holds a ``*.json``/``*.jsonl`` file: a notebook trains only in that case (or when asked)."""
     roots = [Path(root)] if root else [out_root() / "results", repo_root() / "results"]
     return next((r / experiment / profile for r in roots if has_results(r / experiment / profile)), None)
+
+
+SCALE_ORDER = ("paper", "cpu", "smoke")  # largest scale first
+
+
+def best_profile(name: str, root: Path | str | None = None) -> str:
+    """The largest-scale profile (paper, then cpu, then smoke) with a ``*.json`` result in
+    ``results/<name>/<profile>/`` (``root``: the results folder, default the repository's);
+    "smoke" when none has one."""
+    root = Path(root) if root else repo_root() / "results"
+    return next((p for p in SCALE_ORDER if any((root / name / p).glob("*.json"))), "smoke")
+
+
+def resolve_profile(name: str, profile: str) -> str:
+    """A chapter's ``profile`` parameter: "auto" is ``best_profile(name)``; else it must be one
+    of ``PROFILES`` (ValueError naming them)."""
+    if profile == "auto":
+        return best_profile(name)
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid: auto, {', '.join(PROFILES)}")
+    return profile
 
 
 def ours_table(finals):

@@ -61,7 +61,7 @@ def check_skeleton(nb):
     assert "parameters" in first.metadata.get("tags", []), "the first code cell must be tagged parameters"
     for p in PARAMETERS:
         assert re.search(rf"^{p}\s*=", first.source, re.M), f"parameter {p!r} missing"
-    assert re.search(r'^profile\s*=\s*"smoke"', first.source, re.M), "the default profile is smoke"
+    assert re.search(r'^profile\s*=\s*"(auto|smoke)"', first.source, re.M), "the default profile is auto or smoke"
     # papermill cannot read a parameter line with a second "=" (in its comment, say): it then
     # warns that the parameter is unknown.
     assert all(line.count("=") <= 1 for line in first.source.splitlines()), "one '=' per parameter line"

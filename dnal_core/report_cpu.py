@@ -1,0 +1,192 @@
+"""What the chapters show of ``dnal_core.experiments``' results (the ``cpu`` profile, or any
+profile run through it): Table I with its controls, the lambda sweep, the learned widths.
+
+A results folder written by ``experiments.table1_search`` / ``table1_controls`` holds
+``lam<label>.json`` (final.json of each chosen lambda, with date, device and command),
+``arch/lam<label>.json`` (learned widths), ``metrics/lam<label>.jsonl`` (per-epoch records),
+``sweep.json`` (every searched lambda: pruned MACs, reduction, hard top-1 before finetuning),
+``chosen.json`` and ``controls/{dense,uniform_lam<label>}.json``.
+
+  ``table1_rows``     one row per lambda: MACs, reduction, top-1, drop against the dense
+                      control, and the uniform-width network at the same MACs
+  ``paper_relative``  the paper's DNAL rows as reductions and drops (comparable across scales)
+  ``plot_table1``     accuracy against MACs (DNAL, uniform width, dense) and drop against
+                      relative MACs beside the paper's
+  ``plot_widths``     learned widths per layer against the uniform network's
+  ``plot_sweep``      MACs reduction against lambda (the calibration of lambda at this scale)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .report import lambda_label
+
+STYLE = {"DNAL": dict(color="tab:red", marker="D"), "uniform": dict(color="tab:green", marker="s"),
+         "dense": dict(color="black", marker="*", ms=12), "paper": dict(color="tab:blue", marker="o")}
+
+
+def _plain_fmt(v, _pos=None) -> str:
+    return f"{v:g}" if f"{v:g}"[0] in "1235" else ""  # 1, 2, 3, 5 x 10^k: few, readable ticks
+
+
+def _ticker():
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(_plain_fmt)
+
+
+def _read(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+def controls(folder: Path | str) -> dict:
+    """``{"dense": row or None, lambda label: uniform row, ...}`` from ``folder/controls``."""
+    folder = Path(folder) / "controls"
+    out = {"dense": _read(folder / "dense.json") if (folder / "dense.json").is_file() else None}
+    for f in sorted(folder.glob("uniform_lam*.json")):
+        row = _read(f)
+        out[lambda_label(row["lambda"])] = row
+    return out
+
+
+def table1_rows(folder: Path | str):
+    """One row per finetuned lambda (smallest first): ``lambda``, ``macs_m``, ``params_m``,
+    ``macs_x`` (dense / pruned), ``top1``, ``drop`` (dense control - DNAL, points; positive:
+    DNAL is worse), ``uniform_top1`` and ``uniform_macs_m`` (the uniform-width network trained
+    as long as the dense control at this row's MACs; NaN while it has not run) and
+    ``dnal_minus_uniform``."""
+    import pandas as pd
+
+    folder = Path(folder)
+    finals = [_read(f) for f in sorted(folder.glob("lam*.json"))]
+    if not finals:
+        raise ValueError(f"no lam*.json results in {folder}")
+    ctl = controls(folder)
+    dense = ctl["dense"]
+    rows = []
+    for f in sorted(finals, key=lambda r: float(r["lambda"])):
+        u = ctl.get(lambda_label(f["lambda"]))
+        rows.append({"lambda": lambda_label(f["lambda"]), "macs_m": f["macs"] / 1e6, "params_m": f["params"] / 1e6,
+                     "macs_x": f["baseline_macs"] / f["macs"], "top1": f["top1"],
+                     "drop": dense["top1"] - f["top1"] if dense else float("nan"),
+                     "uniform_top1": u["top1"] if u else float("nan"),
+                     "uniform_macs_m": u["macs"] / 1e6 if u else float("nan")})
+    out = pd.DataFrame(rows)
+    out["dnal_minus_uniform"] = out["top1"] - out["uniform_top1"]
+    return out
+
+
+def paper_relative(table: str):
+    """The paper's DNAL rows of ``table``: ``lambda``, ``macs_x`` and ``params_x`` (baseline /
+    row) and ``drop`` (baseline top-1 - row, points): what compares across widths and data."""
+    from .paper import paper_table
+
+    p = paper_table(table)
+    base = p[p["method"] == "Baseline"].iloc[0]
+    d = p[p["method"] == "DNAL"].copy()
+    d = d.assign(lambda_=d["lambda"].map(lambda_label), macs_x=base["macs_m"] / d["macs_m"],
+                 params_x=base["params_m"] / d["params_m"], drop=base["top1"] - d["top1"])
+    return d[["lambda_", "macs_x", "params_x", "drop"]].rename(columns={"lambda_": "lambda"}).reset_index(drop=True)
+
+
+def plot_table1(rows, dense: dict | None, base_macs: float, table: str, title: str):
+    """Left: top-1 against MACs (millions) of DNAL, the uniform-width controls and the dense
+    control. Right: top-1 drop from each side's own dense network against MACs as a % of it,
+    ours beside the paper's (the one view in which a quarter-width CPU run and the paper's
+    full-width GPU runs compare). Legends, no point labels. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    a.plot(rows["macs_m"], rows["top1"], "--", label="DNAL (learned widths)", **STYLE["DNAL"])
+    u = rows.dropna(subset=["uniform_top1"])
+    if len(u):
+        a.plot(u["uniform_macs_m"], u["uniform_top1"], ":", label="uniform width, same MACs", **STYLE["uniform"])
+    if dense:
+        a.plot(dense["macs"] / 1e6, dense["top1"], linestyle="none", label="dense, same epochs", **STYLE["dense"])
+    a.set_xscale("log")
+    a.xaxis.set_major_formatter(_ticker())
+    a.xaxis.set_minor_formatter(_ticker())
+    a.set_xlabel("MACs (millions, log scale)")
+    a.set_ylabel("top-1 (%)")
+    a.set_title(title)
+    a.legend(loc="lower right")
+    a.grid(alpha=0.3)
+    paper = paper_relative(table)
+    b.plot(100 / paper["macs_x"], paper["drop"], "-", label="DNAL, paper (full width, GPU)", **STYLE["paper"])
+    if dense:
+        b.plot(100 * rows["macs_m"] * 1e6 / base_macs, rows["drop"], "--", label="DNAL, ours", **STYLE["DNAL"])
+        if len(u):
+            b.plot(100 * u["uniform_macs_m"] * 1e6 / base_macs, dense["top1"] - u["uniform_top1"], ":",
+                   label="uniform width, ours", **STYLE["uniform"])
+    b.axhline(0, color="0.5", lw=0.8)
+    b.set_xscale("log")
+    b.xaxis.set_major_formatter(_ticker())
+    b.xaxis.set_minor_formatter(_ticker())
+    b.set_xlabel("MACs (% of the same side's dense network, log scale)")
+    b.set_ylabel("top-1 drop from dense (points)")
+    b.set_title("drop against relative MACs")
+    b.legend(loc="upper right")
+    b.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_widths(folder: Path | str, lams, base_widths):
+    """Per-layer widths as a share of the dense network's: the learned ones of each lambda
+    (bars) and the uniform network at the same MACs (a line, when it has run). Returns the figure."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    folder = Path(folder)
+    ctl = controls(folder)
+    lams = [lambda_label(x) for x in lams]
+    fig, axes = plt.subplots(1, len(lams), figsize=(3.2 * len(lams), 3.4), sharey=True, squeeze=False)
+    x = np.arange(1, len(base_widths) + 1)
+    for ax, lam in zip(axes[0], lams):
+        w = np.array(_read(folder / "arch" / f"lam{lam}.json")["widths"]) / np.array(base_widths)
+        ax.bar(x, 100 * w, color=STYLE["DNAL"]["color"], alpha=0.75, label="learned")
+        u = ctl.get(lam)
+        if u:
+            ax.plot(x, 100 * np.array(u["widths"]) / np.array(base_widths), "-", color=STYLE["uniform"]["color"],
+                    lw=2, label="uniform, same MACs")
+        ax.set_title(f"lambda {lam}")
+        ax.set_xlabel("conv layer")
+        ax.set_xticks(x[::2])
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].set_ylabel("channels kept (% of dense)")
+    axes[0][-1].legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def read_sweep(folder: Path | str):
+    """``sweep.json``'s rows as a DataFrame (lambda, loss_form, macs_reduction, hard_top1, ...)."""
+    import pandas as pd
+
+    return pd.DataFrame(_read(Path(folder) / "sweep.json")["rows"])
+
+
+def plot_sweep(sweep, chosen=(), title: str = "MACs reduction against lambda"):
+    """MACs reduction after the architecture stage against lambda, one line per loss form
+    (``loss_form``), the chosen lambdas ringed. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    names = {"paper": "eq. 4 (with delta)", "code": "authors' code (no delta)"}
+    for form, g in sweep.groupby("loss_form"):
+        g = g.sort_values("lambda")
+        ax.plot(g["lambda"], g["macs_reduction"], "o-", label=names.get(form, form))
+    pick = sweep[sweep["lambda"].isin(list(chosen))]
+    if len(pick):
+        ax.plot(pick["lambda"], pick["macs_reduction"], "o", ms=13, mfc="none", mec="k", label="chosen for Table I")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(_ticker())
+    ax.yaxis.set_minor_formatter(_ticker())
+    ax.set_xlabel("lambda_a")
+    ax.set_ylabel("MACs reduction (dense / pruned)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    return fig

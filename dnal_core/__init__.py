@@ -21,10 +21,12 @@ from .measure import count, count_macs, count_params, latency
 from .models import PLACEMENTS, build, build_from_arch, list_models
 from .paper import paper_table
 from .prune import load_pruned, save_pruned  # the module stays dnal_core.prune (prune.prune)
+from .attach import attach_gates  # any CNN: gates per DepGraph group (Torch-Pruning, lazily)
 
 __all__ = [
     "__version__", "SSGate", "DeltaSchedule", "gates", "arch_parameters", "set_mode", "set_delta",
     "set_threshold", "reset_gates", "open_counts", "gate_probs", "sparsity_loss", "build",
     "build_from_arch", "list_models", "PLACEMENTS", "count", "count_macs", "count_params",
     "latency", "save_model", "load_model", "paper_table", "load_pruned", "save_pruned",
+    "attach_gates",
 ]

@@ -65,6 +65,9 @@ def family_of(model: nn.Module) -> Family:
     for cls, fam in reversed(_FAMILIES):
         if isinstance(model, cls):
             return fam
+    if getattr(model, "dnal_groups", None) is not None:  # any class gated by attach_gates
+        from .generic import FAMILY  # Torch-Pruning's surgery (imported only when needed)
+        return FAMILY
     known = ", ".join(c.__name__ for c, _ in _FAMILIES)
     raise ValueError(f"no pruner for {type(model).__name__}; known: {known}")
 

@@ -1,0 +1,396 @@
+"""SS gates on your own network: ``attach_gates`` puts DNAL's gates into any CNN built of
+Conv-BN-activation blocks (a torchvision ResNet, MobileNet, EfficientNet, RegNet, ...).
+
+    model = attach_gates(torchvision.models.resnet18(num_classes=10), torch.randn(1, 3, 32, 32))
+    dnal_core.gates(model)      # one SSGate per group of coupled channels, stage functions as usual
+    gate_groups(model)          # per gate: the layers whose channels it opens and closes
+
+Channels are coupled the way Torch-Pruning's DependencyGraph (DepGraph) traces them: the output
+channels of a conv, of its BatchNorm, of every block adding into the same residual stream and of
+a depthwise conv after them form one group, and removing channel j removes it from all of them.
+Each group gets ONE gate, applied after every BatchNorm of the group (placement conv-bn-ss-relu),
+so a closed gate zeroes that channel everywhere. The gate lives on the group's first BatchNorm
+(``<bn>.ss``, what ``dnal_core.gates`` lists); the others call it through a forward hook, so the
+user's module tree and state_dict keys stay as they were (plus the gates' ``ss.*`` entries).
+
+Never gated: the classifier (the last conv or linear layer the forward pass runs) and the
+input; groups holding a layer of ``ignored_layers``; groups through a grouped (not depthwise)
+conv, whose channels cannot go one at a time; groups without BatchNorm on 1x1 maps or after
+Linear layers (squeeze-excitation, MLP heads), kept whole. A conv on a larger map with no
+BatchNorm after it, or a layer the trace does not reach, is a ValueError naming the layer.
+
+The gated model also carries what the rest of dnal_core reads from a registered model:
+``name`` ("generic"), ``input_size``, ``widths`` and ``arch()``, a JSON dict that the "generic"
+builder (``build_from_arch``) turns back into the gated network, or into a pruned one when it
+holds ``keep`` (the kept channel indices per gate; ``dnal_core.prune.generic`` writes them).
+The builder starts from a copy of the network kept in this process, or, in another process,
+from ``constructor`` (e.g. "torchvision.models:resnet18" with kwargs {"num_classes": 10}).
+
+Torch-Pruning is imported only inside these functions: ``import dnal_core`` does not load it.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import importlib
+import json
+import math
+import uuid
+import weakref
+from dataclasses import dataclass, replace
+from typing import Annotated
+
+import torch
+from torch import nn
+
+from .gate import SSGate
+from .models import DEFAULT_PLACEMENT, register_model
+
+NAME = "generic"  # the registry name of attached (and pruned) networks
+_BN = nn.modules.batchnorm._BatchNorm
+_TEMPLATES: "weakref.WeakValueDictionary[str, _Template]" = weakref.WeakValueDictionary()
+
+
+@dataclass(frozen=True)
+class GateGroup:
+    """One gate and the layers whose channels it opens and closes (module names)."""
+    gate: str                    # the SSGate's name in dnal_core.gates order
+    channels: int
+    root: str                    # the conv Torch-Pruning starts the group from
+    bns: tuple[str, ...]         # every BatchNorm the gate multiplies the output of
+    producers: tuple[str, ...]   # convs/linears whose output channels the group holds
+    consumers: tuple[str, ...]   # convs/linears whose input channels the group holds
+
+
+class _GateHook:
+    """Forward hook of a gated BatchNorm: its output times the group's gate, looked up on the
+    owner BN at every call, so that replacing ``owner.ss`` (the pruner's fixed masks) reaches
+    every member of the group."""
+
+    def __init__(self, owner: nn.Module):
+        self.owner = owner
+
+    def __call__(self, module, args, output):
+        return self.owner.ss(output)
+
+
+class _Template:
+    """The ungated network as attach_gates found it, shared by every deep copy of the gated
+    model (``__deepcopy__`` returns itself): what the builder copies in this process."""
+
+    def __init__(self, plain: nn.Module):
+        self.plain = copy.deepcopy(plain).cpu()
+        self.key = uuid.uuid4().hex
+        _TEMPLATES[self.key] = self
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+# --- tracing ----------------------------------------------------------------------------------
+
+def _names(model: nn.Module) -> dict:
+    return {m: n for n, m in model.named_modules()}
+
+
+def _grouped(m: nn.Module) -> bool:
+    """A grouped conv that is not depthwise (RegNet, ResNeXt): Torch-Pruning couples neither its
+    input with its output channels nor keeps its groups even, so its channels stay."""
+    return isinstance(m, nn.Conv2d) and 1 < m.groups != m.out_channels
+
+
+@torch.no_grad()
+def _run_record(model: nn.Module, x: torch.Tensor) -> tuple[list[nn.Module], dict]:
+    """The conv/linear/BN modules in the order the forward pass calls them, and their output
+    shapes."""
+    order, shapes = [], {}
+
+    def rec(m, args, out):
+        if m not in shapes:
+            order.append(m)
+            shapes[m] = tuple(out.shape)
+
+    hooks = [m.register_forward_hook(rec) for m in model.modules()
+             if isinstance(m, (nn.Conv2d, nn.Linear, _BN))]
+    try:
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return order, shapes
+
+
+def trace_groups(model: nn.Module, x: torch.Tensor, ignored: tuple[str, ...] = ()):
+    """Trace ``model`` (ungated) with DepGraph: (the graph, the GateGroups to gate in gate order,
+    the groups left ungated as {"layers", "why"}). ValueError for what DNAL cannot gate."""
+    import torch_pruning as tp
+
+    names = _names(model)
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()  # no BN statistics updated, no dropout drawn, batch 1 allowed
+    try:
+        order, shapes = _run_record(model, x)
+        with torch.enable_grad():
+            try:
+                dg = tp.DependencyGraph().build_dependency(model, example_inputs=x, verbose=False)
+            except Exception as e:  # what DepGraph raises is not ours to type
+                raise ValueError(f"Torch-Pruning's DependencyGraph cannot trace {type(model).__name__}: "
+                                 f"{type(e).__name__}: {e}") from None
+    finally:
+        for m, t in flags:
+            m.training = t
+    # a layer that ran but is not in the graph sits behind a cut in autograd: its channels'
+    # coupling is unknown, so pruning would break the network
+    for m in order:
+        if m not in dg.module2node:
+            raise ValueError(f"layer {names[m]!r} ({type(m).__name__}) ran but Torch-Pruning's trace does not "
+                             "reach it (a .detach(), .data, torch.no_grad or a non-differentiable op on its "
+                             "path): DNAL cannot tell which channels it couples; pass it in ignored_layers or "
+                             "make the path differentiable")
+    lin = [m for m in order if isinstance(m, (nn.Conv2d, nn.Linear))]
+    if not lin:
+        raise ValueError(f"{type(model).__name__} runs no conv or linear layer: nothing to gate")
+    skip = [lin[-1]] + [model.get_submodule(n) for n in ignored]  # the classifier's outputs stay
+    specs, ungated = [], []
+    for group in dg.get_all_groups(ignored_layers=skip, root_module_types=(nn.Conv2d, nn.Linear)):
+        spec, why = _gate_group(dg, group, names, shapes)
+        if spec is None:
+            ungated.append({"layers": [names[it.dep.target.module] for it in group.items
+                                       if it.dep.target.module in names], "why": why})
+        else:
+            specs.append(spec)
+    index = {n: i for i, n in enumerate(names.values())}
+    specs.sort(key=lambda s: index[s.bns[0]])  # gate order (dnal_core.gates): the owners' module order
+    return dg, specs, ungated
+
+
+def _gate_group(dg, group, names, shapes) -> tuple[GateGroup | None, str]:
+    items = [(it.dep.target.module, it.dep.handler, list(it.idxs)) for it in group.items
+             if it.dep.target.module in names]  # modules only (not DepGraph's op nodes)
+    uniq = lambda ms: list(dict.fromkeys(ms))  # noqa: E731  (first-seen order, no repeats)
+    layers = uniq(m for m, _, _ in items)
+    producers = uniq(m for m, h, _ in items if isinstance(m, (nn.Conv2d, nn.Linear)) and dg.is_out_channel_pruning_fn(h))
+    consumers = uniq(m for m, h, _ in items if isinstance(m, (nn.Conv2d, nn.Linear)) and dg.is_in_channel_pruning_fn(h)
+                     and m not in producers)
+    bns = uniq(m for m in layers if isinstance(m, _BN))
+    if any(_grouped(m) for m in layers):
+        return None, "a grouped (not depthwise) conv: its channels cannot be removed one at a time"
+    spatial = [m for m in producers if isinstance(m, nn.Conv2d) and math.prod(shapes.get(m, (1, 1))[2:]) > 1]
+    for m in spatial:  # the gate sits after BN: a conv's output must pass a gated BN to be zeroed
+        if not any(o.module in bns for o in dg.module2node[m].outputs):
+            raise ValueError(f"conv {names[m]!r} has no BatchNorm after it: DNAL gates a channel after its "
+                             "BatchNorm (conv-bn-ss-relu); add one, or pass the layer in ignored_layers")
+    if not bns:
+        return None, "no BatchNorm (linear layers, or convs on 1x1 maps such as squeeze-excitation)"
+    for m, _, idxs in items:
+        if isinstance(m, _BN) and sorted(idxs) != list(range(m.num_features)):
+            raise ValueError(f"BatchNorm {names[m]!r} holds channels of several groups (a concatenation "
+                             "before it): not supported by attach_gates")
+    root = group.items[0].dep.target.module
+    order = list(names)  # module order: the group's first BatchNorm owns the gate
+    bns.sort(key=order.index)
+    return GateGroup(gate=f"{names[bns[0]]}.ss", channels=bns[0].num_features, root=names[root],
+                     bns=tuple(names[b] for b in bns), producers=tuple(names[m] for m in producers),
+                     consumers=tuple(names[m] for m in consumers)), ""
+
+
+# --- gates in, gates out ----------------------------------------------------------------------
+
+def _insert_gates(model: nn.Module, specs: list[GateGroup]) -> None:
+    for spec in specs:
+        owner = model.get_submodule(spec.bns[0])
+        device = next(iter(owner.state_dict().values())).device
+        owner.ss = SSGate(spec.channels).to(device)
+        for name in spec.bns:
+            model.get_submodule(name).register_forward_hook(_GateHook(owner))
+
+
+def strip_gates(model: nn.Module) -> nn.Module:
+    """Remove attach_gates' gates and hooks in place: the plain network, same weights."""
+    for m in model.modules():
+        hooked = [k for k, h in m._forward_hooks.items() if isinstance(h, _GateHook)]
+        for k in hooked:
+            del m._forward_hooks[k]
+        if hooked and "ss" in m._modules:
+            del m._modules["ss"]
+    return model
+
+
+def gate_groups(model: nn.Module) -> list[GateGroup]:
+    """Per gate, in ``dnal_core.gates`` order: the layers it opens and closes (on a pruned network:
+    the same groups with their kept widths)."""
+    groups = getattr(model, "dnal_groups", None)
+    if groups is None:
+        raise ValueError(f"{type(model).__name__} was not made by attach_gates")
+    return list(groups)
+
+
+def _describe(model: nn.Module, arch: dict, groups, ungated, template) -> nn.Module:
+    """Give ``model`` what dnal_core reads from a registered model (name, input_size, widths,
+    arch()) and the group report."""
+    model.name = NAME
+    model.input_size = tuple(arch["input_size"])
+    model.placement = arch["placement"]
+    model.widths = list(arch["widths"])
+    model.arch = functools.partial(copy.deepcopy, arch)  # a fresh JSON-able dict per call
+    model.dnal_groups = list(groups)
+    model.dnal_ungated = list(ungated)
+    model._dnal_template = template  # keeps the template alive while any copy of the model is
+    return model
+
+
+def _probe(model: nn.Module, x: torch.Tensor, ignored: tuple[str, ...]) -> None:
+    """Remove one channel of every group from a copy and run it: an op that DepGraph couples
+    wrongly fails here, named, rather than inside a later prune."""
+    from .prune.generic import apply_keep
+
+    probe = copy.deepcopy(model)
+    dg, specs, _ = trace_groups(probe, x, ignored)
+    apply_keep(dg, probe, specs, [range(max(s.channels - 1, 1)) for s in specs])
+    names, last = _names(probe), [None]
+    hooks = [m.register_forward_pre_hook(lambda m, a: last.__setitem__(0, m))
+             for m in probe.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            probe.eval()(x)
+    except RuntimeError as e:
+        raise ValueError(f"with one channel per group removed, the network fails at or after layer "
+                         f"{names.get(last[0])!r}: Torch-Pruning does not follow an op there "
+                         f"({str(e).splitlines()[0]}); pass that layer in ignored_layers") from None
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def attach_gates(model: nn.Module, example_inputs, placement: str = DEFAULT_PLACEMENT,
+                 ignored_layers=None, constructor=None) -> nn.Module:
+    """Put one SS gate per group of coupled channels into ``model`` (in place; returned).
+
+    ``example_inputs``: a batch (N, C, H, W) the network takes (only its shape and device are
+    used). ``ignored_layers``: modules or module names whose output channels keep full width,
+    as Torch-Pruning's. ``constructor``: how to build the same network afresh, needed only to
+    rebuild a saved pruned network in another process: "module:function", a function, or a
+    ``functools.partial`` with JSON-able keyword arguments. Gates start "off" (identity)."""
+    if placement != DEFAULT_PLACEMENT:
+        raise ValueError(f"attach_gates places gates after BatchNorm only ({DEFAULT_PLACEMENT!r}), "
+                         f"got {placement!r}")
+    if any(isinstance(m, SSGate) for m in model.modules()):
+        raise ValueError(f"{type(model).__name__} already has SS gates")
+    x = example_inputs[0] if isinstance(example_inputs, (tuple, list)) else example_inputs
+    if not isinstance(x, torch.Tensor) or x.dim() < 3:
+        raise ValueError("example_inputs must be a tensor batch (N, C, H, W)")
+    param = next(iter(model.state_dict().values()), None)
+    x = x[:1].detach().to(param.device if param is not None else "cpu")
+    names = _names(model)
+    ignored = tuple(names[m] if isinstance(m, nn.Module) else str(m) for m in ignored_layers or ())
+    for n in ignored:
+        model.get_submodule(n)  # AttributeError naming an unknown layer
+    ref, kwargs = _constructor_ref(constructor)
+    if ref is not None:
+        _check_constructor(model, ref, kwargs)
+    dg, specs, ungated = trace_groups(model, x, ignored)
+    del dg
+    if not specs:
+        raise ValueError(f"{type(model).__name__}: no group of channels to gate "
+                         f"({'; '.join(u['why'] for u in ungated) or 'no conv'})")
+    _probe(model, x, ignored)
+    template = _Template(model)  # the ungated network, for the builder
+    _insert_gates(model, specs)
+    arch = {"model": NAME, "constructor": ref, "kwargs": kwargs, "template": template.key,
+            "input_size": list(x.shape[1:]), "placement": placement, "ignored_layers": list(ignored),
+            "gates": [s.gate for s in specs], "widths": [s.channels for s in specs], "keep": None}
+    return _describe(model, arch, specs, ungated, template)
+
+
+# --- constructors -------------------------------------------------------------------------------
+
+def _constructor_ref(constructor) -> tuple[str | None, dict]:
+    """("module:qualname", JSON-able kwargs) of a constructor, or (None, {})."""
+    if constructor is None:
+        return None, {}
+    kwargs = {}
+    if isinstance(constructor, functools.partial):
+        if constructor.args:
+            raise ValueError("constructor: a functools.partial with keyword arguments only")
+        kwargs, constructor = dict(constructor.keywords), constructor.func
+    if isinstance(constructor, str):
+        ref = constructor
+    elif callable(constructor):
+        ref = f"{constructor.__module__}:{constructor.__qualname__}"
+    else:
+        raise ValueError(f"constructor must be a callable or 'module:name', got {constructor!r}")
+    if ":" not in ref or "<" in ref:
+        raise ValueError(f"constructor {ref!r}: give an importable 'module:name' (a function defined "
+                         "at module level)")
+    try:
+        json.dumps(kwargs)
+    except TypeError as e:
+        raise ValueError(f"constructor keyword arguments must be JSON-able: {e}") from None
+    return ref, kwargs
+
+
+def _resolve(ref: str):
+    module, _, qualname = ref.partition(":")
+    try:
+        obj = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"cannot import the constructor {ref!r}: {e}") from None
+    return obj
+
+
+def _check_constructor(model: nn.Module, ref: str, kwargs: dict) -> None:
+    """The constructor must build ``model``'s architecture: same state_dict keys and shapes."""
+    got = {k: tuple(v.shape) for k, v in _resolve(ref)(**kwargs).state_dict().items()}
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if got != want:
+        key = next((k for k in want if got.get(k) != want[k]), None) or next(k for k in got if k not in want)
+        raise ValueError(f"constructor {ref!r}({kwargs}) builds another network than the model "
+                         f"given: {key!r} is {got.get(key)} there, {want.get(key)} here")
+
+
+# --- the "generic" builder: arch() back into a network ------------------------------------------
+
+@register_model(NAME)
+def build_generic(constructor=None, kwargs=None, template=None, input_size=None,
+                  placement=DEFAULT_PLACEMENT, ignored_layers=(), gates=None, widths=None,
+                  keep=None) -> Annotated[nn.Module, "the user's class"]:
+    # (not a class: registry.arch_keys then reads this function's keywords as the arch keys)
+    """The network an attach_gates ``arch()`` describes: gated (``keep`` None, ``widths`` full),
+    else pruned (``keep``: kept channel indices per gate; ``widths`` alone: the first channels,
+    which is all that MAC counts need). Built from the in-process template, else from
+    ``constructor(**kwargs)``; weights are the constructor's (load a state_dict)."""
+    if input_size is None:
+        raise ValueError(f"{NAME}: networks of attach_gates are rebuilt from their arch(); "
+                         "see dnal_core.attach_gates")
+    t = _TEMPLATES.get(template) if template else None
+    if t is not None:
+        plain = copy.deepcopy(t.plain)
+    elif constructor:
+        plain = _resolve(constructor)(**(kwargs or {}))
+        t = _Template(plain)
+    else:
+        raise ValueError(f"{NAME}: this network was gated in another process without a constructor; "
+                         "rebuild it with dnal_core.prune.generic.load(path, constructor=...)")
+    ignored = tuple(ignored_layers)
+    dg, specs, ungated = trace_groups(plain, torch.zeros((1, *input_size)), ignored)
+    if gates is not None and [s.gate for s in specs] != list(gates):
+        raise ValueError(f"{NAME}: the rebuilt network's gate groups differ from the saved ones "
+                         "(the constructor builds another architecture)")
+    full = [s.channels for s in specs]
+    arch = {"model": NAME, "constructor": constructor, "kwargs": kwargs or {}, "template": t.key,
+            "input_size": list(input_size), "placement": placement, "ignored_layers": list(ignored),
+            "gates": [s.gate for s in specs], "widths": full, "keep": None}
+    if keep is None and (widths is None or list(widths) == full):
+        _insert_gates(plain, specs)
+        return _describe(plain, arch, specs, ungated, t)
+    if keep is None:
+        keep = [range(max(1, min(int(w), c))) for w, c in zip(widths, full)]
+    from .prune.generic import apply_keep
+
+    keep = [sorted(int(i) for i in k) for k in keep]
+    apply_keep(dg, plain, specs, keep)
+    arch.update(widths=[len(k) for k in keep], keep=keep)
+    groups = [replace(s, channels=len(k)) for s, k in zip(specs, keep)]
+    return _describe(plain, arch, groups, ungated, t).eval()

@@ -229,10 +229,111 @@ def table1_controls(recipe, data, runs: Path, out: Path, command: str, device="a
         write_json(path, {**row, "lambda": lam, "target_macs": target, **prov})
 
 
+# --- figures from the Table I runs ------------------------------------------------------------------
+
+def pick_lambda(table1_out: Path, reduction: float = 2.5) -> float:
+    """Of Table I's chosen lambdas (``chosen.json``), the one whose MACs reduction is closest to
+    ``reduction`` on a log scale: the search the figure chapters (Figs. 3-5) look at."""
+    sweep = {r["lambda"]: r for r in read_json(table1_out / "sweep.json")["rows"]}
+    lams = read_json(table1_out / "chosen.json")["lambdas"]
+    return min(lams, key=lambda lam: abs(math.log(sweep[lam]["macs_reduction"] / reduction)))
+
+
+def fig3_lines(table1_out: Path, dest: Path, model: str, lam: float) -> int:
+    """Fig. 3 needs no run of its own: the architecture-stage lines of Table I's search at
+    ``lam`` (``metrics/lam<label>.jsonl``, with ``gate_hist``) copied to ``dest`` with the Table I
+    result's date, device and command. Returns the number of lines."""
+    final = read_json(table1_out / f"lam{label(lam)}.json")
+    src = table1_out / "metrics" / f"lam{label(lam)}.jsonl"
+    tag = {k: final[k] for k in ("date", "device", "torch", "command") if k in final}
+    lines = [json.loads(x) for x in src.read_text().splitlines() if x.strip()]
+    out = [{**r, "model": model, "lam": lam, **tag, "source": str(src.relative_to(src.parents[3]))}
+           for r in lines if r.get("stage") == "arch"]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    from .io import atomic_path
+
+    with atomic_path(dest) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in out))
+    return len(out)
+
+
+def _weights_lines(runs: Path) -> list[dict]:
+    path = runs / "weights" / "metrics.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def fig4_runs(recipe, data, table1_runs: Path, runs: Path, out: Path, lam: float, command: str,
+              device="auto", seeds=(0, 1)) -> None:
+    """Fig. 4: the three SS placements searched at ``lam`` from Table I's shared weight stage
+    (gates are off there, so the three networks are the same until stage 2) and finetuned, for
+    each of ``seeds`` (the seed orders the data of stages 2 and 3: run-to-run noise). Writes
+    out/vgg16-cifar_weights.jsonl once and out/<model>_<placement>_seed<k>.jsonl + .json as
+    each run ends."""
+    from .models import PLACEMENTS
+    from .report import copy_metrics
+    from .train import run_pipeline
+
+    prov = provenance(command)
+    w = weights(recipe, data, table1_runs, device)
+    lines = [{**r, "model": recipe.model, "placement": "shared", "lam": lam, **prov}
+             for r in _weights_lines(table1_runs)]
+    from .io import atomic_path
+
+    with atomic_path(out / f"{recipe.model}_weights.jsonl") as tmp:
+        tmp.write_text("".join(json.dumps({k: v for k, v in r.items() if k not in ("seconds", "eval_seconds")})
+                               + "\n" for r in lines))
+    for seed in seeds:
+        for placement in PLACEMENTS:
+            name = f"{recipe.model}_{placement}_seed{seed}"
+            r = override(recipe, {"lam": lam, "placement": placement, "seed": seed})
+            final = run_pipeline(r, data, runs / name, device=device, stages=["arch", "finetune"],
+                                 weights_from=w, resume=True)
+            tag = dict(model=recipe.model, placement=placement, seed=seed, lam=lam, **prov)
+            copy_metrics(runs / name, out / f"{name}.jsonl", **tag)
+            write_json(out / f"{name}.json", {**tag, **{k: final[k] for k in FINAL_KEYS}})
+
+
+FINAL_KEYS = ("macs", "params", "top1", "top5", "hard_top1", "baseline_macs", "baseline_params", "widths",
+              "seconds", "git")
+
+
+def fig5_runs(recipe, data, table1_runs: Path, runs: Path, out: Path, lam: float, command: str,
+              device="auto") -> None:
+    """Fig. 5 at equal total epochs: the sequential strategy is Table I's run at ``lam`` (weights
+    + architecture + finetune, resumed or reused), the joint one trains weights and gates
+    together for weights + architecture epochs, then finetunes as long. Writes
+    out/<model>_<strategy>.jsonl (every epoch) and .json (the final network)."""
+    from .report import copy_metrics
+    from .io import atomic_path
+    from .train import run_pipeline
+
+    prov = provenance(command)
+    seq_dir = table1_runs / f"lam{label(lam)}"
+    seq = run_pipeline(override(recipe, {"lam": lam}), data, seq_dir, device=device, stages=["arch", "finetune"],
+                       weights_from=weights(recipe, data, table1_runs, device), resume=True)
+    joint_dir = runs / f"{recipe.model}_joint"
+    joint = run_pipeline(override(recipe, {"lam": lam, "sequential": False}), data, joint_dir, device=device,
+                         resume=True)
+    for strategy, folder, final in (("sequential", seq_dir, seq), ("joint", joint_dir, joint)):
+        tag = dict(model=recipe.model, strategy=strategy, lam=lam, **prov)
+        copy_metrics(folder, out / f"{recipe.model}_{strategy}.jsonl", **tag)
+        if strategy == "sequential":  # the shared weight stage's epochs first
+            text = "".join(json.dumps({**{k: v for k, v in r.items() if k not in ("seconds", "eval_seconds")}, **tag})
+                           + "\n" for r in _weights_lines(table1_runs))
+            path = out / f"{recipe.model}_{strategy}.jsonl"
+            rest = path.read_text()
+            with atomic_path(path) as tmp:
+                tmp.write_text(text + rest)
+        write_json(out / f"{recipe.model}_{strategy}.json", {**tag, **{k: final[k] for k in FINAL_KEYS}})
+
+
+NAMES = {"table1": "table1_vgg16_cifar10", "fig4": "fig4_ss_placement", "fig5": "fig5_joint_vs_sequential"}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m dnal_core.experiments", description=__doc__.split("\n\n")[0])
-    p.add_argument("experiment", choices=["table1"])
-    p.add_argument("--part", choices=["search", "controls"], required=True)
+    p.add_argument("experiment", choices=sorted(NAMES))
+    p.add_argument("--part", choices=["search", "controls"], help="table1: which of its two processes")
     p.add_argument("--profile", default="cpu")
     p.add_argument("--data", required=True)
     p.add_argument("--runs", default="", help="run folders (default runs/<experiment>/<profile>)")
@@ -242,21 +343,33 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     from .report import repo_root
 
-    name = {"table1": "table1_vgg16_cifar10"}[a.experiment]
+    if a.experiment == "table1" and not a.part:
+        p.error("table1 needs --part search or --part controls")
     try:
         recipe = get_recipe("vgg16-cifar", a.profile)
     except ValueError as e:
         print(f"experiments: {e}", file=sys.stderr)
         return 2
     torch.set_num_threads(a.threads)
+    name = NAMES[a.experiment]
     runs = Path(a.runs) if a.runs else repo_root() / "runs" / name / a.profile
     out = Path(a.out) if a.out else repo_root() / "results" / name / a.profile
-    command = (f"python -m dnal_core.experiments {a.experiment} --part {a.part} --profile {a.profile} "
+    part = f" --part {a.part}" if a.part else ""
+    command = (f"python -m dnal_core.experiments {a.experiment}{part} --profile {a.profile} "
                f"--data $DNAL_DATA --threads {a.threads}")
-    if a.part == "search":
+    table1_runs = repo_root() / "runs" / NAMES["table1"] / a.profile
+    table1_out = repo_root() / "results" / NAMES["table1"] / a.profile
+    if a.experiment == "table1" and a.part == "search":
         table1_search(recipe, a.data, runs, out, command, a.device)
-    else:
+    elif a.experiment == "table1":
         table1_controls(recipe, a.data, runs, out, command, a.device)
+    else:
+        if not (table1_out / "chosen.json").is_file():
+            print(f"experiments: {a.experiment} searches at a lambda Table I chose: run table1 first "
+                  f"({table1_out / 'chosen.json'} is missing)", file=sys.stderr)
+            return 2
+        run = fig4_runs if a.experiment == "fig4" else fig5_runs
+        run(recipe, a.data, table1_runs, runs, out, pick_lambda(table1_out), command, a.device)
     return 0
 
 

@@ -21,13 +21,17 @@
 # values pushed to 0 and 1, every channel binarised at $\delta = 10^4$.
 #
 # The histograms are the `gate_hist` field of the architecture-stage lines of each run's
-# `metrics.jsonl` (10 bins over [0, 1], one line per epoch, after the epoch's last step). With
-# `profile="smoke"` (the default) the networks are quarter-width, trained on 100 images a class
-# for two epochs, and searched for four: the shape of the histograms is the point, not their
-# exact counts.
+# `metrics.jsonl` (10 bins over [0, 1], one line per epoch, after the epoch's last step).
+#
+# **Which results.** The page renders the largest-scale committed results (`profile="auto"`).
+# At the `cpu` profile, panel (a) is the search of the Table I chapter (a quarter-width VGG16
+# trained 15 epochs on the full CIFAR-10 split, searched for 3 epochs): Fig. 3 needs no run of
+# its own. MobileNetV2 has no `cpu` profile yet (an epoch of it costs 4-7 times VGG16's on the
+# CPU), so panel (b) stays at the `smoke` profile (100 images a class, 2 weight epochs, 4 search
+# epochs: the shape of the histograms, not their counts), and says so in its title.
 
 # %% tags=["parameters"]
-profile = "smoke"  # "smoke" (a minute on a CPU) or "paper" (Section V-B, a GPU)
+profile = "auto"   # "auto" (largest-scale committed results), "smoke", "cpu" or "paper"
 data_dir = ""      # CIFAR-10 folder (empty: $DNAL_DATA)
 device = "auto"    # "cpu", "cuda" or "auto"
 out_dir = ""       # results folder (empty: results/fig3_gate_histograms/<profile>)
@@ -46,10 +50,11 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 
 import dnal_core as dn
-from dnal_core import report
+from dnal_core import experiments, report
 from dnal_core.recipes import get_recipe, override
 from dnal_core.train import run_pipeline
 
@@ -57,6 +62,9 @@ NAME = "fig3_gate_histograms"
 MODELS = {"vgg16-cifar": "(a) VGG16", "mobilenetv2-cifar": "(b) MobileNetV2"}
 # Smoke: four search epochs, so that four values of delta (about 9, 92, 962, 1e4) are seen.
 SMOKE = {"arch.epochs": 4}
+profile = report.resolve_profile(NAME, profile)
+# each network's profile: MobileNetV2 has no cpu recipe, its panel stays at smoke
+PROFILE_OF = {m: "smoke" if profile == "cpu" and m != "vgg16-cifar" else profile for m in MODELS}
 run = report.paths(NAME, profile, out_dir, fig_dir)
 runs = Path(runs_dir) if runs_dir else report.repo_root() / "runs" / NAME / profile
 data = data_dir or os.environ.get("DNAL_DATA", "")
@@ -67,7 +75,7 @@ torch.set_num_threads(threads)
 
 # %% tags=["nbval-check-output"]
 for model in MODELS:
-    width = get_recipe(model, profile).width_mult
+    width = get_recipe(model, PROFILE_OF[model]).width_mult
     net = dn.build(model, width_mult=width)
     print(f"{model} at width x{width}: {len(net.widths)} SS layers, {sum(net.widths)} gated channels")
 
@@ -76,11 +84,18 @@ for model in MODELS:
 #
 # For each network: the weight stage, then the architecture stage at $\lambda_a$ (no
 # finetuning: the figure is about the search). The architecture-stage lines of `metrics.jsonl`
-# are copied to `results/fig3_gate_histograms/<profile>/<model>.jsonl`.
+# are copied to `results/fig3_gate_histograms/<profile>/<model>.jsonl`. At the `cpu` profile
+# VGG16's lines are those of the Table I chapter's search at its chosen $\lambda_a$ nearest a
+# 2.5x MACs reduction (run that chapter first).
 
 # %%
 have = run.out if out_dir else report.results_dir(NAME, profile)
-if train or not report.has_results(have):
+if profile == "cpu" and (train or not report.has_results(have)):
+    table1 = report.results_dir("table1_vgg16_cifar10", "cpu")
+    lam = experiments.pick_lambda(table1)
+    experiments.fig3_lines(table1, run.out / "vgg16-cifar.jsonl", "vgg16-cifar", lam)
+    have = run.out
+elif train or not report.has_results(have):
     if not data:
         raise ValueError("set data_dir or DNAL_DATA to the CIFAR-10 folder")
     for model in MODELS:
@@ -90,9 +105,13 @@ if train or not report.has_results(have):
         report.copy_metrics(folder, run.out / f"{model}.jsonl", stages=["arch"], model=model, lam=lam,
                             **report.provenance(NAME, profile, threads, SMOKE if profile == "smoke" else None, device))
     have = run.out
-lines = report.read_folder(have)
-print(f"{len(lines)} architecture-stage epochs from {have.name}/: {lines['date'].iloc[0]}, "
-      f"made by `{lines['command'].iloc[0]}`")
+lines = report.read_folder(have).assign(profile=profile)
+if profile == "cpu":  # panel (b) from the smoke results
+    lines = pd.concat([lines, report.read_results(NAME, "smoke").query("model == 'mobilenetv2-cifar'")
+                      .assign(profile="smoke")], ignore_index=True)
+for model, r in lines.groupby("model"):
+    print(f"{model}: {len(r)} architecture-stage epochs at the {r['profile'].iloc[0]} profile, "
+          f"{r['device'].iloc[0]}, {r['date'].iloc[0]}; made by `{r['command'].iloc[0]}`")
 
 # %% [markdown]
 # ## Results beside the paper
@@ -105,6 +124,7 @@ fig, axes = plt.subplots(1, len(MODELS), figsize=(11, 3.6), squeeze=False)
 edges = np.linspace(0, 1, 11)
 for ax, (model, title) in zip(axes[0], MODELS.items()):
     rows = lines[lines["model"] == model].sort_values("epoch")
+    lam_m = rows["lam"].iloc[0]
     width = 0.1 / (len(rows) + 1)
     for i, (_, r) in enumerate(rows.iterrows()):
         share = 100 * np.asarray(r["gate_hist"]) / sum(r["gate_hist"])
@@ -112,7 +132,7 @@ for ax, (model, title) in zip(axes[0], MODELS.items()):
     ax.set_xticks(edges)
     ax.set_xlabel("sigmoid($\\delta s$)")
     ax.set_ylabel("channels (%)")
-    ax.set_title(f"{title} on CIFAR-10 ({profile}, $\\lambda_a$ = {report.lambda_label(lam)})")
+    ax.set_title(f"{title} on CIFAR-10 ({rows['profile'].iloc[0]}, $\\lambda_a$ = {report.lambda_label(lam_m)})")
     ax.legend(fontsize=8)
 report.save_figure(fig, f"{NAME}_{profile}", run.fig)
 
@@ -143,12 +163,10 @@ for model, rows in summary.groupby("model"):
 # ## Notes
 #
 # - **No paper-profile run exists yet** unless `results/fig3_gate_histograms/paper/` holds one.
-#   In the smoke profile the search lasts four short epochs, so the per-epoch snapshots fall at
-#   $\delta \approx$ 9, 92, 962 and $10^4$ (delta grows every step, exponentially over the
-#   stage, and the last step of epoch $k$ is just short of $10^{4(k+1)/4}$); the paper plots
+#   The per-epoch snapshots fall where $\delta$ is at the end of each search epoch ($\delta$
+#   grows every step, exponentially over the stage): at the `cpu` profile's three epochs about
+#   21, 464 and $10^4$; at the smoke profile's four about 9, 92, 962 and $10^4$. The paper plots
 #   chosen values of $\delta$ over its 20-epoch search.
-# - The smoke networks score 10% (chance) on the 200 test images during the search: two weight
-#   epochs on 1,000 images leave the quarter-width networks barely trained (the smoke run of
-#   2026-11-27 ended its weight stage at 18% for VGG16 and 10% for MobileNetV2); this page is
-#   about the gate values, not the accuracy.
+# - At the smoke profile the networks are barely trained (two weight epochs on 1,000 images):
+#   that panel is about the form of the histograms, not about accuracy.
 # - Stage-2 BatchNorm normalises with batch statistics (the library's default; README, Training).

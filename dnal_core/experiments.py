@@ -286,10 +286,13 @@ def fig4_runs(recipe, data, table1_runs: Path, runs: Path, out: Path, lam: float
         for placement in PLACEMENTS:
             name = f"{recipe.model}_{placement}_seed{seed}"
             r = override(recipe, {"lam": lam, "placement": placement, "seed": seed})
-            final = run_pipeline(r, data, runs / name, device=device, stages=["arch", "finetune"],
+            # the recipe's own placement and seed: that is Table I's run at lam, reused as it is
+            same = placement == recipe.placement and seed == recipe.seed
+            folder = table1_runs / f"lam{label(lam)}" if same else runs / name
+            final = run_pipeline(r, data, folder, device=device, stages=["arch", "finetune"],
                                  weights_from=w, resume=True)
             tag = dict(model=recipe.model, placement=placement, seed=seed, lam=lam, **prov)
-            copy_metrics(runs / name, out / f"{name}.jsonl", **tag)
+            copy_metrics(folder, out / f"{name}.jsonl", **tag)
             write_json(out / f"{name}.json", {**tag, **{k: final[k] for k in FINAL_KEYS}})
 
 

@@ -151,8 +151,16 @@ def cmd_store(args) -> None:
 
 # --- html --------------------------------------------------------------------------------
 
+def write_status(source: Path) -> None:
+    """book/_status.md: the front page's status table, from the committed results (dnal_core.status)."""
+    from dnal_core.status import status_markdown
+
+    (source / "_status.md").write_text(status_markdown(ROOT))
+
+
 def cmd_html(args) -> None:
     source = Path(args.source).resolve()
+    write_status(source)
     missing = [n for n in toc_files(source) if not (source / f"{n}.ipynb").is_file()
                and not (source / f"{n}.md").is_file()]
     if missing:

@@ -124,8 +124,10 @@ eq6.round(6)
 # %% [markdown]
 # The autograd column and $\delta\,p(1-p)$ agree; the printed expression does not. It is zero at
 # $s = 0$, exactly where every gate starts (Alg. 1, line 5: $s = 0$) and where the true gradient
-# is largest ($\delta/4$), and it turns negative for $s > 1/\delta$, which would push a
-# gate that is open further open and one that is closing further closed for the wrong reason.
+# is largest ($\delta/4$); it is negative for every $s < 0$ and every $s > 1/\delta$ (the table
+# shows both, e.g. at $s = -0.5$), positive only on $(0, 1/\delta)$, while the true derivative is
+# positive everywhere. A sparsity step $-\lambda_a \partial p/\partial s$ taken with it would
+# move every closing gate ($s < 0$) and every clearly open one *up*, the wrong way.
 # The library never uses eq. 6: it lets autograd differentiate the gate.
 
 # %% tags=["hide-input"]

@@ -14,7 +14,7 @@
 # %% [markdown]
 # # Fig. 3: gate values as the scale factor grows
 #
-# **What it reproduces.** Fig. 3 of the paper (Section V-D, "Effect of the scale factor"): the
+# **What it reproduces.** Fig. 3 of the paper (Section VI, "Effect of the scale factor"): the
 # distribution of the scaled sigmoid activations $\mathrm{sigmoid}(\delta s)$ of every channel
 # during the architecture stage, as $\delta$ grows from 1 to $10^4$, for (a) VGG16 and (b)
 # MobileNetV2 on CIFAR-10. At $\delta = 1$ and $s = 0$ every gate is 0.5; the paper sees the

@@ -14,7 +14,7 @@
 # %% [markdown]
 # # Fig. 4: where the SS layer sits
 #
-# **What it reproduces.** Fig. 4 of the paper (Section V-D, "Effect of the order of SS layer"):
+# **What it reproduces.** Fig. 4 of the paper (Section VI, "Effect of the order of SS layer"):
 # test accuracy through the three stages for three placements of the SS layer,
 # Conv-SS-BN-ReLU, Conv-BN-SS-ReLU (the default) and Conv-BN-ReLU-SS. The weight stage is the
 # same network for all three (the SS layers are off), so one weight stage serves the three

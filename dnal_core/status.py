@@ -1,0 +1,104 @@
+"""The book's front-page status: for every chapter, which results it shows (profile, device,
+date) and whether they reproduce the paper's claim, read from the committed ``results/``
+folders (never typed by hand). ``book/build.py`` writes it to ``book/_status.md``, which the
+intro page includes, before every build.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .report import best_profile, repo_root
+
+# chapter -> (what the paper claims there, in a few words)
+CLAIMS = {
+    "fig1_scaled_sigmoid": "sigmoid(delta s) tends to binary(s); eq. 6's erratum",
+    "fig2_algorithm": "Alg. 1, line by line",
+    "quickstart": "the whole procedure on digits",
+    "table1_vgg16_cifar10": "VGG16: 1.9x fewer MACs for no drop, 5.1x for 1.4 points",
+    "table2_resnet56_cifar10": "ResNet56: 3.4x for 0.95 points",
+    "table3_mobilenetv2_cifar10": "MobileNetV2: 2.5x for 0.3 points",
+    "fig3_gate_histograms": "every gate binary at delta = 1e4",
+    "fig4_ss_placement": "Conv-BN-SS-ReLU and Conv-BN-ReLU-SS close; Conv-SS-BN-ReLU worse",
+    "fig5_joint_vs_sequential": "sequential ends ahead of joint",
+    "table4_vgg16_imagenet": "VGG16 on ImageNet: 3.3x for 3 points",
+    "table5_resnet50_imagenet": "ResNet50 on ImageNet: 2.3x for 1.5 points",
+    "table6_mobilenetv2_imagenet": "MobileNetV2 on ImageNet: 1.4x for 0.5 points",
+    "table7_proxyless_imagenet": "a supernet searched to 3.6M params at 75.0%",
+    "prune_your_own": "beyond the paper: DNAL on any CNN",
+}
+ALWAYS_REAL = {"fig1_scaled_sigmoid", "fig2_algorithm", "quickstart"}  # no training profile to speak of
+
+
+def _first(folder: Path, key: str):
+    """``key`` of the first result in ``folder`` (a JSON object, or a JSON-lines file's first line) that has it."""
+    for f in sorted(folder.rglob("*.json*")):
+        try:
+            text = f.read_text()
+            obj = json.loads(text.splitlines()[0] if f.suffix == ".jsonl" and text.strip() else text)
+        except (OSError, IndexError, json.JSONDecodeError):
+            continue
+        if isinstance(obj, dict) and obj.get(key):
+            return obj[key]
+    return None
+
+
+def _binary_at_the_end(folder: Path) -> bool | None:
+    """Fig. 3's claim, from its JSON lines: at the last search epoch of every model no gate lies
+    strictly between the outer histogram bins."""
+    ends = {}
+    for f in sorted(folder.glob("*.jsonl")):
+        for line in f.read_text().splitlines():
+            r = json.loads(line) if line.strip() else {}
+            if r.get("stage") == "arch" and r.get("gate_hist"):
+                ends[f.name] = r  # lines are in epoch order
+    if not ends:
+        return None
+    return all(sum(r["gate_hist"][1:-1]) == 0 for r in ends.values())
+
+
+def verdict(name: str, profile: str, folder: Path) -> str:
+    """Whether the committed results reproduce the claim, in a few words, computed from them."""
+    if name in ALWAYS_REAL:
+        return "shown (exact or self-checking)"
+    if name == "fig3_gate_histograms" and _binary_at_the_end(folder) is not None:
+        ok = _binary_at_the_end(folder)
+        return f"{'yes' if ok else 'no'}: gates {'all' if ok else 'not all'} 0 or 1 at the end of the search ({profile} scale)"
+    if profile == "smoke":
+        return "machinery check only (chance-level accuracy)"
+    if name == "table1_vgg16_cifar10" and any(folder.glob("lam*.json")):
+        from .report_cpu import table1_rows
+
+        rows = table1_rows(folder)
+        r = rows.iloc[(rows["macs_x"] - 2).abs().argmin()]
+        u = rows.dropna(subset=["uniform_top1"])
+        beats = f"; beats uniform width at {int((u['dnal_minus_uniform'] > 0).sum())} of {len(u)} sizes" if len(u) else ""
+        drop = "no dense control yet" if r["drop"] != r["drop"] else f"{r['drop']:+.1f} points"
+        return f"at {r['macs_x']:.1f}x fewer MACs: {drop} ({profile} scale){beats}"
+    return f"{profile} results: see the chapter"
+
+
+def status_rows(root: Path | None = None) -> list[dict]:
+    """One row per chapter: name, profile shown, device, date, claim, verdict."""
+    root = Path(root) if root else repo_root()
+    rows = []
+    for name in CLAIMS:
+        if not (root / "notebooks" / f"{name}.py").is_file():
+            continue
+        profile = best_profile(name, root / "results")
+        folder = root / "results" / name / profile
+        rows.append({"chapter": name, "profile": "-" if name in ALWAYS_REAL else profile,
+                     "device": _first(folder, "device") or "-",
+                     "date": _first(folder, "date") or "-", "claim": CLAIMS[name],
+                     "reproduced": verdict(name, profile, folder)})
+    return rows
+
+
+def status_markdown(root: Path | None = None) -> str:
+    """The status table as MyST markdown (chapter names link to their pages)."""
+    lines = ["| chapter | results shown | device, date | the paper's claim | reproduced? |",
+             "| --- | --- | --- | --- | --- |"]
+    for r in status_rows(root):
+        lines.append(f"| [{r['chapter']}](chapters/{r['chapter']}) | {r['profile']} | {r['device']}, {r['date']} "
+                     f"| {r['claim']} | {r['reproduced']} |")
+    return "\n".join(lines) + "\n"

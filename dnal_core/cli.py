@@ -3,7 +3,8 @@
 them, so adding a command never touches it.
 
 Bad input (an unknown model, a missing file, a bad value) prints one line on stderr and exits
-with code 2: library code raises ``ValueError`` and ``main`` turns it into that line.
+with code 2: library code raises ``ValueError`` and ``main`` turns it into that line. A run
+stopped by a NaN or infinite loss (``NonFiniteLossError``) prints one line and exits with code 3.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import re
 import sys
 
 from . import __version__, commands
+from .train.fast import NonFiniteLossError
 
 
 class UsageError(ValueError):
@@ -56,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(msg if msg.startswith("dnal") else f"dnal: error: {msg}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as e:  # the run diverged: stage, epoch and step named
+        print(f"dnal: error: {e}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("dnal: interrupted", file=sys.stderr)
         return 130

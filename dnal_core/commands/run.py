@@ -3,22 +3,23 @@
 Runs the weight, architecture and finetune stages (or ``--stages`` of them) into ``--out``:
 config.json, metrics.jsonl, weights.pt, search.pt, arch.json, final.pt, final.json and ckpt/.
 ``--resume`` continues a killed run from its last epoch (its configuration is read from
-config.json; options given again must agree with it). ``--weights-from RUN/weights.pt`` starts
+config.json; options given again must agree with it, ``--data`` must name the same files; a
+folder without a run is refused). A NaN or infinite loss stops the run with exit code 3, the
+last good epoch's checkpoint kept. ``--weights-from RUN/weights.pt`` starts
 from another run's weight stage, so one weight stage serves every lambda of a table.
 Multi-GPU / multi-node: the same command under ``torchrun --nproc_per_node N`` (README).
 """
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 from ..gate import SCHEDULE_UNITS
-from ..io import check_out_folder, remove_stale_tmp
+from ..io import check_out_folder
 from ..models import PLACEMENTS, list_models
 from ..recipes import get_recipe, override, profiles, valid_keys
 from ..train import run_pipeline, stored_recipe
-from ..train.fast import prefer_fast
+from ..train.fast import prefer_fast, set_cudnn
 
 # option -> recipe key (``override`` syntax); flags set True
 _VALUE_OPTS = {"lam": "lam", "seed": "seed", "threshold": "search.threshold",
@@ -96,6 +97,9 @@ def _changes(args) -> dict:
 def run(args) -> int:
     check_out_folder(args.out)  # a file on the way or a read-only place: say so before the data loads
     stored = stored_recipe(args.out) if args.resume else None
+    if args.resume and stored is None:
+        raise ValueError(f"--resume: {args.out} holds no dnal run (no config.json); "
+                         "leave out --resume to start one there")
     if stored is not None:
         if stored.model != args.model:
             raise ValueError(f"--resume: {args.out} holds a run of {stored.model!r}, not {args.model!r}")
@@ -112,8 +116,8 @@ def run(args) -> int:
         from ..io import read_json
         data = read_json(f"{args.out}/config.json")["data"]
     stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
-    if args.resume and os.environ.get("RANK", "0") == "0":  # one process: a rank's live write looks the same
-        remove_stale_tmp(args.out)  # left by a run killed mid-write (e.g. .weights.pt.<random>.tmp)
+    # (stale .tmp files of a killed run are removed by the pipeline, on rank 0, once --out is checked)
+    set_cudnn(args.device)  # the same cuDNN setting as benchmarks/epoch_time.py, on both paths
     with prefer_fast(not args.eager):  # a runtime choice, not part of the recipe
         result = run_pipeline(recipe, data, args.out, device=args.device, resume=args.resume,
                               quiet=args.quiet, stages=stages, weights_from=args.weights_from,

@@ -26,6 +26,11 @@ A batch of another shape than the captured one runs eagerly (same code, no graph
 On the CPU ``_fit`` uses the eager ``train_step`` unless asked for ``fast=True``; ``FastStep``
 then runs without CUDA graphs (autocast to bf16 and channels_last still apply), which is how the
 tests check it on machines without a GPU.
+
+Also here, for every path of the per-step code: ``NonFiniteLossError`` (``_fit`` stops a stage
+on a NaN or infinite loss; ``dnal run`` exits with code 3), ``normalise_eager_optimizer`` (a
+checkpoint the fast path wrote, resumed eagerly) and ``set_cudnn`` (one cuDNN setting for
+``dnal run`` and the benchmark).
 """
 from __future__ import annotations
 
@@ -69,6 +74,61 @@ def use_fast(fast: bool | None, device: torch.device) -> bool:
     return bool(fast)
 
 
+class NonFiniteLossError(RuntimeError):
+    """A NaN or infinite loss: the stage stops at once (nothing of the bad epoch is written; the
+    last good epoch's checkpoint stays). ``stage``, ``epoch`` and ``step`` (0-based; ``step`` None
+    when the loss is an evaluation's) name where; ``dnal run`` reports it in one line, exit 3."""
+
+    def __init__(self, stage: str, epoch: int, epochs: int, step: int | None, steps: int | None,
+                 what: str = "training loss", value: float = float("nan")):
+        self.stage, self.epoch, self.step, self.what, self.value = stage, epoch, step, what, value
+        at = f", step {step + 1}" + (f"/{steps}" if steps else "") if step is not None else ""
+        super().__init__(f"non-finite {what} ({value}) in the {stage} stage, epoch {epoch + 1}/{epochs}{at}: "
+                         "stopped; the checkpoint of the last good epoch is kept (lower the learning rate "
+                         "or lambda and start again)")
+
+
+def normalise_eager_optimizer(opt: torch.optim.Optimizer, sched=None) -> None:
+    """Undo ``_pin_optimizer`` on an optimizer loaded from a checkpoint (the fast path writes
+    fused=True, a tensor learning rate and momentum buffers in the channels_last layout), so that
+    an eager resume (``--eager``, the CPU, torchrun) trains exactly as a freshly made eager
+    optimizer with the same numbers would: float learning rates, ``fused``/``foreach`` as the
+    optimizer was made (its ``defaults``), every state tensor in its parameter's layout. Without
+    it the CPU's fused SGD silently computes a wrong update when the strides differ (issue 15).
+    Call it after the model's layout is final."""
+    for g in opt.param_groups:
+        for k in ("lr", "initial_lr"):
+            if isinstance(g.get(k), torch.Tensor):
+                g[k] = float(g[k])
+        for k in ("fused", "foreach"):
+            if k in opt.defaults:
+                g[k] = opt.defaults[k]
+        for p in g["params"]:
+            st = opt.state.get(p, {})
+            for k, v in st.items():
+                if isinstance(v, torch.Tensor) and v.shape == p.shape and v.stride() != p.stride():
+                    st[k] = torch.empty_like(p).copy_(v)  # empty_like keeps p's strides
+    if sched is not None and hasattr(sched, "_last_lr"):
+        sched._last_lr = [float(x) for x in sched._last_lr]
+
+
+# steps between two checks of the running training loss on the CPU (one process): reading a CPU
+# scalar costs microseconds against milliseconds a step. On CUDA (and under torchrun) the check
+# is at the epoch's end only, with the first bad step counted on the device (no sync a step).
+FINITE_CHECK_EVERY = 1
+
+CUDNN_BENCHMARK = True  # cuDNN picks the fastest kernels for the fixed training shapes
+
+
+def set_cudnn(device) -> None:
+    """The cuDNN setting for training on ``device``, the same in ``dnal run`` (both paths) and
+    benchmarks/epoch_time.py (both modes): ``cudnn.benchmark = CUDNN_BENCHMARK`` on CUDA."""
+    if device in (None, "auto"):  # as resolve_device: CUDA when available
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.benchmark = CUDNN_BENCHMARK
+
+
 def _pin_optimizer(opt: torch.optim.Optimizer, device: torch.device) -> None:
     """Make ``opt`` (SGD) capturable: each group's learning rate a 0-d tensor on ``device`` and
     the fused update, which reads it there. A captured step then sees every LR the scheduler
@@ -103,6 +163,12 @@ class FastConfig:
     cuda_graph: bool = True         # capture the whole step once per stage (CUDA only)
     warmup: int = 3                 # eager steps on a side stream before the capture (PyTorch docs)
     compile: object = None          # None, or a torch.compile backend ("inductor", "aot_eager", ...)
+
+    def __post_init__(self):
+        # warmup 0 would capture the first step: the optimizer has no momentum buffer yet, so the
+        # graph would bake "no momentum" in (SGD takes another branch on its first step)
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 1:
+            raise ValueError(f"FastConfig.warmup must be an integer >= 1, got {self.warmup!r}")
 
 
 class FastStep:
@@ -154,6 +220,12 @@ class FastStep:
         if not self.graphs:
             self.opt.zero_grad(set_to_none=True)
             return self._body(x, y)
+        # everything on the model's device: its current stream, side streams, the capture and
+        # every replay (``--device cuda:1`` while cuda:0 is the current device)
+        with torch.cuda.device(self.device):
+            return self._cuda_step(x, y)
+
+    def _cuda_step(self, x: torch.Tensor, y: torch.Tensor):
         if self.graph is not None:
             if (x.shape, y.shape) == self.shape:
                 self.sx.copy_(x)
@@ -164,22 +236,26 @@ class FastStep:
             # tensors, so they are zeroed in place rather than dropped
             self.opt.zero_grad(set_to_none=False)
             return self._body(x, y)
+        current = torch.cuda.current_stream(self.device)
         if self.warm < self.cfg.warmup:  # real training steps, on a side stream (cuDNN/BN setup)
             side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
+            side.wait_stream(current)
             with torch.cuda.stream(side):
                 self.opt.zero_grad(set_to_none=True)
                 out = self._body(x, y)
-            torch.cuda.current_stream(self.device).wait_stream(side)
+            current.wait_stream(side)
             self.warm += 1
             return out
         self.shape = (x.shape, y.shape)
         self.sx, self.sy = x.clone(), y.clone()
         self.opt.zero_grad(set_to_none=True)  # .grad allocated inside the graph's memory pool
         graph = torch.cuda.CUDAGraph()
+        capture = torch.cuda.Stream(self.device)  # a stream of the model's device, not the current one
+        capture.wait_stream(current)
         # thread_local: a DataLoader's pin-memory thread may call CUDA during the capture
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        with torch.cuda.graph(graph, stream=capture, capture_error_mode="thread_local"):
             self.out = self._body(self.sx, self.sy)
+        current.wait_stream(capture)
         self.graph = graph
         self.captures += 1
         graph.replay()  # capturing does not run the step: this batch trains now

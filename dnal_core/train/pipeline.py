@@ -16,6 +16,7 @@ Run folder (``out``):
 from __future__ import annotations
 
 import json
+import os
 import platform
 import random
 import subprocess
@@ -114,8 +115,55 @@ def stored_recipe(out: str | Path) -> Recipe | None:
         raise ValueError(f"{cfg} is not the configuration of a dnal run ({type(e).__name__}: {e})") from None
 
 
-def _check_out(out: Path, recipe: Recipe, resume: bool) -> dict | None:
-    """Refuse an ``out`` that would be overwritten; return the stored config when resuming."""
+def _data_files(data: Path, dataset: str) -> list | None:
+    """What identifies a data folder's content when its path differs from the stored one: for
+    CIFAR-10 each split's source files (relative name, size, SHA-256; a copy elsewhere has
+    another mtime, so the content is read: 55 MB for the packed JPEG set, a fraction of a
+    second); None for ImageNet (1.3M files: compared by path only)."""
+    if dataset != "cifar10":
+        return None
+    import hashlib
+
+    from ..data.cifar import _sources, find_format
+
+    fmt, folder = find_format(data)
+    files = [f for train in (True, False) for f in _sources(fmt, folder, train)]
+    out = []
+    for f in files:
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        out.append((fmt, str(f.relative_to(folder)), f.stat().st_size, h.hexdigest()))
+    return out
+
+
+def _check_data(out: Path, stored: dict, data, dataset: str) -> None:
+    """Refuse resuming ``out`` on a ``data`` folder other than the stored one, unless it names the
+    same files by another path (a link, another mount, a copy with the same content)."""
+    old, new = stored.get("data"), Path(data)
+    if old is None or Path(old) == new.resolve():
+        return
+    try:
+        if new.exists() and Path(old).exists() and os.path.samefile(old, new):
+            return
+    except OSError:
+        pass
+    if not Path(old).is_dir():
+        raise ValueError(f"--resume: {out} was run on --data {old}, which is gone: cannot check that {data} "
+                         f"holds the same files (if the data moved, put its new path in {out / 'config.json'})")
+    try:
+        a, b = _data_files(Path(old), dataset), _data_files(new, dataset)
+    except (OSError, ValueError):
+        a = b = None
+    if a is None or a != b:
+        how = "other files" if a is not None or dataset == "cifar10" else "another folder (ImageNet: compared by path)"
+        raise ValueError(f"--resume: {out} was run on --data {old}; {data} holds {how}")
+
+
+def _check_out(out: Path, recipe: Recipe, resume: bool, data=None) -> dict | None:
+    """Refuse an ``out`` that would be overwritten; return the stored config when resuming
+    (refused when ``data`` is not the stored data, ``_check_data``)."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder")
     cfg_path = out / "config.json"
@@ -139,6 +187,8 @@ def _check_out(out: Path, recipe: Recipe, resume: bool) -> dict | None:
     if old != new:
         diff = next(k for k in new if old.get(k) != new[k])
         raise ValueError(f"--resume: {out} was run with {diff}={old.get(diff)!r}, not {new[diff]!r}")
+    if data is not None:
+        _check_data(out, stored, data, recipe.dataset)
     return stored
 
 
@@ -201,7 +251,9 @@ def _run_pipeline(recipe, data, out, device, resume, quiet, stages, weights_from
         raise ValueError(f"unknown stage {bad[0]!r} for this recipe; valid: {', '.join(order)}")
     if any(s in ("arch", "joint") for s in stages) and recipe.lam is None:
         raise ValueError("the architecture stage needs a lambda (--lambda)")
-    stored = _check_out(out, recipe, resume)
+    stored = _check_out(out, recipe, resume, data)
+    if dist.is_main():  # the one writer: another rank's live write cannot be mistaken for a stale one
+        io.remove_stale_tmp(out)  # left by a run killed mid-write (e.g. .weights.pt.<random>.tmp)
     if stored is not None:
         if weights_from is not None and stored.get("weights_from") not in (None, str(Path(weights_from).resolve())):
             raise ValueError(f"--resume: {out} used --weights-from {stored['weights_from']}")
@@ -331,8 +383,14 @@ class _Run:
         def log(rec):
             if not dist.is_main():
                 return
+            try:  # JSON has no NaN or infinity (_fit stops on a non-finite loss before this)
+                line = json.dumps(rec, allow_nan=False)
+            except ValueError:
+                where, value = io._nonfinite(rec) or ("a value", "not JSON")
+                raise ValueError(f"refusing to write {out / 'metrics.jsonl'}: {rec.get('stage')} epoch "
+                                 f"{rec.get('epoch')}: {where} is {value} (JSON has no NaN or infinity)") from None
             with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(rec) + "\n")
+                f.write(line + "\n")
             if not self.quiet:
                 print(_summary(rec, cfg.epochs), file=sys.stderr, flush=True)
 

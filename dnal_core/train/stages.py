@@ -129,6 +129,9 @@ def _trainable_only(model: nn.Module, params: list[nn.Parameter]):
 def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=None, log=None,
          on_epoch=None, resume=None, progress=False, fast=None, channels_last=None,
          precise_bn: int = PRECISE_BN_BATCHES) -> list[dict]:
+    import math
+    from . import fast as fast_mod
+    from .fast import NonFiniteLossError, normalise_eager_optimizer
     if device is not None:
         model.to(device)
     device = _device_of(model)
@@ -158,6 +161,13 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
     cl = (device.type == "cpu" if channels_last is None else bool(channels_last)) and fast_step is None
     if cl:
         model.to(memory_format=torch.channels_last)
+    if resume is not None and fast_step is None:  # e.g. a checkpoint of the fast path, resumed eagerly
+        normalise_eager_optimizer(opt, sched)  # after the layout change: buffers take the params' strides
+    # a NaN or infinite loss stops the stage (NonFiniteLossError) before anything of its epoch is
+    # logged or saved: the running sum is checked every FINITE_CHECK_EVERY steps where that costs
+    # no device sync (the CPU, one process), and at every epoch's end; the steps whose running sum
+    # is still finite are counted on the device, which names the first bad step without a sync
+    every = fast_mod.FINITE_CHECK_EVERY if device.type != "cuda" and not dist.active() else 0
     # precise BN (train/bn.py): every reported accuracy is of a copy whose BN statistics were
     # re-estimated on the same fixed training batches (0: evaluate the model as it is)
     calib = calibration_batches(train_data, precise_bn)
@@ -173,6 +183,7 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
             t0 = time.perf_counter()
             tot = torch.zeros((), device=device)
             ce_sum = torch.zeros((), device=device)
+            finite = torch.zeros((), device=device, dtype=torch.long)
             steps = images = 0
             total = len(train_data) if hasattr(train_data, "__len__") else None
             bar = tqdm(train_data, total=total, disable=not progress, leave=False,
@@ -186,6 +197,9 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
                     x = x.contiguous(memory_format=torch.channels_last)
                 loss, ce = fast_step(x, y) if fast_step else train_step(net, x, y, opt, plan.lam, plan.loss_form)
                 tot += loss
+                finite += torch.isfinite(tot)
+                if every and (step + 1) % every == 0 and not torch.isfinite(tot):
+                    raise NonFiniteLossError(plan.stage, epoch, cfg.epochs, int(finite.item()), total, value=tot.item())
                 ce_sum += ce
                 steps += 1
                 images += len(y)
@@ -197,13 +211,18 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
                 tot, ce_sum, images = red[0] / dist.world(), red[1] / dist.world(), int(red[2].item())
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
+            if not torch.isfinite(tot):
+                raise NonFiniteLossError(plan.stage, epoch, cfg.epochs, int(finite.item()), total, value=tot.item())
             train_s = time.perf_counter() - t0
             sched.step()
             t1 = time.perf_counter()
-            with autocast(device, fast_step is not None and fast_step.cfg.autocast):
+            # the last epoch's accuracies (the stage's reported ones) in fp32; bf16 before it
+            with autocast(device, fast_step is not None and fast_step.cfg.autocast and epoch < cfg.epochs - 1):
                 ev = evaluate(model, test_data, device, calib)
                 if plan.delta is not None:  # searching: the hard-gated network the pruner derives
                     hard = evaluate(hard_gated(model), test_data, device, calib)
+            if not math.isfinite(ev["loss"]):  # finite losses, diverged weights (the last update)
+                raise NonFiniteLossError(plan.stage, epoch, cfg.epochs, None, None, "test loss", ev["loss"])
             if size is None or plan.delta is not None:  # the architecture changes only while searching
                 size = size_of(model)
             record = {"stage": plan.stage, "epoch": epoch, "lr": lr,

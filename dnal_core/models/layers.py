@@ -77,27 +77,35 @@ class FoldedConv2d(nn.Conv2d):
     ``const_kernel[o] = sum_j value_j * weight[o, j]`` over the removed channels j (a buffer:
     a constant of the architecture, not a trained parameter).
 
-    The map depends only on the input's spatial size, so eager calls cache it (keyed on the
-    size and on the kernel's storage, version, dtype and device); traced or compiled calls
-    compute it in the graph, where it is constant-folded."""
+    The map depends only on the input's spatial size, so eager calls cache it: one map per
+    input size (and dtype and device), never evicted by another size, so a CUDA graph captured
+    on one size keeps reading live memory while another size (an evaluation batch, a test image
+    size) is served. A changed kernel (its storage or version) refreshes a size's map in place
+    when the shape allows, for the same reason. Traced or compiled calls compute it in the
+    graph, where it is constant-folded."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.groups != 1:
             raise ValueError("FoldedConv2d folds constant inputs of a dense (groups=1) conv only")
         self.register_buffer("const_kernel", torch.zeros(self.out_channels, 1, *self.kernel_size))
-        self._map_key, self._map = None, None
+        self._maps: dict = {}  # (size, dtype, device) -> [(kernel storage, version), map]
 
     def const_map(self, size) -> torch.Tensor:
         k = self.const_kernel
         if torch.jit.is_tracing() or torch.compiler.is_compiling() or k.requires_grad:
             return const_response(k, size, self.stride, self.padding, self.dilation)
-        key = (tuple(size), k.data_ptr(), k._version, k.dtype, k.device)
-        if key != self._map_key:
+        slot, stamp = (tuple(size), k.dtype, k.device), (k.data_ptr(), k._version)
+        entry = self._maps.get(slot)
+        if entry is None or entry[0] != stamp:
             with torch.no_grad():
-                self._map = const_response(k, size, self.stride, self.padding, self.dilation)
-            self._map_key = key
-        return self._map
+                new = const_response(k, size, self.stride, self.padding, self.dilation)
+                if entry is not None and entry[1].shape == new.shape:
+                    entry[1].copy_(new)  # in place: memory a captured graph reads stays valid
+                    entry[0] = stamp
+                else:
+                    self._maps[slot] = [stamp, new]
+        return self._maps[slot][1]
 
     def forward(self, x):
         y = super().forward(x)

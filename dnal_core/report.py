@@ -301,40 +301,46 @@ def paper_vs_ours(table: str, ours, method: str = "DNAL", key: str = "lambda"):
     return merged.loc[order.sort_values(ascending=False, kind="stable").index].reset_index(drop=True)
 
 
-def plot_acc_vs_macs(table: str, ours=None, ax=None, method: str = "DNAL", title: str | None = None):
-    """Top-1 (%) against MACs (millions) for every method of the paper's ``table``, DNAL as a
-    line, others as points, and ``ours`` (columns ``macs_m``, ``top1``, optional ``label``)
-    on top. Returns the matplotlib figure."""
+MARKERS = "sv^<>pPXhH*dD8"  # other methods' markers (one per method, in the legend)
+AXIS_LABEL = {"macs_m": "MACs (millions; the paper's \"FLOPs\")", "params_m": "parameters (millions)"}
+
+
+def plot_acc_vs_macs(table: str, ours=None, ax=None, method: str = "DNAL", title: str | None = None,
+                     x: str = "macs_m"):
+    """Top-1 (%) against ``x`` (``macs_m``, or ``params_m`` for Table VII, which gives no MACs)
+    for every method of the paper's ``table``: DNAL as a line, each other method with its own
+    marker in the legend (no point labels: they collide), and ``ours`` (columns ``x``, ``top1``)
+    on top. A panel with nothing to draw says so. Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
     import pandas as pd
 
     from .paper import paper_table
 
-    paper = paper_table(table)
+    paper = paper_table(table).dropna(subset=[x, "top1"])
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = plt.subplots(figsize=(6.8, 4.6))
     else:
         fig = ax.figure
-    dnal = paper[paper["method"] == method].sort_values("macs_m")
-    ax.plot(dnal["macs_m"], dnal["top1"], "o-", color="tab:blue", label=f"{method} (paper)")
-    others = paper[~paper["method"].isin([method])].dropna(subset=["macs_m", "top1"])
-    for _, r in others.iterrows():
-        marker = "*" if r["method"] == "Baseline" else "s"
-        ax.plot(r["macs_m"], r["top1"], marker, color="0.5", ms=7)
-        ax.annotate(r["method"], (r["macs_m"], r["top1"]), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points", color="0.35")
-    if ours is not None:
-        ours = pd.DataFrame(ours).sort_values("macs_m")
-        ax.plot(ours["macs_m"], ours["top1"], "D--", color="tab:red", label="ours")
-        for _, r in ours.iterrows():
-            if isinstance(r.get("label"), str):
-                ax.annotate(r["label"], (r["macs_m"], r["top1"]), fontsize=7, xytext=(3, -9),
-                            textcoords="offset points", color="tab:red")
-    ax.set_xlabel("MACs (millions; the paper's \"FLOPs\")")
+    dnal = paper[paper["method"] == method].sort_values(x)
+    if len(dnal):
+        ax.plot(dnal[x], dnal["top1"], "o-", color="tab:blue", label=f"{method} (paper)", zorder=3)
+    others = paper[paper["method"] != method]
+    for k, (name, rows) in enumerate(others.groupby("method", sort=False)):
+        marker = "*" if name == "Baseline" else MARKERS[k % len(MARKERS)]
+        ax.plot(rows[x], rows["top1"], linestyle="none", marker=marker, ms=8 if name == "Baseline" else 6,
+                color="black" if name == "Baseline" else f"C{(k % 9) + 1}", alpha=0.8, label=f"{name} (paper)")
+    if ours is not None and len(pd.DataFrame(ours)):
+        ours = pd.DataFrame(ours).sort_values(x)
+        ax.plot(ours[x], ours["top1"], "D--", color="tab:red", label="ours", zorder=4)
+    if not len(paper) and (ours is None or not len(pd.DataFrame(ours))):
+        ax.text(0.5, 0.5, f"no data: Table {table} gives no {AXIS_LABEL.get(x, x)}", ha="center", va="center",
+                transform=ax.transAxes, color="0.4")
+    ax.set_xlabel(AXIS_LABEL.get(x, x))
     ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title(title or f"Table {table}: accuracy against MACs")
+    ax.set_title(title or f"Table {table}: accuracy against {'MACs' if x == 'macs_m' else 'parameters'}")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8.5, frameon=False)
     return fig
 
 
@@ -438,6 +444,32 @@ def run_lambdas(recipe, data, lams, runs, out, prov: dict, device: str = "auto",
     return out
 
 
+PAGE_WIDTH = 88  # characters of code or text output the book's content column shows (book/_assets/dnal.css)
+
+
+def say(*parts: str, width: int = PAGE_WIDTH) -> None:
+    """Print ``parts`` (joined by spaces) wrapped at ``width`` characters, so a message is never
+    cut at the page edge."""
+    import textwrap
+
+    print(textwrap.fill(" ".join(parts), width, break_long_words=False, break_on_hyphens=False))
+
+
+def shell(cmd: str, width: int = PAGE_WIDTH) -> str:
+    """A shell command as lines of at most ``width`` characters joined by `` \\`` continuations
+    (indented), what a reader can paste; a single token longer than a line stays whole."""
+    lines, cur = [], ""
+    for tok in cmd.split():
+        room = width - 2 - (4 if lines else 0)
+        if cur and len(cur) + 1 + len(tok) > room:
+            lines.append(cur)
+            cur = tok
+        else:
+            cur = f"{cur} {tok}" if cur else tok
+    lines.append(cur)
+    return " \\\n".join(("    " if i else "") + ln for i, ln in enumerate(lines))
+
+
 def run_line(finals) -> str:
     """Where results came from, from ``provenance`` fields: device, torch, date and command."""
     r = finals.iloc[0]
@@ -509,7 +541,12 @@ def plot_tables(table: str, ours, title: str, profile: str):
     sits near zero) and against MACs relative to each side's baseline. Returns the figure."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fig, axes = plt.subplots(2, 1, figsize=(6.8, 8.2))  # stacked: full size in the page
     plot_acc_vs_macs(table, ours[ours["lambda"] != "-"], ax=axes[0], title=f"{title} (ours: {profile} profile)")
     plot_acc_vs_relative_macs(table, ours, ax=axes[1], title=f"{title}, relative MACs ({profile})")
+    if profile == "smoke":  # said in the figure itself, with the chance line
+        for ax in axes:
+            ax.axhline(10.0, color="0.4", lw=1, ls=":", label="chance (10 classes)")
+            ax.text(0.02, 0.04, "smoke profile: machinery check, chance-level accuracy", transform=ax.transAxes,
+                    fontsize=9, color="tab:red", bbox=dict(fc="white", ec="tab:red", alpha=0.85))
     return fig

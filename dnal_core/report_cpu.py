@@ -90,14 +90,15 @@ def paper_relative(table: str):
     return d[["lambda_", "macs_x", "params_x", "drop"]].rename(columns={"lambda_": "lambda"}).reset_index(drop=True)
 
 
-def plot_table1(rows, dense: dict | None, base_macs: float, table: str, title: str):
+def plot_table1(rows, dense: dict | None, base_macs: float, table: str, title: str, smoke: bool = False):
     """Left: top-1 against MACs (millions) of DNAL, the uniform-width controls and the dense
     control. Right: top-1 drop from each side's own dense network against MACs as a % of it,
     ours beside the paper's (the one view in which a quarter-width CPU run and the paper's
-    full-width GPU runs compare). Legends, no point labels. Returns the figure."""
+    full-width GPU runs compare). Legends, no point labels. ``smoke``: the figure says it is a
+    machinery check and draws the chance line. Returns the figure."""
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (a, b) = plt.subplots(2, 1, figsize=(6.8, 8.6))  # stacked: full size in the page
     a.plot(rows["macs_m"], rows["top1"], "--", label="DNAL (learned widths)", **STYLE["DNAL"])
     u = rows.dropna(subset=["uniform_top1"])
     if len(u):
@@ -128,6 +129,11 @@ def plot_table1(rows, dense: dict | None, base_macs: float, table: str, title: s
     b.set_title("drop against relative MACs")
     b.legend(loc="upper right")
     b.grid(alpha=0.3)
+    if smoke:
+        a.axhline(10.0, color="0.4", lw=1, ls=":", label="chance (10 classes)")
+        a.legend(loc="lower right")
+        a.text(0.02, 0.04, "smoke profile: machinery check, chance-level accuracy", transform=a.transAxes,
+               fontsize=9, color="tab:red", bbox=dict(fc="white", ec="tab:red", alpha=0.85))
     fig.tight_layout()
     return fig
 
@@ -141,9 +147,13 @@ def plot_widths(folder: Path | str, lams, base_widths):
     folder = Path(folder)
     ctl = controls(folder)
     lams = [lambda_label(x) for x in lams]
-    fig, axes = plt.subplots(1, len(lams), figsize=(3.2 * len(lams), 3.4), sharey=True, squeeze=False)
+    cols = min(len(lams), 2)
+    rows = -(-len(lams) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows), sharey=True, squeeze=False)
     x = np.arange(1, len(base_widths) + 1)
-    for ax, lam in zip(axes[0], lams):
+    for ax in axes.flat[len(lams):]:
+        ax.set_visible(False)
+    for ax, lam in zip(axes.flat, lams):
         w = np.array(_read(folder / "arch" / f"lam{lam}.json")["widths"]) / np.array(base_widths)
         ax.bar(x, 100 * w, color=STYLE["DNAL"]["color"], alpha=0.75, label="learned")
         u = ctl.get(lam)
@@ -154,8 +164,9 @@ def plot_widths(folder: Path | str, lams, base_widths):
         ax.set_xlabel("conv layer")
         ax.set_xticks(x[::2])
         ax.grid(alpha=0.3, axis="y")
-    axes[0][0].set_ylabel("channels kept (% of dense)")
-    axes[0][-1].legend(loc="upper left")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("kept (% of dense)")
+    axes.flat[0].legend(loc="upper right", fontsize=8.5)
     fig.tight_layout()
     return fig
 

@@ -51,7 +51,8 @@ from dnal_core.io import write_json
 torch.manual_seed(0)
 run = report.paths("fig1_scaled_sigmoid", profile, out_dir, fig_dir)
 
-# One gate whose C "channels" are C sample points of s: gate.probs() is sigmoid(delta * s).
+# One gate whose C "channels" are C sample points of s: gate.probs() is sigmoid(delta *
+# s).
 s_grid = torch.linspace(-4, 4, 801, dtype=torch.float64)
 gate = dn.SSGate(len(s_grid)).double().to(device)
 with torch.no_grad():
@@ -73,23 +74,35 @@ def gate_values(delta: float) -> np.ndarray:
 
 # %% tags=["hide-input"]
 deltas = [1.0, 3.0, 10.0]  # delta_1 < delta_2 < delta_3, as in Fig. 1
-fig, (ax, ax_sched) = plt.subplots(1, 2, figsize=(10, 3.8))
+fig, (ax, ax_sched) = plt.subplots(2, 1, figsize=(6.5, 7.2))
 for delta, color in zip(deltas, ["tab:green", "tab:blue", "tab:red"]):
-    ax.plot(s_grid, gate_values(delta), color=color, label=fr"$\delta = {delta:g}$")
-ax.step(s_grid, (s_grid > 0).double(), where="post", color="k", ls="--", lw=1,
-        label=r"binary$(s)$ = limit $\delta \to \infty$")
+    ax.plot(s_grid, gate_values(delta), color=color, label=rf"$\delta = {delta:g}$")
+ax.step(
+    s_grid,
+    (s_grid > 0).double(),
+    where="post",
+    color="k",
+    ls="--",
+    lw=1,
+    label=r"binary$(s)$ = limit $\delta \to \infty$",
+)
 ax.set_xlabel("architecture parameter $s$")
 ax.set_ylabel(r"$p = \mathrm{sigmoid}(\delta s)$")
 ax.set_title("Fig. 1: the scaled sigmoid")
 ax.legend(loc="upper left", fontsize=8)
 ax.grid(alpha=0.3)
 
-steps_per_epoch, epochs = 391, 20  # CIFAR-10 at batch 128; 20 architecture epochs (Section V)
+# CIFAR-10 at batch 128; 20 architecture epochs (Section V)
+steps_per_epoch, epochs = (391, 20)
 for unit, style in [("iteration", "-"), ("epoch", "--")]:
     sched = dn.DeltaSchedule(epochs, steps_per_epoch, unit=unit)
     t = np.arange(epochs * steps_per_epoch)
-    ax_sched.plot(t / steps_per_epoch, [sched(int(i) // steps_per_epoch, int(i) % steps_per_epoch) for i in t],
-                  style, label=f"unit={unit!r}")
+    ax_sched.plot(
+        t / steps_per_epoch,
+        [sched(int(i) // steps_per_epoch, int(i) % steps_per_epoch) for i in t],
+        style,
+        label=f"unit={unit!r}",
+    )
 ax_sched.set_yscale("log")
 ax_sched.set_xlabel("architecture epoch")
 ax_sched.set_ylabel(r"$\delta$")
@@ -116,8 +129,16 @@ for delta, s in points:
     p = g.probs().sum()
     (grad,) = torch.autograd.grad(p, g.s)
     p = float(p.detach())
-    rows.append({"delta": delta, "s": s, "p": p, "autograd": float(grad),
-                 "delta p (1-p)": delta * p * (1 - p), "eq. 6 as printed": delta**2 * s * (1 - delta * s)})
+    rows.append(
+        {
+            "delta": delta,
+            "s": s,
+            "p": p,
+            "autograd": float(grad),
+            "delta p (1-p)": delta * p * (1 - p),
+            "eq. 6 as printed": delta**2 * s * (1 - delta * s),
+        }
+    )
 eq6 = pd.DataFrame(rows)
 eq6.round(6)
 
@@ -138,7 +159,12 @@ s_req = s_grid.clone().requires_grad_(True)
 (grad,) = torch.autograd.grad(torch.sigmoid(delta * s_req).sum(), s_req)
 ax.plot(s_grid, grad, color="tab:blue", lw=3, alpha=0.5, label="autograd")
 ax.plot(s_grid, delta * p * (1 - p), "k--", lw=1, label=r"$\delta\,p(1-p)$")
-ax.plot(s_grid, delta**2 * s_grid * (1 - delta * s_grid), color="tab:red", label=r"eq. 6: $\delta^2 s(1-\delta s)$")
+ax.plot(
+    s_grid,
+    delta**2 * s_grid * (1 - delta * s_grid),
+    color="tab:red",
+    label=r"eq. 6: $\delta^2 s(1-\delta s)$",
+)
 ax.set_ylim(-2, 2)
 ax.set_xlabel("$s$")
 ax.set_ylabel(r"$\partial p / \partial s$")
@@ -155,20 +181,27 @@ report.save_figure(fig, "fig1_eq6_gradient", run.fig)
 assert np.allclose(eq6["autograd"], eq6["delta p (1-p)"], rtol=1e-12, atol=1e-15)
 # 2. The printed eq. 6 disagrees: 0 at s = 0, where the truth is delta / 4.
 at_zero = eq6[eq6["s"] == 0.0]
-assert (at_zero["eq. 6 as printed"] == 0).all() and np.allclose(at_zero["autograd"], at_zero["delta"] / 4)
+assert (at_zero["eq. 6 as printed"] == 0).all() and np.allclose(
+    at_zero["autograd"], at_zero["delta"] / 4
+)
 # 3. Fig. 1's key property: the gate tends to binary(s) as delta grows (eq. 3),
 #    away from the jump at s = 0 (|s| >= 0.01 here).
 far = (s_grid.abs() >= 0.01).numpy()
 binary = (s_grid > 0).double().numpy()
-gaps = {d: float(np.abs(gate_values(d) - binary)[far].max()) for d in (1.0, 10.0, 100.0, 1e4)}
+gaps = {
+    d: float(np.abs(gate_values(d) - binary)[far].max())
+    for d in (1.0, 10.0, 100.0, 1e4)
+}
 assert all(a > b for a, b in zip(list(gaps.values()), list(gaps.values())[1:])), gaps
 assert gaps[1e4] < 1e-40
 # 4. The schedule starts at 1 and ends at 1e4 (paper: delta_0 = 1, max(delta) = 1e4).
 sched = dn.DeltaSchedule(epochs, steps_per_epoch)
 assert sched(0, 0) == 1.0 and abs(sched(epochs - 1, steps_per_epoch - 1) - 1e4) < 1e-6
 write_json(run.out / "eq6_gradients.json", {"rows": rows, "max_gap_to_binary": gaps})
-print("max |sigmoid(delta s) - binary(s)| over |s| >= 0.01:",
-      ", ".join(f"delta={d:g}: {v:.1e}" for d, v in gaps.items()))
+report.say(
+    "max |sigmoid(delta s) - binary(s)| over |s| >= 0.01:",
+    ", ".join(f"delta={d:g}: {v:.1e}" for d, v in gaps.items()),
+)
 
 # %% [markdown]
 # ## Notes

@@ -29,13 +29,13 @@
 # | lines 10-11 | finetune | removed | the smaller network's $\hat W$ | $\mathcal{L}_0 + \lambda_w \lVert \hat W \rVert$ |
 
 # %% tags=["parameters"]
-profile = "smoke"   # "smoke" or "paper": this chapter does the same work under both
-data_dir = ""       # CIFAR-10 folder (empty: $DNAL_DATA); not read by this chapter
-device = "cpu"      # a tiny model and one batch: the CPU is enough
-out_dir = ""        # results folder (empty: results/fig2_algorithm/<profile>)
-fig_dir = ""        # figures folder (empty: figures/)
+profile = "smoke"  # "smoke" or "paper": this chapter does the same work under both
+data_dir = ""  # CIFAR-10 folder (empty: $DNAL_DATA); not read by this chapter
+device = "cpu"  # a tiny model and one batch: the CPU is enough
+out_dir = ""  # results folder (empty: results/fig2_algorithm/<profile>)
+fig_dir = ""  # figures folder (empty: figures/)
 width_mult = 0.125  # VGG16 at 1/8 width: 13 gated layers, 528 gated channels
-lam = 1e-4          # lambda_a of eq. 4 (Table I uses 1e-5 .. 5e-4)
+lam = 1e-4  # lambda_a of eq. 4 (Table I uses 1e-5 .. 5e-4)
 
 # %% [markdown]
 # ## Set-up
@@ -64,31 +64,74 @@ run = report.paths("fig2_algorithm", profile, out_dir, fig_dir)
 # ends at 0 are then removed from the conv and BN layers, and the SS layer disappears.
 
 # %% tags=["hide-input"]
-GATES = [0.97, 0.08, 0.74, 0.02, 0.99, 0.55]  # an illustrative mid-stage gate per channel
+GATES = [
+    0.97,
+    0.08,
+    0.74,
+    0.02,
+    0.99,
+    0.55,
+]  # an illustrative mid-stage gate per channel
 KEEP = [g > 0.5 for g in GATES]
 STAGES = [
-    ("1. Weights\nAlg. 1, lines 1-4", "off", "train W by SGD + weight decay\nSS off: output unchanged"),
-    ("2. Architecture\nlines 5-8", "soft", "W frozen; train s only\n" r"$\delta$: 1 $\to$ $10^4$; loss $\mathcal{L}_0 + \lambda_a \sum \mathrm{sigmoid}(\delta s)$"),
-    ("3. Prune + finetune\nlines 9-11", "pruned", "remove channels with sigmoid$(\\delta s) = 0$,\ndrop SS, finetune the smaller net"),
+    (
+        "1. Weights\nAlg. 1, lines 1-4",
+        "off",
+        "train W by SGD + weight decay\nSS off: output unchanged",
+    ),
+    (
+        "2. Architecture\nlines 5-8",
+        "soft",
+        "W frozen; train s only\n"
+        r"$\delta$: 1 $\to$ $10^4$; loss $\mathcal{L}_0 + \lambda_a \sum"
+        r" \mathrm{sigmoid}(\delta s)$",
+    ),
+    (
+        "3. Prune + finetune\nlines 9-11",
+        "pruned",
+        (
+            "remove channels with sigmoid$(\\delta s) = 0$,\ndrop SS, finetune the"
+            " smaller net"
+        ),
+    ),
 ]
 
 
 def draw_block(ax, x, y, label, channels, colors=None, dashed=False):
-    """A block of `channels` stripes at (x, y); colors[i] is stripe i's grey level (1 = black)."""
+    """`channels` stripes at (x, y); colors[i]: stripe i's grey level (1 = black)."""
     w, h = 1.0, 0.12
     for i in range(channels):
         face = "white" if colors is None else str(1 - 0.85 * colors[i])
-        ax.add_patch(Rectangle((x, y + i * h), w, h, facecolor=face, edgecolor="0.3",
-                               ls="--" if dashed else "-", lw=0.8))
-    ax.text(x + w / 2, y + channels * h + 0.06, label, ha="center", va="bottom", fontsize=9)
+        ax.add_patch(
+            Rectangle(
+                (x, y + i * h),
+                w,
+                h,
+                facecolor=face,
+                edgecolor="0.3",
+                ls="--" if dashed else "-",
+                lw=0.8,
+            )
+        )
+    ax.text(
+        x + w / 2, y + channels * h + 0.06, label, ha="center", va="bottom", fontsize=9
+    )
     return x + w
 
 
 def arrow(ax, x0, x1, y):
-    ax.add_patch(FancyArrowPatch((x0 + 0.05, y), (x1 - 0.05, y), arrowstyle="-|>", mutation_scale=10, color="0.3"))
+    ax.add_patch(
+        FancyArrowPatch(
+            (x0 + 0.05, y),
+            (x1 - 0.05, y),
+            arrowstyle="-|>",
+            mutation_scale=10,
+            color="0.3",
+        )
+    )
 
 
-fig, ax = plt.subplots(figsize=(11, 4.4))
+fig, ax = plt.subplots(figsize=(8.5, 4.4))
 for row, (title, ss_mode, note) in enumerate(STAGES):
     y = 1.65 * (2 - row) + 0.15
     ax.text(0.0, y + 0.35, title, fontsize=10, fontweight="bold", va="center")
@@ -102,14 +145,18 @@ for row, (title, ss_mode, note) in enumerate(STAGES):
         x = draw_block(ax, x + 0.5, y, "SS (off)", n, dashed=True)
     elif ss_mode == "soft":
         arrow(ax, x, x + 0.5, mid)
-        x = draw_block(ax, x + 0.5, y, r"SS: $\times\,$sigmoid$(\delta s)$", n, colors=GATES)
+        x = draw_block(
+            ax, x + 0.5, y, r"SS: $\times\,$sigmoid$(\delta s)$", n, colors=GATES
+        )
     arrow(ax, x, x + 0.5, mid)
     x = draw_block(ax, x + 0.5, y, "ReLU", n)
     ax.text(7.9, mid, note, fontsize=9, va="center")
 ax.set_xlim(0, 12.2)
 ax.set_ylim(0, 4.7)
 ax.axis("off")
-ax.set_title("Fig. 2 / Alg. 1: conv -> BN -> SS -> ReLU through the three stages", fontsize=11)
+ax.set_title(
+    "Fig. 2 / Alg. 1: conv -> BN -> SS -> ReLU through the three stages", fontsize=11
+)
 report.save_figure(fig, "fig2_algorithm", run.fig)
 
 # %% [markdown]
@@ -120,7 +167,8 @@ report.save_figure(fig, "fig2_algorithm", run.fig)
 
 # %% tags=["nbval-check-output"]
 model = dn.build("vgg16-cifar", width_mult=width_mult).to(device)
-x = torch.randn(16, *model.input_size, device=device)   # (B, 3, 32, 32): one batch is enough here
+# (B, 3, 32, 32): one batch is enough here
+x = torch.randn(16, *model.input_size, device=device)
 y = torch.randint(0, 10, (16,), device=device)
 full = dn.count(model)
 names = [n for n, _ in dn.gates(model)]
@@ -139,14 +187,16 @@ model.eval()  # fixed BN statistics, so the two forward passes below are compara
 with torch.no_grad():
     before = model(x)
     for s in dn.arch_parameters(model):
-        s.normal_()                    # scramble every architecture parameter...
+        s.normal_()  # scramble every architecture parameter...
     after = model(x)
     dn.reset_gates(model)
 arch_ids = {id(p) for p in dn.arch_parameters(model)}
 weights = [p for p in model.parameters() if id(p) not in arch_ids]
 print("SS off ignores s:", torch.equal(before, after))
-print(f"stage 1 trains {sum(p.numel() for p in weights):,} weights; "
-      f"the {sum(p.numel() for p in dn.arch_parameters(model))} architecture parameters wait")
+print(
+    f"stage 1 trains {sum(p.numel() for p in weights):,} weights; the"
+    f" {sum(p.numel() for p in dn.arch_parameters(model))} architecture parameters wait"
+)
 
 # %% [markdown]
 # ### Stage 2, architecture (lines 5-8)
@@ -169,7 +219,10 @@ grads_on_weights = [p.grad for p in weights if p.grad is not None]
 print(f"gates at start: min {probs.min():.2f}, max {probs.max():.2f}")
 print(f"sparsity term {sparsity.item():.6f} = lam * 0.5 * {probs.numel()}")
 print("gradients reach the weights:", len(grads_on_weights) > 0)
-print("gradients reach every s:", all(s.grad is not None for s in dn.arch_parameters(model)))
+print(
+    "gradients reach every s:",
+    all(s.grad is not None for s in dn.arch_parameters(model)),
+)
 
 # %% [markdown]
 # $\delta$ grows exponentially over the stage. `DeltaSchedule` gives $\delta$ for each
@@ -177,9 +230,19 @@ print("gradients reach every s:", all(s.grad is not None for s in dn.arch_parame
 # (the authors' code).
 
 # %% tags=["nbval-check-output"]
-toy = {unit: dn.DeltaSchedule(epochs=4, steps_per_epoch=3, unit=unit) for unit in ("iteration", "epoch")}
-schedule = pd.DataFrame([{"epoch": e, "step": t, **{f"delta ({u})": round(sch(e, t), 3) for u, sch in toy.items()}}
-                         for e in range(4) for t in range(3)])
+toy = {
+    unit: dn.DeltaSchedule(epochs=4, steps_per_epoch=3, unit=unit)
+    for unit in ("iteration", "epoch")
+}
+schedule = pd.DataFrame([
+    {
+        "epoch": e,
+        "step": t,
+        **{f"delta ({u})": round(sch(e, t), 3) for u, sch in toy.items()},
+    }
+    for e in range(4)
+    for t in range(3)
+])
 schedule
 
 # %% [markdown]
@@ -195,7 +258,12 @@ for delta in (1.0, 10.0, 1e4):
         s.grad = None
     dn.sparsity_loss(model, lam).backward()
     g = torch.cat([s.grad for s in dn.arch_parameters(model)])
-    rows.append({"delta": delta, "grad min": g.min().item(), "grad max": g.max().item(), "lam*delta/4": lam * delta / 4})
+    rows.append({
+        "delta": delta,
+        "grad min": g.min().item(),
+        "grad max": g.max().item(),
+        "lam*delta/4": lam * delta / 4,
+    })
 sparsity_grads = pd.DataFrame(rows)
 sparsity_grads
 
@@ -212,7 +280,8 @@ sparsity_grads
 gen = torch.Generator().manual_seed(0)
 with torch.no_grad():
     for s in dn.arch_parameters(model):
-        s.copy_(torch.randn(s.shape, generator=gen) - 0.3)  # a little more closed than open
+        # a little more closed than open
+        s.copy_(torch.randn(s.shape, generator=gen) - 0.3)
 dn.set_delta(model, 1e4)
 with torch.no_grad():
     soft_out = model(x)
@@ -222,7 +291,10 @@ kept = dn.open_counts(model)
 found = hard_gated_arch(model)
 print("open channels per layer:", kept)
 print(f"soft == hard output at delta = 1e4: {torch.allclose(soft_out, hard_out)}")
-print(f"MACs {full['macs']:,} -> {gated_macs(model):,} ({full['macs'] / gated_macs(model):.2f}x fewer)")
+print(
+    f"MACs {full['macs']:,} -> {gated_macs(model):,}"
+    f" ({full['macs'] / gated_macs(model):.2f}x fewer)"
+)
 
 # %% [markdown]
 # ### Stage 3, prune and finetune (lines 9-11)
@@ -236,8 +308,10 @@ print(f"MACs {full['macs']:,} -> {gated_macs(model):,} ({full['macs'] / gated_ma
 small = dn.build_from_arch(found)
 dn.set_mode(small, "off")
 small_size = dn.count(small)
-summary = pd.DataFrame([{"network": "gated (before line 9)", "widths": str(model.widths), **full},
-                        {"network": "pruned (lines 10-11)", "widths": str(small.widths), **small_size}])
+summary = pd.DataFrame([
+    {"network": "gated (before line 9)", "widths": str(model.widths), **full},
+    {"network": "pruned (lines 10-11)", "widths": str(small.widths), **small_size},
+])
 summary
 
 # %% [markdown]
@@ -247,17 +321,52 @@ summary
 
 # %% tags=["nbval-check-output"]
 sched = toy["iteration"]
-algorithm = pd.DataFrame([
-    ("1", "disable the SS layers", f"SS off ignores s: {torch.equal(before, after)}"),
-    ("3", "optimize W by SGD, weight decay", f"{sum(p.numel() for p in weights):,} weights train, s does not"),
-    ("5", "enable SS, s = 0, freeze W", f"every gate {probs.min():.2f}; gradients on W: {len(grads_on_weights)}"),
-    ("7", "optimize s on L0 + lam * sum sigmoid(delta s)",
-     f"sparsity term {sparsity.item():.4f}; its gradient lam*delta/4 at delta = 1, 10, 1e4"),
-    ("6-8", "delta from 1 to 1e4 (Sec. III-C)", f"DeltaSchedule {sched(0, 0):g} -> {sched(3, 2):g}"),
-    ("9", "prune channels with sigmoid(delta s) = 0",
-     f"{sum(kept)} of {sum(model.widths)} channels kept; soft == hard: {torch.allclose(soft_out, hard_out)}"),
-    ("10-11", "disable SS, finetune the smaller net", f"{small_size['macs']:,} MACs, {small_size['params']:,} params"),
-], columns=["Alg. 1 line", "the paper", "here"])
+algorithm = pd.DataFrame(
+    [
+        (
+            "1",
+            "disable the SS layers",
+            f"SS off ignores s: {torch.equal(before, after)}",
+        ),
+        (
+            "3",
+            "optimize W by SGD, weight decay",
+            f"{sum(p.numel() for p in weights):,} weights train, s does not",
+        ),
+        (
+            "5",
+            "enable SS, s = 0, freeze W",
+            f"every gate {probs.min():.2f}; gradients on W: {len(grads_on_weights)}",
+        ),
+        (
+            "7",
+            "optimize s on L0 + lam * sum sigmoid(delta s)",
+            (
+                f"sparsity term {sparsity.item():.4f}; its gradient lam*delta/4 at"
+                " delta = 1, 10, 1e4"
+            ),
+        ),
+        (
+            "6-8",
+            "delta from 1 to 1e4 (Sec. III-C)",
+            f"DeltaSchedule {sched(0, 0):g} -> {sched(3, 2):g}",
+        ),
+        (
+            "9",
+            "prune channels with sigmoid(delta s) = 0",
+            (
+                f"{sum(kept)} of {sum(model.widths)} channels kept; soft == hard:"
+                f" {torch.allclose(soft_out, hard_out)}"
+            ),
+        ),
+        (
+            "10-11",
+            "disable SS, finetune the smaller net",
+            f"{small_size['macs']:,} MACs, {small_size['params']:,} params",
+        ),
+    ],
+    columns=["Alg. 1 line", "the paper", "here"],
+)
 algorithm
 
 # %% [markdown]
@@ -265,16 +374,37 @@ algorithm
 
 # %% tags=["nbval-check-output"]
 assert torch.equal(before, after), "stage 1: an SS layer that is off must ignore s"
-assert float(probs.min()) == float(probs.max()) == 0.5, "line 5: every gate starts at 0.5"
+assert (
+    float(probs.min()) == float(probs.max()) == 0.5
+), "line 5: every gate starts at 0.5"
 assert abs(sparsity.item() - lam * 0.5 * sum(model.widths)) < 1e-9, "eq. 4 at s = 0"
 assert not grads_on_weights, "stage 2: weights are frozen"
-assert torch.allclose(torch.tensor(sparsity_grads["grad max"]), torch.tensor(sparsity_grads["lam*delta/4"]), rtol=1e-5)
-assert schedule["delta (iteration)"].iloc[0] == 1.0 and schedule["delta (iteration)"].iloc[-1] == 1e4
-assert torch.allclose(soft_out, hard_out), "at delta = 1e4 the soft gate is the hard gate"
-assert small.widths == [max(1, k) for k in kept], "the pruned widths are the open counts"
+assert torch.allclose(
+    torch.tensor(sparsity_grads["grad max"]),
+    torch.tensor(sparsity_grads["lam*delta/4"]),
+    rtol=1e-5,
+)
+assert (
+    schedule["delta (iteration)"].iloc[0] == 1.0
+    and schedule["delta (iteration)"].iloc[-1] == 1e4
+)
+assert torch.allclose(
+    soft_out, hard_out
+), "at delta = 1e4 the soft gate is the hard gate"
+assert small.widths == [
+    max(1, k) for k in kept
+], "the pruned widths are the open counts"
 assert small_size["macs"] == gated_macs(model) < full["macs"]
-write_json(run.out / "walkthrough.json", {"widths": model.widths, "kept": kept, "macs_full": full["macs"],
-                                          "macs_pruned": small_size["macs"], "params_pruned": small_size["params"]})
+write_json(
+    run.out / "walkthrough.json",
+    {
+        "widths": model.widths,
+        "kept": kept,
+        "macs_full": full["macs"],
+        "macs_pruned": small_size["macs"],
+        "params_pruned": small_size["params"],
+    },
+)
 print("all stage checks pass")
 
 # %% [markdown]

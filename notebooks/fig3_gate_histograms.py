@@ -31,15 +31,15 @@
 # epochs: the shape of the histograms, not their counts), and says so in its title.
 
 # %% tags=["parameters"]
-profile = "auto"   # "auto" (largest-scale committed results), "smoke", "cpu" or "paper"
-data_dir = ""      # CIFAR-10 folder (empty: $DNAL_DATA)
-device = "auto"    # "cpu", "cuda" or "auto"
-out_dir = ""       # results folder (empty: results/fig3_gate_histograms/<profile>)
-fig_dir = ""       # figures folder (empty: figures/)
-runs_dir = ""      # dnal run folders with checkpoints, not committed (empty: runs/fig3_gate_histograms/<profile>)
-train = False      # True: train even when results exist (otherwise only when they are missing)
-threads = 1        # CPU threads; 1 avoids a 10x slowdown when other jobs share the 2 cores
-lam = 1e-4         # lambda_a of the searches
+profile = "auto"  # "auto" (largest-scale committed results), "smoke", "cpu" or "paper"
+data_dir = ""  # CIFAR-10 folder (empty: $DNAL_DATA)
+device = "auto"  # "cpu", "cuda" or "auto"
+out_dir = ""  # results folder (empty: results/fig3_gate_histograms/<profile>)
+fig_dir = ""  # figures folder (empty: figures/)
+runs_dir = ""  # checkpointed run folders, not committed (empty: runs/<name>/<profile>)
+train = False  # True: train even when results exist (else: only when missing)
+threads = 1  # CPU threads; 1 avoids a 10x slowdown when other jobs share the 2 cores
+lam = 1e-4  # lambda_a of the searches
 
 # %% [markdown]
 # ## Set-up
@@ -60,11 +60,14 @@ from dnal_core.train import run_pipeline
 
 NAME = "fig3_gate_histograms"
 MODELS = {"vgg16-cifar": "(a) VGG16", "mobilenetv2-cifar": "(b) MobileNetV2"}
-# Smoke: four search epochs, so that four values of delta (about 9, 92, 962, 1e4) are seen.
+# Smoke: four search epochs, so that four values of delta (about 9, 92, 962, 1e4) are
+# seen.
 SMOKE = {"arch.epochs": 4}
 profile = report.resolve_profile(NAME, profile)
 # each network's profile: MobileNetV2 has no cpu recipe, its panel stays at smoke
-PROFILE_OF = {m: "smoke" if profile == "cpu" and m != "vgg16-cifar" else profile for m in MODELS}
+PROFILE_OF = {
+    m: "smoke" if profile == "cpu" and m != "vgg16-cifar" else profile for m in MODELS
+}
 run = report.paths(NAME, profile, out_dir, fig_dir)
 runs = Path(runs_dir) if runs_dir else report.repo_root() / "runs" / NAME / profile
 data = data_dir or os.environ.get("DNAL_DATA", "")
@@ -77,7 +80,10 @@ torch.set_num_threads(threads)
 for model in MODELS:
     width = get_recipe(model, PROFILE_OF[model]).width_mult
     net = dn.build(model, width_mult=width)
-    print(f"{model} at width x{width}: {len(net.widths)} SS layers, {sum(net.widths)} gated channels")
+    print(
+        f"{model} at width x{width}: {len(net.widths)} SS layers, {sum(net.widths)}"
+        " gated channels"
+    )
 
 # %% [markdown]
 # ## Run
@@ -99,19 +105,47 @@ elif train or not report.has_results(have):
     if not data:
         raise ValueError("set data_dir or DNAL_DATA to the CIFAR-10 folder")
     for model in MODELS:
-        recipe = override(get_recipe(model, profile), {**(SMOKE if profile == "smoke" else {}), "lam": lam})
+        recipe = override(
+            get_recipe(model, profile),
+            {**(SMOKE if profile == "smoke" else {}), "lam": lam},
+        )
         folder = runs / model
-        run_pipeline(recipe, data, folder, device=device, stages=["weights", "arch"], resume=(folder / "config.json").is_file())
-        report.copy_metrics(folder, run.out / f"{model}.jsonl", stages=["arch"], model=model, lam=lam,
-                            **report.provenance(NAME, profile, threads, SMOKE if profile == "smoke" else None, device))
+        run_pipeline(
+            recipe,
+            data,
+            folder,
+            device=device,
+            stages=["weights", "arch"],
+            resume=(folder / "config.json").is_file(),
+        )
+        report.copy_metrics(
+            folder,
+            run.out / f"{model}.jsonl",
+            stages=["arch"],
+            model=model,
+            lam=lam,
+            **report.provenance(
+                NAME, profile, threads, SMOKE if profile == "smoke" else None, device
+            ),
+        )
     have = run.out
 lines = report.read_folder(have).assign(profile=profile)
 if profile == "cpu":  # panel (b) from the smoke results
-    lines = pd.concat([lines, report.read_results(NAME, "smoke").query("model == 'mobilenetv2-cifar'")
-                      .assign(profile="smoke")], ignore_index=True)
+    lines = pd.concat(
+        [
+            lines,
+            report.read_results(NAME, "smoke")
+            .query("model == 'mobilenetv2-cifar'")
+            .assign(profile="smoke"),
+        ],
+        ignore_index=True,
+    )
 for model, r in lines.groupby("model"):
-    print(f"{model}: {len(r)} architecture-stage epochs at the {r['profile'].iloc[0]} profile, "
-          f"{r['device'].iloc[0]}, {r['date'].iloc[0]}; made by `{r['command'].iloc[0]}`")
+    report.say(
+        f"{model}: {len(r)} architecture-stage epochs at the {r['profile'].iloc[0]}"
+        f" profile, {r['device'].iloc[0]}, {r['date'].iloc[0]}; made by"
+        f" `{r['command'].iloc[0]}`"
+    )
 
 # %% [markdown]
 # ## Results beside the paper
@@ -120,27 +154,51 @@ for model, r in lines.groupby("model"):
 # [0, 1], one bar group per value of $\delta$ reached at the end of a search epoch.
 
 # %%
-fig, axes = plt.subplots(1, len(MODELS), figsize=(11, 3.6), squeeze=False)
+fig, axes = plt.subplots(
+    len(MODELS), 1, figsize=(6.8, 3.4 * len(MODELS)), squeeze=False
+)
 edges = np.linspace(0, 1, 11)
-for ax, (model, title) in zip(axes[0], MODELS.items()):
+for ax, (model, title) in zip(axes[:, 0], MODELS.items()):
     rows = lines[lines["model"] == model].sort_values("epoch")
     lam_m = rows["lam"].iloc[0]
     width = 0.1 / (len(rows) + 1)
     for i, (_, r) in enumerate(rows.iterrows()):
         share = 100 * np.asarray(r["gate_hist"]) / sum(r["gate_hist"])
-        ax.bar(edges[:-1] + (i + 0.5) * width, share, width=width, align="edge", label=f"$\\delta$ = {r['delta']:.0f}")
+        ax.bar(
+            edges[:-1] + (i + 0.5) * width,
+            share,
+            width=width,
+            align="edge",
+            label=f"$\\delta$ = {r['delta']:.0f}",
+        )
     ax.set_xticks(edges)
     ax.set_xlabel("sigmoid($\\delta s$)")
     ax.set_ylabel("channels (%)")
-    ax.set_title(f"{title} on CIFAR-10 ({rows['profile'].iloc[0]}, $\\lambda_a$ = {report.lambda_label(lam_m)})")
+    ax.set_title(
+        f"{title} on CIFAR-10 ({rows['profile'].iloc[0]}, $\\lambda_a$ ="
+        f" {report.lambda_label(lam_m)})"
+    )
     ax.legend(fontsize=8)
 report.save_figure(fig, f"{NAME}_{profile}", run.fig)
 
 # %%
-summary = lines.assign(channels=lines["gate_hist"].map(sum), at_0=lines["gate_hist"].map(lambda h: h[0]),
-                       at_1=lines["gate_hist"].map(lambda h: h[-1]))
+summary = lines.assign(
+    channels=lines["gate_hist"].map(sum),
+    at_0=lines["gate_hist"].map(lambda h: h[0]),
+    at_1=lines["gate_hist"].map(lambda h: h[-1]),
+)
 summary["between"] = summary["channels"] - summary["at_0"] - summary["at_1"]
-summary[["model", "epoch", "delta", "channels", "at_0", "between", "at_1", "open_gates", "test_top1"]]
+summary[[
+    "model",
+    "epoch",
+    "delta",
+    "channels",
+    "at_0",
+    "between",
+    "at_1",
+    "open_gates",
+    "test_top1",
+]]
 
 # %% [markdown]
 # ## Check
@@ -152,12 +210,20 @@ summary[["model", "epoch", "delta", "channels", "at_0", "between", "at_1", "open
 # %%
 for model, rows in summary.groupby("model"):
     rows = rows.sort_values("epoch")
-    assert rows["delta"].is_monotonic_increasing and abs(rows["delta"].iloc[-1] - 1e4) < 1e-6 * 1e4, rows["delta"]
+    assert (
+        rows["delta"].is_monotonic_increasing
+        and abs(rows["delta"].iloc[-1] - 1e4) < 1e-6 * 1e4
+    ), rows["delta"]
     last = rows.iloc[-1]
     assert (rows["channels"] == last["channels"]).all()
-    assert last["between"] == 0, f"{model}: {last['between']} gates not binarised at delta 1e4"
+    assert (
+        last["between"] == 0
+    ), f"{model}: {last['between']} gates not binarised at delta 1e4"
     assert last["at_1"] == last["open_gates"], (last["at_1"], last["open_gates"])
-    print(f"{model}: {last['at_1']} of {last['channels']} channels open at delta 1e4, none in between")
+    print(
+        f"{model}: {last['at_1']} of {last['channels']} channels open at delta 1e4,"
+        " none in between"
+    )
 
 # %% [markdown]
 # ## Notes

@@ -37,15 +37,15 @@
 # \ne g \min(\max(x, 0), 6)$ once $x > 6$).
 
 # %% tags=["parameters"]
-profile = "auto"   # "auto" (largest-scale committed results), "smoke", "cpu" or "paper"
-data_dir = ""      # CIFAR-10 folder (empty: $DNAL_DATA)
-device = "auto"    # "cpu", "cuda" or "auto"
-out_dir = ""       # results folder (empty: results/fig4_ss_placement/<profile>)
-fig_dir = ""       # figures folder (empty: figures/)
-runs_dir = ""      # dnal run folders with checkpoints, not committed (empty: runs/fig4_ss_placement/<profile>)
-train = False      # True: train even when results exist (otherwise only when they are missing)
-threads = 1        # CPU threads; 1 avoids a 10x slowdown when other jobs share the 2 cores
-lam = 1e-4         # lambda_a of the searches
+profile = "auto"  # "auto" (largest-scale committed results), "smoke", "cpu" or "paper"
+data_dir = ""  # CIFAR-10 folder (empty: $DNAL_DATA)
+device = "auto"  # "cpu", "cuda" or "auto"
+out_dir = ""  # results folder (empty: results/fig4_ss_placement/<profile>)
+fig_dir = ""  # figures folder (empty: figures/)
+runs_dir = ""  # checkpointed run folders, not committed (empty: runs/<name>/<profile>)
+train = False  # True: train even when results exist (else: only when missing)
+threads = 1  # CPU threads; 1 avoids a 10x slowdown when other jobs share the 2 cores
+lam = 1e-4  # lambda_a of the searches
 
 # %% [markdown]
 # ## Set-up
@@ -65,7 +65,11 @@ from dnal_core.train import run_pipeline
 
 NAME = "fig4_ss_placement"
 profile = report.resolve_profile(NAME, profile)
-MODELS = {"smoke": ["vgg16-cifar"], "cpu": ["vgg16-cifar"], "paper": ["vgg16-cifar", "mobilenetv2-cifar"]}[profile]
+MODELS = {
+    "smoke": ["vgg16-cifar"],
+    "cpu": ["vgg16-cifar"],
+    "paper": ["vgg16-cifar", "mobilenetv2-cifar"],
+}[profile]
 STAGES = ["weights", "arch", "finetune"]
 run = report.paths(NAME, profile, out_dir, fig_dir)
 runs = Path(runs_dir) if runs_dir else report.repo_root() / "runs" / NAME / profile
@@ -79,9 +83,15 @@ torch.set_num_threads(threads)
 # %% tags=["nbval-check-output"]
 for model in MODELS:
     for placement in PLACEMENTS:
-        net = dn.build(model, placement=placement, width_mult=get_recipe(model, profile).width_mult)
+        net = dn.build(
+            model, placement=placement, width_mult=get_recipe(model, profile).width_mult
+        )
         unit = next(m for m in net.modules() if hasattr(m, "ss"))
-        print(f"{model} {placement}: unit {'-'.join(n for n, _ in unit.named_children())}, {sum(net.widths)} gated channels")
+        print(
+            f"{model} {placement}: unit"
+            f" {'-'.join(n for n, _ in unit.named_children())}, {sum(net.widths)} gated"
+            " channels"
+        )
 
 # %% [markdown]
 # The identity, numerically: one VGG16 with random gates in both placements (the same weights
@@ -89,7 +99,10 @@ for model in MODELS:
 
 # %% tags=["hide-input"]
 torch.manual_seed(0)
-nets = {p: dn.build("vgg16-cifar", placement=p, width_mult=0.125) for p in ("conv-bn-ss-relu", "conv-bn-relu-ss")}
+nets = {
+    p: dn.build("vgg16-cifar", placement=p, width_mult=0.125)
+    for p in ("conv-bn-ss-relu", "conv-bn-relu-ss")
+}
 state = nets["conv-bn-ss-relu"].state_dict()
 nets["conv-bn-relu-ss"].load_state_dict(state)
 x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
@@ -104,8 +117,11 @@ for p, net in nets.items():
     torch.nn.functional.cross_entropy(out, y).backward()
     grads[p] = (out.detach(), torch.cat([g.s.grad for _, g in dn.gates(net)]))
 (o1, g1), (o2, g2) = grads.values()
-print(f"max |logit difference| {(o1 - o2).abs().max():.1e} (logits up to {o1.abs().max():.1f}); "
-      f"max |grad s difference| {(g1 - g2).abs().max():.1e} (up to {g1.abs().max():.1e})")
+report.say(
+    f"max |logit difference| {(o1 - o2).abs().max():.1e} (logits up to"
+    f" {o1.abs().max():.1f}); max |grad s difference| {(g1 - g2).abs().max():.1e} (up"
+    f" to {g1.abs().max():.1e})"
+)
 assert torch.allclose(o1, o2, atol=1e-5) and torch.allclose(g1, g2, atol=1e-6)
 
 # %% [markdown]
@@ -118,34 +134,65 @@ assert torch.allclose(o1, o2, atol=1e-5) and torch.allclose(g1, g2, atol=1e-6)
 
 # %%
 have = run.out if out_dir else report.results_dir(NAME, profile)
-if profile == "cpu" and (train or not report.has_results(have)):  # from the Table I chapter's runs
+if profile == "cpu" and (
+    train or not report.has_results(have)
+):  # from the Table I chapter's runs
     table1 = report.results_dir("table1_vgg16_cifar10", "cpu")
     command = report.provenance(NAME, profile, threads, None, device)["command"]
-    experiments.fig4_runs(get_recipe("vgg16-cifar", "cpu"), data, report.repo_root() / "runs" /
-                          "table1_vgg16_cifar10" / "cpu", runs, run.out, experiments.pick_lambda(table1), command, device)
+    experiments.fig4_runs(
+        get_recipe("vgg16-cifar", "cpu"),
+        data,
+        report.repo_root() / "runs" / "table1_vgg16_cifar10" / "cpu",
+        runs,
+        run.out,
+        experiments.pick_lambda(table1),
+        command,
+        device,
+    )
     have = run.out
 elif train or not report.has_results(have):
     if not data:
         raise ValueError("set data_dir or DNAL_DATA to the CIFAR-10 folder")
     for model in MODELS:
         recipe = override(get_recipe(model, profile), {"lam": lam})
-        tag = dict(model=model, lam=lam, **report.provenance(NAME, profile, threads, device=device))
+        tag = dict(
+            model=model,
+            lam=lam,
+            **report.provenance(NAME, profile, threads, device=device),
+        )
         weights = runs / model / "weights"
         if not (weights / "weights.pt").is_file():
             run_pipeline(recipe, data, weights, device=device, stages=["weights"])
-        report.copy_metrics(weights, run.out / f"{model}_weights.jsonl", placement="shared", **tag)
+        report.copy_metrics(
+            weights, run.out / f"{model}_weights.jsonl", placement="shared", **tag
+        )
         for placement in PLACEMENTS:
             folder = runs / model / placement
-            run_pipeline(override(recipe, {"placement": placement}), data, folder, device=device,
-                         stages=["arch", "finetune"], weights_from=weights / "weights.pt", resume=True)
-            report.copy_metrics(folder, run.out / f"{model}_{placement}.jsonl", placement=placement, **tag)
+            run_pipeline(
+                override(recipe, {"placement": placement}),
+                data,
+                folder,
+                device=device,
+                stages=["arch", "finetune"],
+                weights_from=weights / "weights.pt",
+                resume=True,
+            )
+            report.copy_metrics(
+                folder,
+                run.out / f"{model}_{placement}.jsonl",
+                placement=placement,
+                **tag,
+            )
     have = run.out
 lines = report.read_folder(have)
 lines = lines[lines["source"].str.endswith(".jsonl")]
 lines = lines.assign(seed=lines["seed"].fillna(0).astype(int) if "seed" in lines else 0)
 lam = lines["lam"].dropna().iloc[0]
-print(f"profile {profile}: {len(lines)} epochs from {have.name}/: {lines['device'].iloc[0] if 'device' in lines else ''}, "
-      f"{lines['date'].iloc[0]}, made by `{lines['command'].iloc[0]}`")
+report.say(
+    f"profile {profile}: {len(lines)} epochs from {have.name}/:"
+    f" {lines['device'].iloc[0] if 'device' in lines else ''}, {lines['date'].iloc[0]},"
+    f" made by `{lines['command'].iloc[0]}`"
+)
 
 # %% [markdown]
 # ## Results beside the paper
@@ -153,23 +200,36 @@ print(f"profile {profile}: {len(lines)} epochs from {have.name}/: {lines['device
 # Test top-1 against the epoch counted over the three stages (the paper's x axis); the weight
 # stage is drawn once, since it is the same for every placement.
 
+
 # %%
 def curve(rows):
-    rows = rows.assign(order=rows["stage"].map(STAGES.index)).sort_values(["order", "epoch"])
+    rows = rows.assign(order=rows["stage"].map(STAGES.index)).sort_values(
+        ["order", "epoch"]
+    )
     return rows.reset_index(drop=True)
 
 
 fig, axes = plt.subplots(1, len(MODELS), figsize=(6 * len(MODELS), 3.8), squeeze=False)
 for ax, model in zip(axes[0], MODELS):
     shared = curve(lines[(lines["model"] == model) & (lines["placement"] == "shared")])
-    ax.plot(range(1, len(shared) + 1), shared["test_top1"], "k.-", label="weights (shared)")
-    for (placement, seed), rows in lines[(lines["model"] == model) & (lines["placement"] != "shared")].groupby(
-            ["placement", "seed"]):
+    ax.plot(
+        range(1, len(shared) + 1), shared["test_top1"], "k.-", label="weights (shared)"
+    )
+    for (placement, seed), rows in lines[
+        (lines["model"] == model) & (lines["placement"] != "shared")
+    ].groupby(["placement", "seed"]):
         rows = curve(rows)
         x = range(len(shared), len(shared) + len(rows) + 1)
         color = f"C{PLACEMENTS.index(placement)}"
-        ax.plot(x, [shared["test_top1"].iloc[-1]] + rows["test_top1"].tolist(), "o-" if seed == 0 else "x--",
-                color=color, ms=4, label=f"{placement}" + (f", seed {seed}" if lines["seed"].nunique() > 1 else ""))
+        ax.plot(
+            x,
+            [shared["test_top1"].iloc[-1]] + rows["test_top1"].tolist(),
+            "o-" if seed == 0 else "x--",
+            color=color,
+            ms=4,
+            label=f"{placement}"
+            + (f", seed {seed}" if lines["seed"].nunique() > 1 else ""),
+        )
     ax.axvline(len(shared) + 0.5, color="0.7", lw=0.8)
     ax.set_xlabel("epoch (weights, then architecture, then finetune)")
     ax.set_ylabel("test top-1 (%)")
@@ -178,14 +238,30 @@ for ax, model in zip(axes[0], MODELS):
 report.save_figure(fig, f"{NAME}_{profile}", run.fig)
 
 # %%
-# Per placement: the searched network (gates open after the search, MACs of the pruned network,
-# top-1 at the end of the search) and the top-1 after finetuning it.
-ends = lines[lines["stage"] != "weights"].groupby(["model", "placement", "seed", "stage"]).tail(1)
-cols = ["model", "placement", "seed", "open_gates", "gate_channels", "macs", "test_top1"]
+# Per placement: the searched network (gates open after the search, MACs of the pruned
+# network, top-1 at the end of the search) and the top-1 after finetuning it.
+ends = (
+    lines[lines["stage"] != "weights"]
+    .groupby(["model", "placement", "seed", "stage"])
+    .tail(1)
+)
+cols = [
+    "model",
+    "placement",
+    "seed",
+    "open_gates",
+    "gate_channels",
+    "macs",
+    "test_top1",
+]
 cols += ["hard_top1"] if "hard_top1" in ends else []
 searched_end = ends[ends["stage"] == "arch"][cols]
-tuned_end = ends[ends["stage"] == "finetune"][["model", "placement", "seed", "test_top1"]]
-searched_end.merge(tuned_end, on=["model", "placement", "seed"], suffixes=("_search", "_finetuned"))
+tuned_end = ends[ends["stage"] == "finetune"][
+    ["model", "placement", "seed", "test_top1"]
+]
+searched_end.merge(
+    tuned_end, on=["model", "placement", "seed"], suffixes=("_search", "_finetuned")
+)
 
 # %% [markdown]
 # ## Check
@@ -197,10 +273,17 @@ searched_end.merge(tuned_end, on=["model", "placement", "seed"], suffixes=("_sea
 searched = lines[lines["stage"] == "arch"]
 for model in MODELS:
     rows = searched[searched["model"] == model]
-    assert sorted(rows["placement"].unique()) == sorted(PLACEMENTS), rows["placement"].unique()
-    assert rows["gate_channels"].nunique() == 1, "the three placements gate different channels"
+    assert sorted(rows["placement"].unique()) == sorted(PLACEMENTS), rows[
+        "placement"
+    ].unique()
+    assert (
+        rows["gate_channels"].nunique() == 1
+    ), "the three placements gate different channels"
     assert (rows["open_gates"] <= rows["gate_channels"]).all()
-    print(f"{model}: {len(PLACEMENTS)} placements from one weight stage, {rows['gate_channels'].iloc[0]} gated channels each")
+    print(
+        f"{model}: {len(PLACEMENTS)} placements from one weight stage,"
+        f" {rows['gate_channels'].iloc[0]} gated channels each"
+    )
 
 # %% [markdown]
 # ## Notes

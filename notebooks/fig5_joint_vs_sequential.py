@@ -44,15 +44,15 @@
 # measures what that ordering buys at equal training time.
 
 # %% tags=["parameters"]
-profile = "auto"   # "auto" (largest-scale committed results), "smoke", "cpu" or "paper"
-data_dir = ""      # CIFAR-10 folder (empty: $DNAL_DATA)
-device = "auto"    # "cpu", "cuda" or "auto"
-out_dir = ""       # results folder (empty: results/fig5_joint_vs_sequential/<profile>)
-fig_dir = ""       # figures folder (empty: figures/)
-runs_dir = ""      # dnal run folders with checkpoints, not committed (empty: runs/fig5_joint_vs_sequential/<profile>)
-train = False      # True: train even when results exist (otherwise only when they are missing)
-threads = 1        # CPU threads; 1 avoids a 10x slowdown when other jobs share the 2 cores
-lam = 1e-4         # lambda_a of both strategies
+profile = "auto"  # "auto" (largest-scale committed results), "smoke", "cpu" or "paper"
+data_dir = ""  # CIFAR-10 folder (empty: $DNAL_DATA)
+device = "auto"  # "cpu", "cuda" or "auto"
+out_dir = ""  # results folder (empty: results/fig5_joint_vs_sequential/<profile>)
+fig_dir = ""  # figures folder (empty: figures/)
+runs_dir = ""  # checkpointed run folders, not committed (empty: runs/<name>/<profile>)
+train = False  # True: train even when results exist (else: only when missing)
+threads = 1  # CPU threads; 1 avoids a 10x slowdown when other jobs share the 2 cores
+lam = 1e-4  # lambda_a of both strategies
 
 # %% [markdown]
 # ## Set-up
@@ -71,7 +71,11 @@ from dnal_core.train import run_pipeline
 
 NAME = "fig5_joint_vs_sequential"
 profile = report.resolve_profile(NAME, profile)
-MODELS = {"smoke": ["vgg16-cifar"], "cpu": ["vgg16-cifar"], "paper": ["vgg16-cifar", "mobilenetv2-cifar"]}[profile]
+MODELS = {
+    "smoke": ["vgg16-cifar"],
+    "cpu": ["vgg16-cifar"],
+    "paper": ["vgg16-cifar", "mobilenetv2-cifar"],
+}[profile]
 STRATEGIES = {"sequential": True, "joint": False}
 ORDER = ["weights", "joint", "arch", "finetune"]
 run = report.paths(NAME, profile, out_dir, fig_dir)
@@ -85,8 +89,11 @@ torch.set_num_threads(threads)
 # %% tags=["nbval-check-output"]
 for model in MODELS:
     r = get_recipe(model, profile)
-    print(f"{model}: sequential weights {r.weights.epochs} + architecture {r.arch.epochs} + finetune "
-          f"{r.finetune.epochs} epochs; joint {r.joint.epochs} + finetune {r.finetune.epochs} epochs")
+    report.say(
+        f"{model}: sequential weights {r.weights.epochs} + architecture {r.arch.epochs}"
+        f" + finetune {r.finetune.epochs} epochs; joint {r.joint.epochs} + finetune"
+        f" {r.finetune.epochs} epochs"
+    )
 
 # %% [markdown]
 # ## Run
@@ -98,30 +105,71 @@ for model in MODELS:
 
 # %%
 have = run.out if out_dir else report.results_dir(NAME, profile)
-if profile == "cpu" and (train or not report.has_results(have)):  # sequential: the Table I chapter's run
+if profile == "cpu" and (
+    train or not report.has_results(have)
+):  # sequential: the Table I chapter's run
     table1 = report.results_dir("table1_vgg16_cifar10", "cpu")
     command = report.provenance(NAME, profile, threads, None, device)["command"]
-    experiments.fig5_runs(get_recipe("vgg16-cifar", "cpu"), data, report.repo_root() / "runs" /
-                          "table1_vgg16_cifar10" / "cpu", runs, run.out, experiments.pick_lambda(table1), command, device)
+    experiments.fig5_runs(
+        get_recipe("vgg16-cifar", "cpu"),
+        data,
+        report.repo_root() / "runs" / "table1_vgg16_cifar10" / "cpu",
+        runs,
+        run.out,
+        experiments.pick_lambda(table1),
+        command,
+        device,
+    )
     have = run.out
 elif train or not report.has_results(have):
     if not data:
         raise ValueError("set data_dir or DNAL_DATA to the CIFAR-10 folder")
     for model in MODELS:
         for strategy, sequential in STRATEGIES.items():
-            recipe = override(get_recipe(model, profile), {"lam": lam, "sequential": sequential})
+            recipe = override(
+                get_recipe(model, profile), {"lam": lam, "sequential": sequential}
+            )
             folder = runs / model / strategy
-            final = run_pipeline(recipe, data, folder, device=device, resume=(folder / "config.json").is_file())
-            tag = dict(model=model, strategy=strategy, lam=lam, **report.provenance(NAME, profile, threads, device=device))
+            final = run_pipeline(
+                recipe,
+                data,
+                folder,
+                device=device,
+                resume=(folder / "config.json").is_file(),
+            )
+            tag = dict(
+                model=model,
+                strategy=strategy,
+                lam=lam,
+                **report.provenance(NAME, profile, threads, device=device),
+            )
             report.copy_metrics(folder, run.out / f"{model}_{strategy}.jsonl", **tag)
-            keep = ("macs", "params", "top1", "top5", "baseline_macs", "baseline_params", "device", "torch", "git")
-            write_json(run.out / f"{model}_{strategy}.json", {**tag, **{k: final.get(k) for k in keep}})
+            keep = (
+                "macs",
+                "params",
+                "top1",
+                "top5",
+                "baseline_macs",
+                "baseline_params",
+                "device",
+                "torch",
+                "git",
+            )
+            write_json(
+                run.out / f"{model}_{strategy}.json",
+                {**tag, **{k: final.get(k) for k in keep}},
+            )
     have = run.out
 results = report.read_folder(have)
-lines, finals = results[results["source"].str.endswith(".jsonl")], results[results["source"].str.endswith(".json")]
+lines, finals = (
+    results[results["source"].str.endswith(".jsonl")],
+    results[results["source"].str.endswith(".json")],
+)
 lam = lines["lam"].iloc[0]
-print(f"profile {profile}: {len(lines)} epochs from {have.name}/: {lines['date'].iloc[0]}, "
-      f"made by `{lines['command'].iloc[0]}`")
+report.say(
+    f"profile {profile}: {len(lines)} epochs from {have.name}/:"
+    f" {lines['date'].iloc[0]}, made by `{lines['command'].iloc[0]}`"
+)
 
 # %% [markdown]
 # ## Results beside the paper
@@ -134,11 +182,21 @@ fig, axes = plt.subplots(1, len(MODELS), figsize=(6 * len(MODELS), 3.8), squeeze
 for ax, model in zip(axes[0], MODELS):
     for (strategy, _), color in zip(STRATEGIES.items(), ("tab:blue", "tab:orange")):
         rows = lines[(lines["model"] == model) & (lines["strategy"] == strategy)]
-        rows = rows.assign(order=rows["stage"].map(ORDER.index)).sort_values(["order", "epoch"]).reset_index(drop=True)
+        rows = (
+            rows.assign(order=rows["stage"].map(ORDER.index))
+            .sort_values(["order", "epoch"])
+            .reset_index(drop=True)
+        )
         rows["x"] = range(1, len(rows) + 1)
         ax.plot(rows["x"], rows["test_top1"], "-", color=color, label=strategy)
         for stage, part in rows.groupby("stage"):
-            ax.plot(part["x"], part["test_top1"], "osD^"[ORDER.index(stage)], color=color, ms=5)
+            ax.plot(
+                part["x"],
+                part["test_top1"],
+                "osD^"[ORDER.index(stage)],
+                color=color,
+                ms=5,
+            )
     ax.set_xlabel("epoch (o weights, s joint, D architecture, ^ finetune)")
     ax.set_ylabel("test top-1 (%)")
     ax.set_title(f"{model} ({profile}, $\\lambda_a$ = {report.lambda_label(lam)})")
@@ -157,12 +215,22 @@ finals[["model", "strategy", "macs", "params", "top1", "top5"]]
 # %%
 for model in MODELS:
     rows = lines[lines["model"] == model]
-    seq, joint = rows[rows["strategy"] == "sequential"], rows[rows["strategy"] == "joint"]
-    assert set(seq["stage"]) == {"weights", "arch", "finetune"} and set(joint["stage"]) == {"joint", "finetune"}
-    assert (joint["stage"] == "joint").sum() == (seq["stage"].isin(["weights", "arch"])).sum()
+    seq, joint = (
+        rows[rows["strategy"] == "sequential"],
+        rows[rows["strategy"] == "joint"],
+    )
+    assert set(seq["stage"]) == {"weights", "arch", "finetune"} and set(
+        joint["stage"]
+    ) == {"joint", "finetune"}
+    assert (joint["stage"] == "joint").sum() == (
+        seq["stage"].isin(["weights", "arch"])
+    ).sum()
     ends = finals[finals["model"] == model]
     assert (ends["macs"] <= ends["baseline_macs"]).all(), ends
-    print(f"{model}: " + ", ".join(f"{r.strategy} {r.macs / 1e6:.2f}M MACs" for r in ends.itertuples()))
+    print(
+        f"{model}: "
+        + ", ".join(f"{r.strategy} {r.macs / 1e6:.2f}M MACs" for r in ends.itertuples())
+    )
 
 # %% [markdown]
 # ## Notes

@@ -34,12 +34,12 @@
 # the CIFAR VGG16 runs on them unchanged.
 
 # %% tags=["parameters"]
-profile = "smoke"  # "smoke": under a minute on 2 CPU cores; "paper": longer stages, more lambdas (minutes)
-data_dir = ""      # CIFAR-10 folder (empty: $DNAL_DATA); not read: this chapter uses sklearn's digits
-device = "cpu"     # "cuda" works too; the network is tiny
-out_dir = ""       # results folder (empty: results/quickstart/<profile>)
-fig_dir = ""       # figures folder (empty: figures/)
-threads = 1        # CPU threads: one is fastest for a tiny network on a shared 2-core machine
+profile = "smoke"  # "smoke": under a minute on 2 cores; "paper": longer, more lambdas
+data_dir = ""  # not read: this chapter uses sklearn's digits
+device = "cpu"  # "cuda" works too; the network is tiny
+out_dir = ""  # results folder (empty: results/quickstart/<profile>)
+fig_dir = ""  # figures folder (empty: figures/)
+threads = 1  # CPU threads: one is fastest for a tiny network on a shared 2-core machine
 seed = 0
 
 # %% [markdown]
@@ -65,12 +65,20 @@ from dnal_core.io import write_json
 from dnal_core.prune import prune
 from dnal_core.recipes import SearchConfig, StageConfig
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
-from dnal_core.train import evaluate, finetune, train_architecture, train_weights  # noqa: E402
+# tqdm.auto without ipywidgets
+warnings.filterwarnings("ignore", message="IProgress not found")
+from dnal_core.train import evaluate, finetune  # noqa: E402
+from dnal_core.train import train_architecture, train_weights  # noqa: E402
 
 SETTINGS = {  # epochs per stage; lambdas of eq. 4; VGG16 width multiplier
     "smoke": dict(weights=4, arch=4, finetune=3, lams=[2e-4, 2e-3], width_mult=0.125),
-    "paper": dict(weights=15, arch=8, finetune=10, lams=[1e-4, 5e-4, 2e-3, 5e-3, 1e-2], width_mult=0.25),
+    "paper": dict(
+        weights=15,
+        arch=8,
+        finetune=10,
+        lams=[1e-4, 5e-4, 2e-3, 5e-3, 1e-2],
+        width_mult=0.25,
+    ),
 }[profile]
 BATCH = 64
 torch.manual_seed(seed)
@@ -80,10 +88,15 @@ pd.set_option("display.precision", 2)
 run = report.paths("quickstart", profile, out_dir, fig_dir)
 weights_cfg = StageConfig(epochs=SETTINGS["weights"], lr=0.05, batch_size=BATCH)
 arch_cfg = StageConfig(epochs=SETTINGS["arch"], lr=0.1, batch_size=BATCH)
-finetune_cfg = StageConfig(epochs=SETTINGS["finetune"], lr=0.05, milestones=(SETTINGS["finetune"] - 1,),
-                           batch_size=BATCH)
-# The search as the paper does it (SearchConfig's defaults): BN frozen, normalising with batch
-# statistics. Accuracies are measured with re-estimated statistics (the notes say why).
+finetune_cfg = StageConfig(
+    epochs=SETTINGS["finetune"],
+    lr=0.05,
+    milestones=(SETTINGS["finetune"] - 1,),
+    batch_size=BATCH,
+)
+# The search as the paper does it (SearchConfig's defaults): BN frozen, normalising with
+# batch statistics. Accuracies are measured with re-estimated statistics (the notes say
+# why).
 search = SearchConfig()
 
 # %% [markdown]
@@ -93,19 +106,35 @@ search = SearchConfig()
 
 # %% tags=["nbval-check-output"]
 digits = load_digits()
-images = np.round(digits.images * (255 / 16)).astype(np.uint8)    # (N, 8, 8), 0..255
-images = np.kron(images, np.ones((1, 4, 4), dtype=np.uint8))        # (N, 32, 32), each pixel 4x4
-images = np.repeat(images[..., None], 3, axis=-1)                   # (N, 32, 32, 3) as CIFAR
+images = np.round(digits.images * (255 / 16)).astype(np.uint8)  # (N, 8, 8), 0..255
+# (N, 32, 32), each pixel 4x4
+images = np.kron(images, np.ones((1, 4, 4), dtype=np.uint8))
+images = np.repeat(images[..., None], 3, axis=-1)  # (N, 32, 32, 3) as CIFAR
 order = np.random.default_rng(seed).permutation(len(images))
 test_idx, train_idx = order[:360], order[360:]
 mean, std = [images[train_idx].mean() / 255] * 3, [images[train_idx].std() / 255] * 3
 x, y = torch.from_numpy(images), torch.from_numpy(digits.target)
-train = TensorLoader(x[train_idx], y[train_idx], BATCH, train=True, mean=mean, std=std, device=device,
-                     seed=seed, pad=2, flip=False)
-test = TensorLoader(x[test_idx], y[test_idx], 500, train=False, mean=mean, std=std, device=device)
-calib = train.calibration_batches(20)  # the fixed batches every evaluation re-estimates BN on
-print(f"train {train.num_samples} images ({len(train)} batches of {BATCH}), test {test.num_samples}; "
-      f"image {tuple(x.shape[1:])}")
+train = TensorLoader(
+    x[train_idx],
+    y[train_idx],
+    BATCH,
+    train=True,
+    mean=mean,
+    std=std,
+    device=device,
+    seed=seed,
+    pad=2,
+    flip=False,
+)
+test = TensorLoader(
+    x[test_idx], y[test_idx], 500, train=False, mean=mean, std=std, device=device
+)
+# the fixed batches every evaluation re-estimates BN on
+calib = train.calibration_batches(20)
+print(
+    f"train {train.num_samples} images ({len(train)} batches of {BATCH}), test"
+    f" {test.num_samples}; image {tuple(x.shape[1:])}"
+)
 
 # %% [markdown]
 # ## Run
@@ -122,9 +151,12 @@ history = train_weights(model, train, test, weights_cfg)
 records += [{"lam": None, **r} for r in history]
 stage1 = evaluate(model, test, bn_batches=calib)
 weights_state = {k: v.clone() for k, v in model.state_dict().items()}
-print(f"dense VGG16 x{SETTINGS['width_mult']}: {dense['macs']:,} MACs, {dense['params']:,} params, "
-      f"top-1 {stage1['top1']:.1f}% after {weights_cfg.epochs} epochs "
-      f"({evaluate(model, test)['top1']:.1f}% with its own running statistics)")
+report.say(
+    f"dense VGG16 x{SETTINGS['width_mult']}: {dense['macs']:,} MACs,"
+    f" {dense['params']:,} params, top-1 {stage1['top1']:.1f}% after"
+    f" {weights_cfg.epochs} epochs ({evaluate(model, test)['top1']:.1f}% with its own"
+    " running statistics)"
+)
 
 # %% [markdown]
 # ### Stage 2 and 3: architecture, pruning, finetuning, for each $\lambda_a$
@@ -139,20 +171,30 @@ for lam in SETTINGS["lams"]:
     model.load_state_dict(weights_state)
     history = train_architecture(model, train, test, arch_cfg, lam=lam, search=search)
     records += [{"lam": lam, **r} for r in history]
-    dn.set_mode(model, "hard")                 # what line 9 reads: sigmoid(delta s) > 0.5
+    dn.set_mode(model, "hard")  # what line 9 reads: sigmoid(delta s) > 0.5
     gated = evaluate(model, test, bn_batches=calib)
-    result = prune(model)                      # channels removed for real, no SS layers
+    result = prune(model)  # channels removed for real, no SS layers
     small = result.model
     pruned = evaluate(small, test, bn_batches=calib)
     history = finetune(small, train, test, finetune_cfg)
     records += [{"lam": lam, **r} for r in history]
     tuned = evaluate(small, test, bn_batches=calib)
     size = dn.count(small)
-    rows.append({"lambda": lam, "open channels": sum(dn.open_counts(model)), "macs": size["macs"],
-                 "params": size["params"], "gated top1": gated["top1"], "pruned top1": pruned["top1"],
-                 "finetuned top1": tuned["top1"], "widths": small.widths})
-    print(f"lambda {lam:g}: {rows[-1]['open channels']} channels open, {size['macs']:,} MACs; top-1 gated "
-          f"{gated['top1']:.1f}%, pruned {pruned['top1']:.1f}%, finetuned {tuned['top1']:.1f}%")
+    rows.append({
+        "lambda": lam,
+        "open channels": sum(dn.open_counts(model)),
+        "macs": size["macs"],
+        "params": size["params"],
+        "gated top1": gated["top1"],
+        "pruned top1": pruned["top1"],
+        "finetuned top1": tuned["top1"],
+        "widths": small.widths,
+    })
+    report.say(
+        f"lambda {lam:g}: {rows[-1]['open channels']} channels open, {size['macs']:,}"
+        f" MACs; top-1 gated {gated['top1']:.1f}%, pruned {pruned['top1']:.1f}%,"
+        f" finetuned {tuned['top1']:.1f}%"
+    )
 summary = pd.DataFrame(rows)
 
 # %% [markdown]
@@ -165,13 +207,17 @@ summary = pd.DataFrame(rows)
 
 # %%
 total = weights_cfg.epochs + arch_cfg.epochs + finetune_cfg.epochs
-control_cfg = StageConfig(epochs=total, lr=0.05, milestones=(total - 1,), batch_size=BATCH)
+control_cfg = StageConfig(
+    epochs=total, lr=0.05, milestones=(total - 1,), batch_size=BATCH
+)
 torch.manual_seed(seed)
 control = dn.build("vgg16-cifar", width_mult=SETTINGS["width_mult"]).to(device)
 train_weights(control, train, test, control_cfg)
 baseline = evaluate(control, test, bn_batches=calib)
-print(f"dense VGG16, {total} epochs: top-1 {baseline['top1']:.1f}% (stage 1 alone, {weights_cfg.epochs} "
-      f"epochs: {stage1['top1']:.1f}%)")
+report.say(
+    f"dense VGG16, {total} epochs: top-1 {baseline['top1']:.1f}% (stage 1 alone,"
+    f" {weights_cfg.epochs} epochs: {stage1['top1']:.1f}%)"
+)
 
 # %% [markdown]
 # ## Results beside the paper
@@ -193,9 +239,14 @@ print(f"dense VGG16, {total} epochs: top-1 {baseline['top1']:.1f}% (stage 1 alon
 
 # %% tags=["hide-input"]
 arch = pd.DataFrame([r for r in records if r["stage"] == "arch"])
-fig, (ax_open, ax_hist) = plt.subplots(1, 2, figsize=(11, 3.8))
+fig, (ax_open, ax_hist) = plt.subplots(2, 1, figsize=(6.8, 7.4))
 for lam, part in arch.groupby("lam"):
-    ax_open.plot(part["delta"], 100 * part["open_gates"] / part["gate_channels"], "o-", label=fr"$\lambda_a$ = {lam:g}")
+    ax_open.plot(
+        part["delta"],
+        100 * part["open_gates"] / part["gate_channels"],
+        "o-",
+        label=rf"$\lambda_a$ = {lam:g}",
+    )
 ax_open.set_xscale("log")
 ax_open.set_xlabel(r"$\delta$ at the end of the architecture epoch")
 ax_open.set_ylabel(r"channels open (%): sigmoid$(\delta s) > 0.5$")
@@ -207,10 +258,17 @@ hist = np.array(last["gate_hist"].tolist(), dtype=float)
 hist = 100 * hist / hist.sum(axis=1, keepdims=True)
 centers = np.linspace(0.05, 0.95, 10)
 for k, (delta, h) in enumerate(zip(last["delta"], hist)):
-    ax_hist.bar(centers + (k - len(hist) / 2) * 0.018, h, width=0.018, label=fr"$\delta$ = {delta:.3g}")
+    ax_hist.bar(
+        centers + (k - len(hist) / 2) * 0.018,
+        h,
+        width=0.018,
+        label=rf"$\delta$ = {delta:.3g}",
+    )
 ax_hist.set_xlabel(r"gate value sigmoid$(\delta s)$")
 ax_hist.set_ylabel("channels (%)")
-ax_hist.set_title(fr"Gate values per epoch, $\lambda_a$ = {SETTINGS['lams'][-1]:g} (cf. Fig. 3)")
+ax_hist.set_title(
+    rf"Gate values per epoch, $\lambda_a$ = {SETTINGS['lams'][-1]:g} (cf. Fig. 3)"
+)
 ax_hist.legend(fontsize=8)
 report.save_figure(fig, f"quickstart_gates_{profile}", run.fig)
 
@@ -224,13 +282,42 @@ report.save_figure(fig, f"quickstart_gates_{profile}", run.fig)
 
 # %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(6.5, 4))
-ax.plot(dense["macs"] / 1e6, baseline["top1"], "k*", ms=12, label=f"dense, {total} epochs (same as the stages)")
-ax.plot(dense["macs"] / 1e6, stage1["top1"], "kx", ms=8, label=f"dense after stage 1 ({weights_cfg.epochs} epochs)")
-ax.plot(summary["macs"] / 1e6, summary["pruned top1"], "s", color="tab:orange", label="pruned, before finetuning")
-ax.plot(summary["macs"] / 1e6, summary["finetuned top1"], "o-", color="tab:blue", label="pruned + finetuned")
+ax.plot(
+    dense["macs"] / 1e6,
+    baseline["top1"],
+    "k*",
+    ms=12,
+    label=f"dense, {total} epochs (same as the stages)",
+)
+ax.plot(
+    dense["macs"] / 1e6,
+    stage1["top1"],
+    "kx",
+    ms=8,
+    label=f"dense after stage 1 ({weights_cfg.epochs} epochs)",
+)
+ax.plot(
+    summary["macs"] / 1e6,
+    summary["pruned top1"],
+    "s",
+    color="tab:orange",
+    label="pruned, before finetuning",
+)
+ax.plot(
+    summary["macs"] / 1e6,
+    summary["finetuned top1"],
+    "o-",
+    color="tab:blue",
+    label="pruned + finetuned",
+)
 for _, r in summary.iterrows():
-    ax.annotate(fr"$\lambda_a$={r['lambda']:g}", (r["macs"] / 1e6, r["finetuned top1"]), fontsize=8,
-                xytext=(4, 4), textcoords="offset points")
+    ax.annotate(
+        rf"$\lambda_a$={r['lambda']:g}",
+        (r["macs"] / 1e6, r["finetuned top1"]),
+        fontsize=8,
+        xytext=(4, 4),
+        textcoords="offset points",
+    )
 ax.set_xlabel("MACs (millions)")
 ax.set_ylabel("test top-1 (%)")
 ax.set_title("Digits, VGG16: accuracy against MACs")
@@ -244,10 +331,22 @@ report.save_figure(fig, f"quickstart_acc_vs_macs_{profile}", run.fig)
 # network first. The paper's Table I shows the same columns for VGG16 on CIFAR-10.
 
 # %%
-table = pd.concat([pd.DataFrame([{"lambda": f"dense, {total} epochs", "open channels": sum(model.widths), "macs": dense["macs"],
-                                  "params": dense["params"], "gated top1": np.nan, "pruned top1": np.nan,
-                                  "finetuned top1": baseline["top1"], "widths": model.widths}]),
-                   summary.assign(**{"lambda": summary["lambda"].map("{:g}".format)})], ignore_index=True)
+table = pd.concat(
+    [
+        pd.DataFrame([{
+            "lambda": f"dense, {total} epochs",
+            "open channels": sum(model.widths),
+            "macs": dense["macs"],
+            "params": dense["params"],
+            "gated top1": np.nan,
+            "pruned top1": np.nan,
+            "finetuned top1": baseline["top1"],
+            "widths": model.widths,
+        }]),
+        summary.assign(**{"lambda": summary["lambda"].map("{:g}".format)}),
+    ],
+    ignore_index=True,
+)
 table["MACs reduction"] = (dense["macs"] / table["macs"]).map("{:.2f}x".format)
 table.drop(columns="widths")
 
@@ -257,25 +356,54 @@ table.drop(columns="widths")
 # %%
 pairs = list(zip(summary["lambda"], summary["macs"]))
 assert stage1["top1"] > 70, f"stage 1 did not learn the digits: {stage1['top1']:.1f}%"
-assert baseline["top1"] >= stage1["top1"] - 2, "the dense network trained longer is not worse"
+assert (
+    baseline["top1"] >= stage1["top1"] - 2
+), "the dense network trained longer is not worse"
 assert (summary["macs"] < dense["macs"]).all(), "every lambda closed some channels"
-assert all(a[1] >= b[1] for a, b in zip(pairs, pairs[1:])), f"a larger lambda must not cost more MACs: {pairs}"
-# Pruning removes channels without changing the function: at most one test image may flip
-# (a tie in the logits, which agree to 1e-4).
-assert ((summary["gated top1"] - summary["pruned top1"]).abs() <= 100 / test.num_samples + 1e-9).all()
+assert all(
+    a[1] >= b[1] for a, b in zip(pairs, pairs[1:])
+), f"a larger lambda must not cost more MACs: {pairs}"
+# Pruning removes channels without changing the function: at most one test image may
+# flip (a tie in the logits, which agree to 1e-4).
+assert (
+    (summary["gated top1"] - summary["pruned top1"]).abs()
+    <= 100 / test.num_samples + 1e-9
+).all()
 # The finetuned smaller network is as accurate as the dense one, within a few points.
 assert (summary["finetuned top1"] >= summary["pruned top1"]).all()
-assert (summary["finetuned top1"] >= baseline["top1"] - 5).all(), summary[["lambda", "finetuned top1"]]
-# At the end of the architecture stage every gate is binary (all in the outer histogram bins).
+assert (summary["finetuned top1"] >= baseline["top1"] - 5).all(), summary[
+    ["lambda", "finetuned top1"]
+]
+# At the end of the architecture stage every gate is binary (all in the outer histogram
+# bins).
 ends = arch.groupby("lam").tail(1)
-assert all(h[0] + h[-1] == sum(h) for h in ends["gate_hist"]), "gates not binarised at delta = 1e4"
-TIMINGS = ("seconds", "eval_seconds")  # vary from run to run: kept out of the committed file
+assert all(
+    h[0] + h[-1] == sum(h) for h in ends["gate_hist"]
+), "gates not binarised at delta = 1e4"
+# vary from run to run: kept out of the committed file
+TIMINGS = ("seconds", "eval_seconds")
 with open(run.out / "metrics.jsonl", "w") as f:  # every epoch of every stage
-    f.writelines(json.dumps({k: v for k, v in r.items() if k not in TIMINGS}) + "\n" for r in records)
-write_json(run.out / "summary.json", {"profile": profile, "settings": SETTINGS, "dense": dense, "baseline": baseline,
-                                      "stage1": stage1, "baseline_epochs": total,
-                                      "rows": rows, "torch": torch.__version__, "device": device})
-print("checks pass:", len(summary), "lambdas, MACs", [f"{m:,}" for m in summary["macs"]])
+    f.writelines(
+        json.dumps({k: v for k, v in r.items() if k not in TIMINGS}) + "\n"
+        for r in records
+    )
+write_json(
+    run.out / "summary.json",
+    {
+        "profile": profile,
+        "settings": SETTINGS,
+        "dense": dense,
+        "baseline": baseline,
+        "stage1": stage1,
+        "baseline_epochs": total,
+        "rows": rows,
+        "torch": torch.__version__,
+        "device": device,
+    },
+)
+print(
+    "checks pass:", len(summary), "lambdas, MACs", [f"{m:,}" for m in summary["macs"]]
+)
 
 # %% [markdown]
 # ## Notes

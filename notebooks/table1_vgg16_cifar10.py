@@ -33,14 +33,14 @@
 # accuracies sit near chance). The first lines below name the profile, device, date and command.
 
 # %% tags=["parameters"]
-profile = "auto"   # "auto" (largest-scale committed results), "smoke", "cpu" or "paper"
-data_dir = ""      # CIFAR-10 folder (empty: $DNAL_DATA)
-device = "auto"    # "cpu", "cuda" or "auto"
-out_dir = ""       # results folder (empty: results/table1_vgg16_cifar10/<profile>)
-fig_dir = ""       # figures folder (empty: figures/)
-runs_dir = ""      # dnal run folders with checkpoints, not committed (empty: runs/table1_vgg16_cifar10/<profile>)
-train = False      # True: train even when results exist (otherwise only when they are missing)
-threads = 1        # CPU threads; 1 avoids a 10x slowdown when other jobs share the 2 cores
+profile = "auto"  # "auto" (largest-scale committed results), "smoke", "cpu" or "paper"
+data_dir = ""  # CIFAR-10 folder (empty: $DNAL_DATA)
+device = "auto"  # "cpu", "cuda" or "auto"
+out_dir = ""  # results folder (empty: results/table1_vgg16_cifar10/<profile>)
+fig_dir = ""  # figures folder (empty: figures/)
+runs_dir = ""  # checkpointed run folders, not committed (empty: runs/<name>/<profile>)
+train = False  # True: train even when results exist (else: only when missing)
+threads = 1  # CPU threads; 1 avoids a 10x slowdown when other jobs share the 2 cores
 
 # %% [markdown]
 # ## Set-up
@@ -60,12 +60,14 @@ from dnal_core.recipes import get_recipe, override
 
 NAME, TABLE, MODEL = "table1_vgg16_cifar10", "I", "vgg16-cifar"
 profile = report.resolve_profile(NAME, profile)
-# How each profile picks its lambdas: cpu sweeps eq. 4's lambda and keeps the four whose MACs
-# reductions come closest to 1.5x, 2.5x, 5x and 10x (chosen on MACs, never on test accuracy);
-# smoke does the same on a short grid; paper runs the paper's seven.
-SWEEPS = {"cpu": dict(grid=experiments.SWEEP, max_extra=3, choose=True),
-          "smoke": dict(grid=(1e-4, 1e-3, 3e-3), max_extra=0, choose=True),
-          "paper": dict(grid=tuple(paper_lambdas(TABLE)), max_extra=0, choose=False)}
+# How each profile picks its lambdas: cpu sweeps eq. 4's lambda and keeps the four whose
+# MACs reductions come closest to 1.5x, 2.5x, 5x and 10x (chosen on MACs, never on test
+# accuracy); smoke does the same on a short grid; paper runs the paper's seven.
+SWEEPS = {
+    "cpu": dict(grid=experiments.SWEEP, max_extra=3, choose=True),
+    "smoke": dict(grid=(1e-4, 1e-3, 3e-3), max_extra=0, choose=True),
+    "paper": dict(grid=tuple(paper_lambdas(TABLE)), max_extra=0, choose=False),
+}
 run = report.paths(NAME, profile, out_dir, fig_dir)
 runs = Path(runs_dir) if runs_dir else report.repo_root() / "runs" / NAME / profile
 data = data_dir or os.environ.get("DNAL_DATA", "")
@@ -90,12 +92,17 @@ if train or not report.has_results(have):
     if not data:
         raise ValueError("set data_dir or DNAL_DATA to the CIFAR-10 folder")
     command = report.provenance(NAME, profile, threads, None, device)["command"]
-    experiments.table1_search(recipe, data, runs, run.out, command, device, **SWEEPS[profile])
+    experiments.table1_search(
+        recipe, data, runs, run.out, command, device, **SWEEPS[profile]
+    )
     experiments.table1_controls(recipe, data, runs, run.out, command, device, poll=0)
     have = run.out
-finals = report.read_folder(have).query("source.str.startswith('lam')")  # final.json of each lambda
-Markdown(f"**Profile `{profile}`** ({len(finals)} finetuned networks). "
-         f"Made on {report.run_line(finals)}.")
+# final.json of each lambda
+finals = report.read_folder(have).query("source.str.startswith('lam')")
+Markdown(
+    f"**Profile `{profile}`** ({len(finals)} finetuned networks). "
+    f"Made on {report.run_line(finals)}."
+)
 
 # %% [markdown]
 # ## Results
@@ -110,7 +117,16 @@ Markdown(f"**Profile `{profile}`** ({len(finals)} finetuned networks). "
 rows = report_cpu.table1_rows(have)
 ctl = report_cpu.controls(have)
 dense = ctl["dense"]
-rows[["lambda", "macs_m", "params_m", "macs_x", "top1", "drop", "uniform_top1", "dnal_minus_uniform"]]
+rows[[
+    "lambda",
+    "macs_m",
+    "params_m",
+    "macs_x",
+    "top1",
+    "drop",
+    "uniform_top1",
+    "dnal_minus_uniform",
+]]
 
 # %% [markdown]
 # The dense control and the network every search started from:
@@ -118,11 +134,21 @@ rows[["lambda", "macs_m", "params_m", "macs_x", "top1", "drop", "uniform_top1", 
 # %% tags=["hide-input"]
 base = finals.iloc[0]
 pd.DataFrame([
-    {"network": f"dense, {dense['epochs']} epochs (the control)" if dense else "dense control: not run yet",
-     "macs_m": dense["macs"] / 1e6 if dense else float("nan"),
-     "top1": dense["top1"] if dense else float("nan")},
-    {"network": f"dense after the weight stage ({recipe.weights.epochs} epochs)",
-     "macs_m": base["baseline_macs"] / 1e6, "top1": base["baseline_top1"]}])
+    {
+        "network": (
+            f"dense, {dense['epochs']} epochs (the control)"
+            if dense
+            else "dense control: not run yet"
+        ),
+        "macs_m": dense["macs"] / 1e6 if dense else float("nan"),
+        "top1": dense["top1"] if dense else float("nan"),
+    },
+    {
+        "network": f"dense after the weight stage ({recipe.weights.epochs} epochs)",
+        "macs_m": base["baseline_macs"] / 1e6,
+        "top1": base["baseline_top1"],
+    },
+])
 
 # %% [markdown]
 # The paper's DNAL rows in the same terms (reduction against its baseline, drop in points):
@@ -132,8 +158,14 @@ pd.DataFrame([
 report_cpu.paper_relative(TABLE)
 
 # %% tags=["hide-input"]
-fig = report_cpu.plot_table1(rows, dense, base["baseline_macs"], TABLE,
-                             f"Table I at the {profile} profile: VGG16 on CIFAR-10")
+fig = report_cpu.plot_table1(
+    rows,
+    dense,
+    base["baseline_macs"],
+    TABLE,
+    f"Table I at the {profile} profile: VGG16 on CIFAR-10",
+    smoke=profile == "smoke",
+)
 report.save_figure(fig, f"{NAME}_{profile}", run.fig)
 
 # %% [markdown]
@@ -142,7 +174,9 @@ report.save_figure(fig, f"{NAME}_{profile}", run.fig)
 
 # %% tags=["hide-input"]
 lams = rows["lambda"].tolist()
-fig = report_cpu.plot_widths(have, lams, dn.build(MODEL, width_mult=recipe.width_mult).widths)
+fig = report_cpu.plot_widths(
+    have, lams, dn.build(MODEL, width_mult=recipe.width_mult).widths
+)
 report.save_figure(fig, f"{NAME}_{profile}_widths", run.fig)
 
 # %% [markdown]
@@ -154,7 +188,9 @@ report.save_figure(fig, f"{NAME}_{profile}_widths", run.fig)
 
 # %% tags=["hide-input"]
 sweep = report_cpu.read_sweep(have)
-fig = report_cpu.plot_sweep(sweep, [float(x) for x in rows["lambda"]], f"lambda sweep ({profile})")
+fig = report_cpu.plot_sweep(
+    sweep, [float(x) for x in rows["lambda"]], f"lambda sweep ({profile})"
+)
 report.save_figure(fig, f"{NAME}_{profile}_sweep", run.fig)
 
 # %% [markdown]
@@ -163,26 +199,43 @@ report.save_figure(fig, f"{NAME}_{profile}_sweep", run.fig)
 # %% tags=["nbval-check-output"]
 full = dn.count(dn.build(MODEL))
 paper_base = paper_baseline(TABLE)
-# The paper's baseline digits exactly, in the authors' counting convention (one extra operation
-# per output channel: dnal_core.measure.count); plain conv+linear MACs differ by under 0.01M.
+# The paper's baseline digits exactly, in the authors' counting convention (one extra
+# operation per output channel: dnal_core.measure.count); plain conv+linear MACs differ
+# by under 0.01M.
 authors = dn.count(dn.build(MODEL), convention="authors")
 assert round(authors["macs"] / 1e6, 2) == paper_base["macs_m"], (authors, paper_base)
-assert round(authors["params"] / 1e6, 2) == paper_base["params_m"], (authors, paper_base)
-print(report.check_close(full["macs"] / 1e6, paper_base["macs_m"], 0.01, "full-width baseline MACs (M)"))
+assert round(authors["params"] / 1e6, 2) == paper_base["params_m"], (
+    authors,
+    paper_base,
+)
+print(
+    report.check_close(
+        full["macs"] / 1e6, paper_base["macs_m"], 0.01, "full-width baseline MACs (M)"
+    )
+)
 
 # %% tags=["hide-input"]
-# Our rows: the baseline the results name is this profile's network; a larger lambda never
-# costs more MACs; every uniform control sits within 2% of its DNAL network's MACs.
+# Our rows: the baseline the results name is this profile's network; a larger lambda
+# never costs more MACs; every uniform control sits within 2% of its DNAL network's
+# MACs.
 small = dn.count(dn.build(MODEL, width_mult=recipe.width_mult))
-assert (base["baseline_macs"], base["baseline_params"]) == (small["macs"], small["params"])
-assert rows["macs_m"].is_monotonic_decreasing and (rows["macs_m"] * 1e6 <= small["macs"]).all()
+assert (base["baseline_macs"], base["baseline_params"]) == (
+    small["macs"],
+    small["params"],
+)
+assert (
+    rows["macs_m"].is_monotonic_decreasing
+    and (rows["macs_m"] * 1e6 <= small["macs"]).all()
+)
 u = rows.dropna(subset=["uniform_top1"])
 assert ((u["uniform_macs_m"] / u["macs_m"] - 1).abs() <= 0.02).all()
 if profile == "cpu":  # issue 14's bar for results that mean something
     assert dense is None or dense["top1"] >= 83.0, dense
     assert rows["macs_x"].min() <= 2.0 and rows["macs_x"].max() >= 8.0, rows["macs_x"]
-print(f"{len(rows)} lambdas, reductions {rows['macs_x'].min():.2f}x to {rows['macs_x'].max():.2f}x; "
-      f"{len(u)} uniform controls")
+print(
+    f"{len(rows)} lambdas, reductions {rows['macs_x'].min():.2f}x to"
+    f" {rows['macs_x'].max():.2f}x; {len(u)} uniform controls"
+)
 
 # %% [markdown]
 # ## Notes

@@ -27,13 +27,13 @@
 
 # %% tags=["parameters"]
 profile = "smoke"  # "smoke" (minutes on a CPU) or "paper" (Section V-B, a GPU)
-data_dir = ""      # CIFAR-10 folder (empty: $DNAL_DATA)
-device = "auto"    # "cpu", "cuda" or "auto"
-out_dir = ""       # results folder (empty: results/table3_mobilenetv2_cifar10/<profile>)
-fig_dir = ""       # figures folder (empty: figures/)
-runs_dir = ""      # dnal run folders with checkpoints, not committed (empty: runs/table3_mobilenetv2_cifar10/<profile>)
-train = False      # True: train even when results exist (otherwise only when they are missing)
-threads = 1        # CPU threads; 1 avoids a 10x slowdown when other jobs share the 2 cores
+data_dir = ""  # CIFAR-10 folder (empty: $DNAL_DATA)
+device = "auto"  # "cpu", "cuda" or "auto"
+out_dir = ""  # results folder (empty: results/table3_mobilenetv2_cifar10/<profile>)
+fig_dir = ""  # figures folder (empty: figures/)
+runs_dir = ""  # checkpointed run folders, not committed (empty: runs/<name>/<profile>)
+train = False  # True: train even when results exist (else: only when missing)
+threads = 1  # CPU threads; 1 avoids a 10x slowdown when other jobs share the 2 cores
 
 # %% [markdown]
 # ## Set-up
@@ -51,9 +51,11 @@ from dnal_core.paper import paper_baseline, paper_lambdas, paper_table
 from dnal_core.recipes import get_recipe, override
 
 NAME, TABLE, MODEL = "table3_mobilenetv2_cifar10", "III", "mobilenetv2-cifar"
-LAMS = [1e-4, 3e-4, 5e-4] if profile == "smoke" else paper_lambdas(TABLE)  # paper: every DNAL row
-# Smoke: the smoke recipe (quarter width, 100 training / 20 test images a class) with one epoch
-# for the search and the finetuning, to stay near a minute on 2 CPU cores for three lambdas.
+# paper: every DNAL row
+LAMS = ([1e-4, 3e-4, 5e-4] if profile == "smoke" else paper_lambdas(TABLE))
+# Smoke: the smoke recipe (quarter width, 100 training / 20 test images a class) with
+# one epoch for the search and the finetuning, to stay near a minute on 2 CPU cores for
+# three lambdas.
 SMOKE = {"arch.epochs": 1, "finetune.epochs": 1}
 run = report.paths(NAME, profile, out_dir, fig_dir)
 runs = Path(runs_dir) if runs_dir else report.repo_root() / "runs" / NAME / profile
@@ -87,7 +89,8 @@ if train or not report.has_results(have):
         raise ValueError("set data_dir or DNAL_DATA to the CIFAR-10 folder")
     prov = report.provenance(NAME, profile, threads, SMOKE, device)
     have = report.run_lambdas(recipe, data, LAMS, runs, run.out, prov, device)
-print(f"results from {have.relative_to(report.repo_root()) if have.is_relative_to(report.repo_root()) else have}")
+root = report.repo_root()
+print(f"results from {have.relative_to(root) if have.is_relative_to(root) else have}")
 
 # %% [markdown]
 # ## Results beside the paper
@@ -99,7 +102,7 @@ print(f"results from {have.relative_to(report.repo_root()) if have.is_relative_t
 
 # %%
 finals = report.read_folder(have)
-print(f"profile {profile}: {report.run_line(finals)}")
+report.say(f"profile {profile}: {report.run_line(finals)}")
 ours, table = report.beside_paper(TABLE, finals)
 table
 
@@ -107,12 +110,14 @@ table
 # The other methods of Table III, as the paper reports them:
 
 # %%
-paper_table(TABLE).query("method not in ['DNAL', 'Baseline']")[["method", "macs_m", "params_m", "top1"]]
+paper_table(TABLE).query("method not in ['DNAL', 'Baseline']")[
+    ["method", "macs_m", "params_m", "top1"]
+]
 
 # %%
-# Left: MACs in millions (a smoke run's quarter-width network sits near zero); right: MACs as a
-# share of each side's own baseline, which puts both on one axis. Accuracies of a smoke run are
-# not comparable to the paper's.
+# Left: MACs in millions (a smoke run's quarter-width network sits near zero); right:
+# MACs as a share of each side's own baseline, which puts both on one axis. Accuracies
+# of a smoke run are not comparable to the paper's.
 fig = report.plot_tables(TABLE, ours, "Table III: MobileNetV2 on CIFAR-10", profile)
 report.save_figure(fig, f"{NAME}_{profile}", run.fig)
 
@@ -121,14 +126,26 @@ report.save_figure(fig, f"{NAME}_{profile}", run.fig)
 
 # %%
 paper_base = paper_baseline(TABLE)
-# Our MobileNetV2-CIFAR counts 87.98M MACs / 2.24M params against the paper's 91.17M / 2.30M (no
-# stride pattern of the CIFAR variant reaches 91.17M; README, Models): the check pins our count
-# and bounds the gap; rows are compared through the reduction ratios (*_macs_x).
+# Our MobileNetV2-CIFAR counts 87.98M MACs / 2.24M params against the paper's 91.17M /
+# 2.30M (no stride pattern of the CIFAR variant reaches 91.17M; README, Models): the
+# check pins our count and bounds the gap; rows are compared through the reduction
+# ratios (*_macs_x).
 assert (full["macs"], full["params"]) == (87_976_448, 2_236_682), full
-print(report.check_close(full["macs"] / 1e6, paper_base["macs_m"], 3.3, "baseline MACs (M)"))
-print(report.check_close(full["params"] / 1e6, paper_base["params_m"], 0.07, "baseline params (M)"))
-report.check_macs_order(ours)  # a larger lambda costs no more MACs, no pruned row more than the baseline
-if profile == "paper":  # the reproduction itself: top-1 within half a point of the paper's
+print(
+    report.check_close(
+        full["macs"] / 1e6, paper_base["macs_m"], 3.3, "baseline MACs (M)"
+    )
+)
+print(
+    report.check_close(
+        full["params"] / 1e6, paper_base["params_m"], 0.07, "baseline params (M)"
+    )
+)
+# a larger lambda costs no more MACs, no pruned row more than the baseline
+report.check_macs_order(ours)
+if (
+    profile == "paper"
+):  # the reproduction itself: top-1 within half a point of the paper's
     print("\n".join(report.check_top1(table, 0.5)))
 
 # %% [markdown]

@@ -26,14 +26,14 @@
 # ImageFolder of random images (seconds to a minute on a CPU; its accuracies mean nothing).
 
 # %% tags=["parameters"]
-profile = "smoke"  # "smoke": the machinery on a generated ImageFolder; paper runs need ImageNet (commands below)
-data_dir = ""      # ImageNet folder (train/<wnid>/, val/<wnid>/) for the printed commands (empty: $IMAGENET)
+profile = "smoke"  # "smoke": the machinery on a generated ImageFolder (paper: ImageNet)
+data_dir = ""      # ImageNet, train/<wnid>/ and val/<wnid>/ (empty: $IMAGENET)
 device = "auto"    # unused here: this page trains nothing
 out_dir = ""       # results folder (empty: results/table6_mobilenetv2_imagenet/paper)
 fig_dir = ""       # figures folder (empty: figures/)
 threads = 1        # CPU threads (counts and the smoke run)
-runs_dir = ""      # smoke run folders and the generated ImageFolder, not committed (empty: runs/<name>/smoke)
-train = False      # True: rerun the smoke run even when its result exists (otherwise only when missing)
+runs_dir = ""      # smoke runs, the generated ImageFolder (empty: runs/<name>/smoke)
+train = False      # True: rerun the smoke run even when its result exists
 
 # %% [markdown]
 # ## Set-up
@@ -53,7 +53,9 @@ from dnal_core.recipes import get_recipe
 NAME, TABLE, MODEL = "table6_mobilenetv2_imagenet", "VI", "mobilenetv2-imagenet"
 run = report.paths(NAME, "paper", out_dir, fig_dir)
 paper = paper_table(TABLE)
-LAMS = paper.loc[paper["method"] == "DNAL", "lambda"].tolist()  # the paper's lambda_a for this table
+LAMS = paper.loc[
+    paper["method"] == "DNAL", "lambda"
+].tolist()  # the paper's lambda_a for this table
 torch.set_num_threads(threads)
 pd.set_option("display.float_format", lambda x: f"{x:.4g}")
 paper[["method", "lambda", "macs_m", "params_m", "top1", "top5", "search_cost_epochs"]]
@@ -80,7 +82,8 @@ print(counts.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
 
 # %%
 data = data_dir or os.environ.get("IMAGENET", "$IMAGENET")
-print("\n".join(report.paper_commands(NAME, MODEL, LAMS, data)))
+cmds = report.paper_commands(NAME, MODEL, LAMS, data)
+print("\n\n".join(report.shell(c) for c in cmds))  # shell lines that fit the page
 
 # %% [markdown]
 # **Smoke run.** Here, without ImageNet: the smoke recipe (width 1/16, 64x64 crops, 8 training
@@ -95,39 +98,70 @@ have_smoke = report.results_dir(NAME, "smoke")
 SMOKE_LAM = float(LAMS[0])
 if train or have_smoke is None:
     sruns = Path(runs_dir) if runs_dir else report.repo_root() / "runs" / NAME / "smoke"
-    tiny = report.random_imagefolder(sruns / "imagefolder", classes=10, per_class=(8, 4))  # what the smoke recipe reads
-    prov = report.provenance(NAME, "smoke", threads, {"data": "generated 10-class ImageFolder"}, device)
-    have_smoke = report.run_lambdas(get_recipe(MODEL, "smoke"), tiny, [SMOKE_LAM], sruns, smoke.out, prov, device,
-                                    shared_weights=False, workers=0)
+    # what the smoke recipe reads
+    tiny = report.random_imagefolder(
+        sruns / "imagefolder", classes=10, per_class=(8, 4)
+    )
+    prov = report.provenance(
+        NAME, "smoke", threads, {"data": "generated 10-class ImageFolder"}, device
+    )
+    have_smoke = report.run_lambdas(
+        get_recipe(MODEL, "smoke"),
+        tiny,
+        [SMOKE_LAM],
+        sruns,
+        smoke.out,
+        prov,
+        device,
+        shared_weights=False,
+        workers=0,
+    )
 smoke_finals = report.read_folder(have_smoke)
-print(f"smoke result: {report.run_line(smoke_finals)}")
+report.say(f"smoke result: {report.run_line(smoke_finals)}")
 report.ours_table(smoke_finals)[["lambda", "macs_m", "params_m", "top1", "top5"]]
 
 # %% [markdown]
 # ## Results beside the paper
 
 # %%
-folder = run.out if out_dir else report.results_dir(NAME, "paper")  # committed paper runs, if any
+# committed paper runs, if any
+folder = (run.out if out_dir else report.results_dir(NAME, "paper"))
 ours, table, message = report.paper_run_table(NAME, TABLE, folder)
-print(message)
+report.say(message)
 table
 
 # %%
-report.save_figure(report.plot_acc_vs_macs(TABLE, None if ours is None else ours[ours["lambda"] != "-"],
-                                           title=f"Table {TABLE}: MobileNetV2 on ImageNet"), NAME, run.fig)
+report.save_figure(
+    report.plot_acc_vs_macs(
+        TABLE,
+        None if ours is None else ours[ours["lambda"] != "-"],
+        title=f"Table {TABLE}: MobileNetV2 on ImageNet",
+    ),
+    NAME,
+    run.fig,
+)
 
 # %% [markdown]
 # ## Check
 
 # %%
 a = dn.count(model, convention="authors")
-print(report.check_close(a["macs"] / 1e6, base["macs_m"], 0.01, "baseline MACs (M), authors' count"))
-print(report.check_close(a["params"] / 1e6, base["params_m"], 0.01, "baseline params (M)"))
+print(
+    report.check_close(
+        a["macs"] / 1e6, base["macs_m"], 0.01, "baseline MACs (M), authors' count"
+    )
+)
+print(
+    report.check_close(a["params"] / 1e6, base["params_m"], 0.01, "baseline params (M)")
+)
 assert len(model.widths) == len(dn.gates(model)) > 0, "one width per SS gate"
-# the smoke run: its baseline is this network at the smoke width with 10 classes (counted, like
-# every final.json, at the model's 224x224 input, whatever crop it trained on); pruning saved MACs
+# the smoke run: its baseline is this network at the smoke width with 10 classes
+# (counted, like every final.json, at the model's 224x224 input, whatever crop it
+# trained on); pruning saved MACs
 print(report.check_smoke_baseline(MODEL, smoke_finals))
-if ours is not None:  # the reproduction itself: top-1 within half a point of the paper's
+if (
+    ours is not None
+):  # the reproduction itself: top-1 within half a point of the paper's
     print("\n".join(report.check_top1(table, 0.5)))
 
 # %% [markdown]

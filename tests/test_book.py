@@ -31,7 +31,7 @@ _spec.loader.exec_module(build)
 CONTENT_PAGE = next((f"chapters/{n}.html" for n in ("table1_vgg16_cifar10", "fig1_scaled_sigmoid") if n in NAMES),
                     None)
 PAGES = [("index.html", False, False)] + ([(CONTENT_PAGE, True, True)] if CONTENT_PAGE else [])
-SKELETON = ["What it reproduces", "## Set-up", "## Run", "## Results beside the paper", "## Check", "## Notes"]
+SKELETON = ["What it reproduces", "## Set-up", "## Run", "## Results", "## Check", "## Notes"]
 PARAMETERS = ("profile", "data_dir", "device", "out_dir", "fig_dir")
 
 
@@ -98,6 +98,31 @@ def test_stored_outputs(name):
     assert not any(o.output_type == "error" for c in code for o in c.outputs)
     assert "papermill" not in nb.metadata
     assert not any("papermill" in c.metadata or "execution" in c.metadata for c in nb.cells)
+
+
+PAGE_CHARS = 88  # what the content column shows at 1280 px in book/_assets/dnal.css's 12.5 px font
+
+
+def _long_lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if len(ln) > PAGE_CHARS]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_code_and_output_lines_fit_the_page(name):
+    """No code line and no stored text output line is cut at the page edge: at most 88
+    characters (tables rendered as HTML are checked in the browser test)."""
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    bad = []
+    for k, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        bad += [f"cell {k} code: {ln}" for ln in _long_lines(cell.source)]
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                bad += [f"cell {k} output: {ln}" for ln in _long_lines(out.text)]
+            elif out.output_type in ("execute_result", "display_data") and "text/html" not in out.data:
+                bad += [f"cell {k} output: {ln}" for ln in _long_lines(out.data.get("text/plain", ""))]
+    assert not bad, f"{name}: {len(bad)} lines over {PAGE_CHARS} characters:\n" + "\n".join(bad[:10])
 
 
 def test_toc_lists_every_notebook_and_nothing_else():

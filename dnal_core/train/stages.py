@@ -126,6 +126,16 @@ def _trainable_only(model: nn.Module, params: list[nn.Parameter]):
             p.requires_grad_(r)
 
 
+def channels_last_safe(model: nn.Module) -> bool:
+    """False when ``model`` has a 1x1 convolution of stride > 1 with fewer than 8 input
+    channels (a pruned downsampling shortcut): torch 2.14.1's CPU backward of such a conv in
+    channels_last corrupts the heap and aborts the process (measured 2026-12-02: Conv2d(3, 1, 1,
+    stride=2) or Conv2d(2, 4, 1, stride=2) on 64 x 32 x 32 inputs, one thread; 8 or more input
+    channels, a 3x3 kernel or stride 1 ran). Such a model trains in the default layout."""
+    return not any(isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1)
+                   and m.in_channels < 8 for m in model.modules())
+
+
 def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=None, log=None,
          on_epoch=None, resume=None, progress=False, fast=None, channels_last=None,
          precise_bn: int = PRECISE_BN_BATCHES) -> list[dict]:
@@ -158,7 +168,8 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
     # 139 s an epoch on 1 thread, 58 vs 80 on 2; MobileNetV2 x1/2 473 vs 699; ResNet56 x1/2 302
     # vs 303). bf16 autocast stays off on the CPU: 13x slower there (no bf16 instructions on
     # AVX2). The fast path sets its own layout. Only the memory layout changes, not the maths.
-    cl = (device.type == "cpu" if channels_last is None else bool(channels_last)) and fast_step is None
+    cl = (device.type == "cpu" and channels_last_safe(model) if channels_last is None
+          else bool(channels_last)) and fast_step is None
     if cl:
         model.to(memory_format=torch.channels_last)
     if resume is not None and fast_step is None:  # e.g. a checkpoint of the fast path, resumed eagerly

@@ -14,7 +14,7 @@
 # %% [markdown]
 # # Prune your own network: DNAL on a torchvision ResNet18
 #
-# **What it shows.** The paper's method on a network `dnal_core` does not know: torchvision's
+# **What it reproduces.** Nothing of the paper: it shows the paper's method on a network `dnal_core` does not know: torchvision's
 # ResNet18, adapted to CIFAR-10 the usual way (a 3x3 stem of stride 1, no max-pool).
 # `dnal_core.attach_gates` traces it with Torch-Pruning's DependencyGraph and puts one SS gate
 # on each group of coupled channels, after the BatchNorms of the group (a residual stream's
@@ -32,13 +32,13 @@
 # does to a trained ResNet18.
 
 # %% tags=["parameters"]
-profile = "smoke"  # "smoke" only (quarter width, a CIFAR-10 subset, 2 epochs a stage); others show it
+profile = "smoke"  # smoke only: quarter width, a CIFAR-10 subset, 2 epochs a stage
 data_dir = ""      # CIFAR-10 folder (empty: $DNAL_DATA)
 device = "cpu"     # the smoke run is sized for one CPU thread
 out_dir = ""       # results folder (empty: results/prune_your_own/<profile>)
 fig_dir = ""       # figures folder (empty: figures/)
-train = False      # True: train even when results exist (otherwise only when they are missing)
-threads = 1        # CPU threads; 1 avoids a 10x slowdown when other jobs share the 2 cores
+train = False      # True: train even when results exist (else: only when missing)
+threads = 1        # CPU threads: 1 avoids a 10x slowdown on a shared 2-core machine
 lams = [3e-4, 1e-3, 3e-3]  # lambda_a of the searches, all from one weight stage
 
 # %% [markdown]
@@ -49,7 +49,7 @@ lams = [3e-4, 1e-3, 3e-3]  # lambda_a of the searches, all from one weight stage
 # network be rebuilt anywhere that can import it: the pruned `arch.json` holds the constructor's
 # name and the kept channel indices of each gate group, `weights.pt` a weights-only state dict.
 
-# %%
+# %% tags=["nbval-check-output"]
 import copy
 import functools
 import json
@@ -70,26 +70,37 @@ from dnal_core.recipes import get_recipe
 from dnal_core.train import derive_network, finetune, train_architecture, train_weights
 
 NAME = "prune_your_own"
-if profile != "smoke":  # "auto" or a larger profile of `make book`: this chapter has smoke only
+if (
+    profile != "smoke"
+):  # "auto" or a larger profile of `make book`: this chapter has smoke only
     print(f"profile {profile!r}: this chapter has a smoke profile only; showing smoke")
     profile = "smoke"
 run = report.paths(NAME, profile, out_dir, fig_dir)
 data = data_dir or os.environ.get("DNAL_DATA", "")
 torch.set_num_threads(threads)
 WIDTH = 0.25  # smoke scale
-recipe = get_recipe("resnet56-cifar", profile)  # the book's smoke stages, subsets and search settings
+# the book's smoke stages, subsets and search settings
+recipe = get_recipe("resnet56-cifar", profile)
 
 
 def cifar_resnet18(num_classes: int = 10, width: float = 1.0) -> nn.Module:
-    """torchvision's ResNet18 for 32x32 images: 3x3 stem of stride 1, no max-pool; every width
-    (64, 128, 256, 512) times ``width``."""
+    """torchvision's ResNet18 for 32x32 images: 3x3 stem of stride 1, no max-pool;
+    every width (64, 128, 256, 512) times ``width``."""
     net = torchvision.models.resnet18(num_classes=num_classes)
     net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
     net.maxpool = nn.Identity()
-    w = lambda c: c if c == 3 else max(1, round(c * width))  # noqa: E731  (the input stays 3)
+    # the widths scaled, the 3 input channels kept
+    w = lambda c: (c if c == 3 else max(1, round(c * width)))  # noqa: E731
     for name, m in list(net.named_modules()):
         if isinstance(m, nn.Conv2d):
-            new = nn.Conv2d(w(m.in_channels), w(m.out_channels), m.kernel_size, m.stride, m.padding, bias=False)
+            new = nn.Conv2d(
+                w(m.in_channels),
+                w(m.out_channels),
+                m.kernel_size,
+                m.stride,
+                m.padding,
+                bias=False,
+            )
         elif isinstance(m, nn.BatchNorm2d):
             new = nn.BatchNorm2d(w(m.num_features))
         elif isinstance(m, nn.Linear):
@@ -105,9 +116,15 @@ make = functools.partial(cifar_resnet18, num_classes=10, width=WIDTH)
 torch.manual_seed(recipe.seed)
 model = dn.attach_gates(make(), torch.zeros(1, 3, 32, 32), constructor=make)
 groups = gate_groups(model)
-print(f"{len(groups)} gates over {sum(g.channels for g in groups)} channels; "
-      f"dense: {dn.count(model)['macs'] / 1e6:.2f}M MACs, {dn.count(model)['params'] / 1e6:.3f}M params")
-pd.DataFrame([{"gate": g.gate, "channels": g.channels, "BatchNorms it follows": ", ".join(g.bns)} for g in groups])
+print(
+    f"{len(groups)} gates over {sum(g.channels for g in groups)} channels; dense:"
+    f" {dn.count(model)['macs'] / 1e6:.2f}M MACs,"
+    f" {dn.count(model)['params'] / 1e6:.3f}M params"
+)
+pd.DataFrame([
+    {"gate": g.gate, "channels": g.channels, "BatchNorms it follows": ", ".join(g.bns)}
+    for g in groups
+])
 
 # %% [markdown]
 # The first gate belongs to the stem and to the whole `layer1` stream (the stem's BN and the
@@ -123,6 +140,7 @@ pd.DataFrame([{"gate": g.gate, "channels": g.channels, "BatchNorms it follows": 
 # 64, one thread. Per-epoch lines go to `results/prune_your_own/smoke/*.jsonl`, one summary per
 # network to `*.json`, the pruned architectures (kept channels per group) to `arch/`.
 
+
 # %%
 def tag(lam):
     return "dense" if lam is None else f"lam{report.lambda_label(lam)}"
@@ -137,8 +155,10 @@ def write_run(name, records, summary, prov):
 
 def timings(net):
     net = copy.deepcopy(net).cpu().eval()
-    return {"latency_b1_ms": 1e3 * latency(net, 1, (3, 32, 32), warmup=5, iters=30),
-            "latency_b64_ms": 1e3 * latency(net, 64, (3, 32, 32), warmup=2, iters=10)}
+    return {
+        "latency_b1_ms": 1e3 * latency(net, 1, (3, 32, 32), warmup=5, iters=30),
+        "latency_b64_ms": 1e3 * latency(net, 64, (3, 32, 32), warmup=2, iters=10),
+    }
 
 
 have = run.out if out_dir else report.results_dir(NAME, profile)
@@ -148,36 +168,76 @@ if train or not report.has_results(have):
     from dnal_core.data import cifar10_loaders
 
     prov = report.provenance(NAME, profile, threads, device=device)
-    train_data, test_data = cifar10_loaders(data, recipe.weights.batch_size, recipe.test_batch_size, device=device,
-                                            seed=recipe.seed, train_per_class=recipe.train_per_class,
-                                            test_per_class=recipe.test_per_class)
+    train_data, test_data = cifar10_loaders(
+        data,
+        recipe.weights.batch_size,
+        recipe.test_batch_size,
+        device=device,
+        seed=recipe.seed,
+        train_per_class=recipe.train_per_class,
+        test_per_class=recipe.test_per_class,
+    )
     torch.manual_seed(recipe.seed)
     weights = train_weights(model, train_data, test_data, recipe.weights)
-    dense = strip_gates(copy.deepcopy(model))  # the plain network the gates were put into
+    # the plain network the gates were put into
+    dense = strip_gates(copy.deepcopy(model))
     dense_ft = finetune(dense, train_data, test_data, recipe.finetune)
-    write_run(tag(None), weights + dense_ft, {"lam": None, **dn.count(dense), "top1": dense_ft[-1]["test_top1"],
-                                              "weights_top1": weights[-1]["test_top1"], **timings(dense)}, prov)
+    write_run(
+        tag(None),
+        weights + dense_ft,
+        {
+            "lam": None,
+            **dn.count(dense),
+            "top1": dense_ft[-1]["test_top1"],
+            "weights_top1": weights[-1]["test_top1"],
+            **timings(dense),
+        },
+        prov,
+    )
     (run.out / "arch").mkdir(exist_ok=True)
     for lam in lams:
         net = copy.deepcopy(model)
-        arch = train_architecture(net, train_data, test_data, recipe.arch, lam=lam, search=recipe.search)
+        arch = train_architecture(
+            net, train_data, test_data, recipe.arch, lam=lam, search=recipe.search
+        )
         res = derive_network(net, recipe.search)
-        # channels_last off for the pruned network: torch 2.14.1's CPU backward of a 1x1 stride-2
-        # conv with 2-4 input and 1-2 output channels in channels_last corrupts the heap (a
-        # downsample conv of a stream pruned to one channel); the layout changes no result
-        ft = finetune(res.model, train_data, test_data, recipe.finetune, channels_last=False)
+        # channels_last off for the pruned network: torch 2.14.1's CPU backward of a 1x1
+        # stride-2 conv with 2-4 input and 1-2 output channels in channels_last corrupts
+        # the heap (a downsample conv of a stream pruned to one channel); the layout
+        # changes no result
+        ft = finetune(
+            res.model, train_data, test_data, recipe.finetune, channels_last=False
+        )
         rep = res.report
         write_json(run.out / "arch" / f"{tag(lam)}.json", res.arch)
-        write_run(tag(lam), arch + ft, {
-            "lam": lam, **dn.count(res.model), "top1": ft[-1]["test_top1"], "hard_top1": arch[-1]["hard_top1"],
-            "widths": rep["widths_after"], "full_widths": rep["widths_before"], "gates": [g.gate for g in groups],
-            "check": rep["check"], "rel_logit_diff": rep["rel_logit_diff"], "min_channels_bound": len(rep["min_channels_bound"]),
-            **timings(res.model)}, prov)
+        write_run(
+            tag(lam),
+            arch + ft,
+            {
+                "lam": lam,
+                **dn.count(res.model),
+                "top1": ft[-1]["test_top1"],
+                "hard_top1": arch[-1]["hard_top1"],
+                "widths": rep["widths_after"],
+                "full_widths": rep["widths_before"],
+                "gates": [g.gate for g in groups],
+                "check": rep["check"],
+                "rel_logit_diff": rep["rel_logit_diff"],
+                "min_channels_bound": len(rep["min_channels_bound"]),
+                **timings(res.model),
+            },
+            prov,
+        )
     have = run.out
 results = report.read_folder(have)
-lines, finals = results[results["source"].str.endswith(".jsonl")], results[results["source"].str.endswith(".json")]
-print(f"{len(lines)} epochs from {have.name}/: {finals['date'].iloc[0]} on {finals['device'].iloc[0]}, "
-      f"made by `{finals['command'].iloc[0]}`")
+lines, finals = (
+    results[results["source"].str.endswith(".jsonl")],
+    results[results["source"].str.endswith(".json")],
+)
+report.say(
+    f"{len(lines)} epochs from {have.name}/: {finals['date'].iloc[0]} on"
+    f" {finals['device'].iloc[0]}, made by `{finals['command'].iloc[0]}`"
+)
 
 # %% [markdown]
 # ## Results
@@ -187,13 +247,25 @@ print(f"{len(lines)} epochs from {have.name}/: {finals['date'].iloc[0]} on {fina
 # networks.
 
 # %%
-finals = finals.assign(lam=finals["lam"].astype(float)).sort_values("macs", ascending=False).reset_index(drop=True)
+finals = (
+    finals.assign(lam=finals["lam"].astype(float))
+    .sort_values("macs", ascending=False)
+    .reset_index(drop=True)
+)
 dense_row = finals[finals["network"] == "dense"].iloc[0]
 pruned = finals[finals["network"] != "dense"]
-fig, (ax, axw) = plt.subplots(1, 2, figsize=(13, 4), gridspec_kw={"width_ratios": [1, 2]})
+fig, (ax, axw) = plt.subplots(
+    1, 2, figsize=(13, 4), gridspec_kw={"width_ratios": [1, 2]}
+)
 ax.plot(dense_row["macs"] / 1e6, dense_row["top1"], "ks", label="dense, finetuned")
 for r, color in zip(pruned.itertuples(), plt.cm.viridis([0.15, 0.5, 0.85])):
-    ax.plot(r.macs / 1e6, r.top1, "o", color=color, label=f"DNAL, $\\lambda_a$ = {report.lambda_label(r.lam)}")
+    ax.plot(
+        r.macs / 1e6,
+        r.top1,
+        "o",
+        color=color,
+        label=f"DNAL, $\\lambda_a$ = {report.lambda_label(r.lam)}",
+    )
 ax.set_xlabel("MACs (M)")
 ax.set_ylabel("test top-1 (%)")
 ax.set_title(f"CIFAR ResNet18 x{WIDTH} ({profile})")
@@ -202,8 +274,16 @@ first = pruned.iloc[0]
 names = [g.removesuffix(".ss") for g in first["gates"]]
 x = range(len(names))
 axw.bar(x, first["full_widths"], color="0.85", label="dense")
-for i, (r, color) in enumerate(zip(pruned.itertuples(), plt.cm.viridis([0.15, 0.5, 0.85]))):
-    axw.bar([k + (i - 1) * 0.27 for k in x], r.widths, width=0.27, color=color, label=f"$\\lambda_a$ = {report.lambda_label(r.lam)}")
+for i, (r, color) in enumerate(
+    zip(pruned.itertuples(), plt.cm.viridis([0.15, 0.5, 0.85]))
+):
+    axw.bar(
+        [k + (i - 1) * 0.27 for k in x],
+        r.widths,
+        width=0.27,
+        color=color,
+        label=f"$\\lambda_a$ = {report.lambda_label(r.lam)}",
+    )
 axw.set_xticks(list(x), names, rotation=60, ha="right", fontsize=8)
 axw.set_ylabel("channels kept")
 axw.set_title("learned width per gate group (named by the BN that owns the gate)")
@@ -211,12 +291,25 @@ axw.legend(fontsize=8)
 report.save_figure(fig, f"{NAME}_{profile}", run.fig)
 
 # %%
-table = finals.assign(**{"MACs (M)": finals["macs"] / 1e6, "params (M)": finals["params"] / 1e6,
-                         "MACs ratio": finals["macs"] / dense_row["macs"],
-                         "latency ratio b1": finals["latency_b1_ms"] / dense_row["latency_b1_ms"],
-                         "latency ratio b64": finals["latency_b64_ms"] / dense_row["latency_b64_ms"]})
-table[["network", "MACs (M)", "params (M)", "top1", "hard_top1", "MACs ratio", "latency_b1_ms", "latency_b64_ms",
-       "latency ratio b1", "latency ratio b64"]].round(3)
+table = finals.assign(**{
+    "MACs (M)": finals["macs"] / 1e6,
+    "params (M)": finals["params"] / 1e6,
+    "MACs ratio": finals["macs"] / dense_row["macs"],
+    "latency ratio b1": finals["latency_b1_ms"] / dense_row["latency_b1_ms"],
+    "latency ratio b64": finals["latency_b64_ms"] / dense_row["latency_b64_ms"],
+})
+table[[
+    "network",
+    "MACs (M)",
+    "params (M)",
+    "top1",
+    "hard_top1",
+    "MACs ratio",
+    "latency_b1_ms",
+    "latency_b64_ms",
+    "latency ratio b1",
+    "latency ratio b64",
+]].round(3)
 
 # %% [markdown]
 # ## Check
@@ -229,14 +322,26 @@ table[["network", "MACs (M)", "params (M)", "top1", "hard_top1", "MACs ratio", "
 # %%
 for r in pruned.itertuples():
     assert r.check == "passed" and r.rel_logit_diff <= 1e-4, r
-    assert r.macs < dense_row["macs"] and all(0 < w <= f for w, f in zip(r.widths, r.full_widths)), r
+    assert r.macs < dense_row["macs"] and all(
+        0 < w <= f for w, f in zip(r.widths, r.full_widths)
+    ), r
     arch = read_json(have / "arch" / f"{r.network}.json")
-    assert arch["constructor"] == "__main__:cifar_resnet18" and arch["kwargs"] == {"num_classes": 10, "width": WIDTH}
+    assert arch["constructor"] == "__main__:cifar_resnet18" and arch["kwargs"] == {
+        "num_classes": 10,
+        "width": WIDTH,
+    }
     rebuilt = dn.build_from_arch(arch)
-    assert dn.count(rebuilt) == {"macs": r.macs, "params": r.params}, (dn.count(rebuilt), r.macs, r.params)
+    assert dn.count(rebuilt) == {"macs": r.macs, "params": r.params}, (
+        dn.count(rebuilt),
+        r.macs,
+        r.params,
+    )
     assert rebuilt.widths == r.widths
-    print(f"{r.network}: {r.macs / 1e6:.2f}M MACs ({r.macs / dense_row['macs']:.1%} of dense), "
-          f"check {r.check} ({r.rel_logit_diff:.1e}), rebuilt from arch/{r.network}.json: same MACs and params")
+    report.say(
+        f"{r.network}: {r.macs / 1e6:.2f}M MACs ({r.macs / dense_row['macs']:.1%} of"
+        f" dense), check {r.check} ({r.rel_logit_diff:.1e}), rebuilt from"
+        f" arch/{r.network}.json: same MACs and params"
+    )
 
 # %% [markdown]
 # ## Notes

@@ -6,6 +6,7 @@ execution) in a temporary folder and build it there, so they neither need `make 
 touch book/_build. nbval (run by `make test` on notebooks/*.ipynb) re-executes the notebooks.
 """
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -25,12 +26,9 @@ _spec = importlib.util.spec_from_file_location("book_build", ROOT / "book" / "bu
 build = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(build)
 
-# Pages the browser test renders: (page, must have a <table>, must have an <img>).
-# Hook for the tables: when chapters/table1_vgg16_cifar10 exists, it replaces fig1 as the
-# content page here (a Table I page has both a table and a figure).
-CONTENT_PAGE = next((f"chapters/{n}.html" for n in ("table1_vgg16_cifar10", "fig1_scaled_sigmoid") if n in NAMES),
-                    None)
-PAGES = [("index.html", False, False)] + ([(CONTENT_PAGE, True, True)] if CONTENT_PAGE else [])
+# Pages the browser test renders: every page, (page, must have a <table>, must have an <img>).
+# The front page has the status table; every chapter shows at least one figure.
+PAGES = [("index.html", True, False)] + [(f"chapters/{n}.html", False, True) for n in NAMES]
 SKELETON = ["What it reproduces", "## Set-up", "## Run", "## Results", "## Check", "## Notes"]
 PARAMETERS = ("profile", "data_dir", "device", "out_dir", "fig_dir")
 
@@ -212,8 +210,54 @@ def test_page_renders_in_chromium(html, tmp_path, page, has_table, has_img):
     spread = ImageStat.Stat(img).stddev[0]
     inked = sum(img.histogram()[:200]) / (img.size[0] * img.size[1])  # pixels clearly not white
     assert spread > 10 and inked > 0.01, f"{page} looks blank: stddev {spread:.1f}, {inked:.1%} inked"
-    # After scripts ran: MathJax (served locally) typeset the formulas, none failed.
-    dom = _run_chromium(exe, url, "--dump-dom").stdout
+    # After scripts ran: MathJax (served locally) typeset the formulas, none failed; nothing is
+    # cut at the page edge; every figure has pixels and is shown large enough to read.
+    probe = (html / page).with_name(f"_probe_{Path(page).name}")
+    probe.write_text(source.replace("</body>", PROBE + "</body>"))
+    try:
+        dom = _run_chromium(exe, probe.as_uri(), "--window-size=1280,900", "--dump-dom").stdout
+    finally:
+        probe.unlink()
     assert "DNAL, reproduced" in dom
-    assert "<mjx-container" in dom, f"{page}: MathJax did not render (is it loaded offline?)"
+    if 'class="math' in source:
+        assert "<mjx-container" in dom, f"{page}: MathJax did not render (is it loaded offline?)"
     assert "<mjx-merror" not in dom and "Math input error" not in dom
+    found = re.search(r'<pre id="probe-result">(.*?)</pre>', dom, re.S)
+    assert found, f"{page}: the layout probe did not run"
+    result = json.loads(html_unescape(found.group(1)))
+    assert not result["wide"], f"{page}: cut at the page edge (scrollWidth > width): {result['wide'][:5]}"
+    for src, natural, shown in result["imgs"]:
+        assert natural > 0, f"{page}: image {src} is empty or missing"
+        assert shown >= min(natural, 300), f"{page}: image {src} shown {shown} px wide (of {natural})"
+
+
+# Run in the page after its scripts: every code/output block and result table that scrolls
+# horizontally (a line cut at the page edge), and each figure's natural and shown width.
+PROBE = """<script>window.addEventListener('load', () => setTimeout(() => {
+  const wide = [...document.querySelectorAll('main pre, main div.cell_output table')]
+    .filter(el => el.scrollWidth > el.clientWidth + 1)
+    .map(el => [el.tagName, el.scrollWidth, el.clientWidth, el.textContent.slice(0, 60)]);
+  const imgs = [...document.querySelectorAll('main img')].map(i => [i.getAttribute('src'), i.naturalWidth, i.clientWidth]);
+  const out = document.createElement('pre'); out.id = 'probe-result';
+  out.textContent = JSON.stringify({wide, imgs});
+  document.body.appendChild(out);
+}, 300));</script>"""
+
+
+def html_unescape(text: str) -> str:
+    import html as _html
+
+    return _html.unescape(text)
+
+
+@pytest.mark.slow
+def test_every_local_link_resolves(html):
+    """Every relative href/src of every built page points at a file of the built book."""
+    bad = []
+    for page in sorted(html.rglob("*.html")):
+        for url in re.findall(r'(?:href|src)="([^"#?]+)[^"]*"', page.read_text()):
+            if re.match(r"^(?:[a-z]+:|//|data:)", url):
+                continue
+            if not (page.parent / url).resolve().exists():
+                bad.append(f"{page.relative_to(html)} -> {url}")
+    assert not bad, bad[:10]

@@ -252,6 +252,7 @@ def cmd_stage(args) -> None:
     shutil.copytree(BOOK, dest, ignore=shutil.ignore_patterns("_build", "chapters", "*.pyc", "__pycache__"),
                     dirs_exist_ok=True)
     (dest / "chapters").mkdir(exist_ok=True)
+    write_status(dest)
     for name in notebook_names():
         shutil.copy2(NOTEBOOKS / f"{name}.ipynb", dest / "chapters" / f"{name}.ipynb")
     print(f"staged the book with {len(notebook_names())} stored notebooks in {dest}")

@@ -163,10 +163,17 @@ def copy_metrics(run_dir: Path | str, dest: Path | str, stages=None, **fields) -
     return len(lines)
 
 
+# Files an experiment writes while it is still running (dnal_core.experiments: the lambda sweep
+# and the lambdas chosen from it): committed as they come, but not results a chapter renders.
+PLAN_FILES = {"sweep.json", "chosen.json"}
+
+
 def has_results(folder: Path | str | None) -> bool:
-    """Whether ``folder`` exists and holds a ``*.json`` or ``*.jsonl`` file."""
-    return folder is not None and Path(folder).is_dir() and (
-        any(Path(folder).glob("*.json")) or any(Path(folder).glob("*.jsonl")))
+    """Whether ``folder`` exists and holds a ``*.json`` or ``*.jsonl`` result (``PLAN_FILES``,
+    the intermediate files of a running experiment, do not count)."""
+    if folder is None or not Path(folder).is_dir():
+        return False
+    return any(f.name not in PLAN_FILES for pat in ("*.json", "*.jsonl") for f in Path(folder).glob(pat))
 
 
 def provenance(notebook: str, profile: str, threads: int, overrides: dict | None = None,
@@ -197,11 +204,11 @@ SCALE_ORDER = ("paper", "cpu", "smoke")  # largest scale first
 
 
 def best_profile(name: str, root: Path | str | None = None) -> str:
-    """The largest-scale profile (paper, then cpu, then smoke) with a ``*.json`` result in
+    """The largest-scale profile (paper, then cpu, then smoke) with results (``has_results``) in
     ``results/<name>/<profile>/`` (``root``: the results folder, default the repository's);
-    "smoke" when none has one."""
+    "smoke" when none has any."""
     root = Path(root) if root else repo_root() / "results"
-    return next((p for p in SCALE_ORDER if any((root / name / p).glob("*.json"))), "smoke")
+    return next((p for p in SCALE_ORDER if has_results(root / name / p)), "smoke")
 
 
 def resolve_profile(name: str, profile: str) -> str:

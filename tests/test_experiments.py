@@ -38,3 +38,17 @@ def test_control_trains_as_long_as_the_three_stages():
     c = control_recipe(r, 0.1)
     assert c.weights.epochs == r.weights.epochs + r.arch.epochs + r.finetune.epochs == 30
     assert (c.width_mult, c.weights.schedule, c.weights.lr) == (0.1, "cosine", r.weights.lr)
+
+
+def test_a_running_experiment_is_not_a_result(tmp_path):
+    """A results folder holding only the sweep of a running experiment is not shown (the
+    chapter would have nothing to render) and does not stop the notebook from training."""
+    from dnal_core.report import best_profile, has_results
+
+    cpu = tmp_path / "x" / "cpu"
+    cpu.mkdir(parents=True)
+    (cpu / "sweep.json").write_text('{"rows": []}')
+    (cpu / "chosen.json").write_text('{"lambdas": []}')
+    assert not has_results(cpu) and best_profile("x", tmp_path) == "smoke"
+    (cpu / "lam1e-4.json").write_text("{}")
+    assert has_results(cpu) and best_profile("x", tmp_path) == "cpu"

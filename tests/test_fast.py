@@ -375,3 +375,20 @@ def test_dnal_run_eager_option(monkeypatch, tmp_path):
                      "--quiet", *flag]) == 0
     assert seen == [True, False]
     assert use_fast(None, torch.device("cuda"))  # restored after the command
+
+
+def test_dnal_run_and_the_benchmark_set_cudnn_alike(monkeypatch, tmp_path):
+    """``dnal run`` on a CUDA device sets cudnn.benchmark as benchmarks/epoch_time.py does (both
+    call ``set_cudnn``); on the CPU it is left alone."""
+    from dnal_core.cli import main
+    from dnal_core.commands import run as run_cmd
+    from dnal_core.train import fast as fast_mod
+
+    monkeypatch.setattr(run_cmd, "run_pipeline", lambda *a, **k: {})
+    for device, want in (("cpu", False), ("cuda", fast_mod.CUDNN_BENCHMARK), ("cuda:0", fast_mod.CUDNN_BENCHMARK)):
+        monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+        assert main(["run", "vgg16-cifar", "--data", str(tmp_path), "--out", str(tmp_path / device.replace(":", "")),
+                     "--quiet", "--device", device]) == 0
+        assert torch.backends.cudnn.benchmark is want, device
+    src = (ROOT / "benchmarks" / "epoch_time.py").read_text()
+    assert "set_cudnn(device)" in src and "cudnn.benchmark =" not in src

@@ -99,7 +99,7 @@ fi
 mkdir -p "$OUT"
 ISO=()
 if [ "${GPU_CHECK_DRY_RUN:-0}" = 1 ]; then  # this script's own check on a CPU machine
-    [ -d "$CARRY_DIR" ] || bash benchmarks/gpu_check.sh pack >/dev/null || exit 1
+    bash benchmarks/gpu_check.sh pack >/dev/null || exit 1  # afresh: what CARRIED names now
     BASE_SITE=$(mktemp -d)
     trap 'rm -rf "$BASE_SITE"' EXIT
     site "$BASE_SITE" link $GPU_BASE || exit 1

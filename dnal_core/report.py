@@ -554,6 +554,6 @@ def plot_tables(table: str, ours, title: str, profile: str):
     if profile == "smoke":  # said in the figure itself, with the chance line
         for ax in axes:
             ax.axhline(10.0, color="0.4", lw=1, ls=":", label="chance (10 classes)")
-            ax.text(0.02, 0.04, "smoke profile: machinery check, chance-level accuracy", transform=ax.transAxes,
-                    fontsize=9, color="tab:red", bbox=dict(fc="white", ec="tab:red", alpha=0.85))
+        fig.suptitle("smoke profile: machinery check, chance-level accuracy", color="tab:red", fontsize=10)
+    fig.tight_layout()
     return fig

@@ -198,7 +198,7 @@ def table1_search(recipe, data, runs: Path, out: Path, command: str, device="aut
     chosen = choose_lambdas(rows) if choose else sorted(grid)
     rule = "closest MACs reduction on a log scale, each lambda once" if choose else "every lambda searched"
     write_json(out / "chosen.json", {"lambdas": chosen, "targets": list(TARGET_REDUCTIONS), "rule": rule, **prov})
-    for lam in chosen:
+    for lam in sorted(chosen, reverse=True):  # the smallest network first: a cut session keeps the most
         final = finetune(recipe, data, runs, lam, device)
         folder = runs / f"lam{label(lam)}"
         write_json(out / f"lam{label(lam)}.json", {**prov, **final})

@@ -122,25 +122,6 @@ def test_run_out_unwritable(data, tmp_path, capsys, unwritable):
     assert not (unwritable / "o").exists()
 
 
-def test_run_resume_removes_stale_tmp(data, tmp_path, capsys, monkeypatch):
-    """A run killed inside ``atomic_path`` leaves ``.<name>.<random>.tmp``; ``--resume`` removes
-    it before the run continues (run_pipeline replaced: only run.py's part is tested here)."""
-    import dnal_core.commands.run as run_cmd
-    out = tmp_path / "o"
-    recipe = get_recipe("vgg16-cifar", "smoke")
-    write_json(out / "config.json", {"recipe": recipe.to_dict(), "data": str(data)})
-    stale = [out / ".weights.pt.k3j_x9ab.tmp", out / "ckpt" / ".weights.pt.0a1b2c3d.tmp"]
-    keep = [out / "weights.pt", out / "notes.tmp", out / ".hidden.tmp"]
-    for p in stale + keep:
-        p.parent.mkdir(exist_ok=True)
-        p.write_bytes(b"x" * 10)
-    seen = []
-    monkeypatch.setattr(run_cmd, "run_pipeline", lambda *a, **k: seen.append(sorted(out.rglob("*"))) or {})
-    assert main(["run", "vgg16-cifar", "--out", str(out), "--resume", "--quiet"]) == 0
-    assert seen and not any(p in seen[0] for p in stale)  # gone before the pipeline starts
-    assert all(p.is_file() for p in keep)
-
-
 def test_remove_stale_tmp_only_matches_atomic_names(tmp_path):
     names = [".final.json.abcdefgh.tmp", ".x.tmp", ".a.b.abcdefgh.tmpx", "a.b.abcdefgh.tmp", ".w.pt.ABCDEFGH.tmp"]
     for n in names:

@@ -91,6 +91,7 @@ def test_bench_prints_macs_and_latency_ratios(pruned_dir, capsys):
     report = json.loads((pruned_dir / "report.json").read_text())
     assert rc == 0 and rep["macs_pruned"] == report["macs_after"] and rep["macs_dense"] == report["macs_before"]
     assert [(r["device"], r["batch_size"]) for r in rep["rows"]] == [("cpu", 1), ("cpu", 8)]
-    assert all(r["latency_ratio"] > 0 and r["macs_ratio"] == rep["macs_ratio"] < 1 for r in rep["rows"])
+    assert all(r["latency_ratio"] == pytest.approx(r["pruned_ms"] / r["dense_ms"]) and r["dense_ms"] > 0
+               and r["pruned_ms"] > 0 and r["macs_ratio"] == rep["macs_ratio"] < 1 for r in rep["rows"])
     rc, _, err = run_cli(["bench", pruned_dir, "--batch-sizes", "0"], capsys)
     assert rc == 2 and "positive" in err

@@ -61,6 +61,8 @@ def arch_keys(model: str) -> set[str] | None:
     fn = _REGISTRY[model]
     try:
         target = inspect.signature(fn, eval_str=True).return_annotation
+        if target is inspect.Signature.empty:  # no annotation: the builder's own keywords
+            target = fn
         keys = set()
         for c in target.__mro__ if isinstance(target, type) else [fn]:
             params = inspect.signature(c).parameters.values()

@@ -181,7 +181,7 @@ for ax, (model, title) in zip(axes[:, 0], MODELS.items()):
     ax.legend(fontsize=8)
 report.save_figure(fig, f"{NAME}_{profile}", run.fig)
 
-# %%
+# %% tags=["nbval-check-output"]
 summary = lines.assign(
     channels=lines["gate_hist"].map(sum),
     at_0=lines["gate_hist"].map(lambda h: h[0]),

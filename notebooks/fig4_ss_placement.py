@@ -237,7 +237,7 @@ for ax, model in zip(axes[0], MODELS):
     ax.legend(fontsize=8)
 report.save_figure(fig, f"{NAME}_{profile}", run.fig)
 
-# %%
+# %% tags=["nbval-check-output"]
 # Per placement: the searched network (gates open after the search, MACs of the pruned
 # network, top-1 at the end of the search) and the top-1 after finetuning it.
 ends = (

@@ -203,7 +203,7 @@ for ax, model in zip(axes[0], MODELS):
     ax.legend(fontsize=8)
 report.save_figure(fig, f"{NAME}_{profile}", run.fig)
 
-# %%
+# %% tags=["nbval-check-output"]
 finals[["model", "strategy", "macs", "params", "top1", "top5"]]
 
 # %% [markdown]

@@ -113,7 +113,7 @@ Markdown(
 # (`uniform_top1`; empty while that control has not run). `dnal_minus_uniform` is the answer
 # to "does learning the widths pay?" at that size.
 
-# %%
+# %% tags=["nbval-check-output"]
 rows = report_cpu.table1_rows(have)
 ctl = report_cpu.controls(have)
 dense = ctl["dense"]

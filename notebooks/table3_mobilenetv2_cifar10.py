@@ -100,7 +100,7 @@ print(f"results from {have.relative_to(root) if have.is_relative_to(root) else h
 # the weight stage (not finetuned further): `drop1`/`drop5` are its top-1/top-5 minus each
 # pruned network's, in points.
 
-# %%
+# %% tags=["nbval-check-output"]
 finals = report.read_folder(have)
 report.say(f"profile {profile}: {report.run_line(finals)}")
 ours, table = report.beside_paper(TABLE, finals)

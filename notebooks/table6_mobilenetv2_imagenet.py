@@ -123,7 +123,7 @@ report.ours_table(smoke_finals)[["lambda", "macs_m", "params_m", "top1", "top5"]
 # %% [markdown]
 # ## Results beside the paper
 
-# %%
+# %% tags=["nbval-check-output"]
 # committed paper runs, if any
 folder = (run.out if out_dir else report.results_dir(NAME, "paper"))
 ours, table, message = report.paper_run_table(NAME, TABLE, folder)

@@ -214,3 +214,12 @@ report.say(
 #   `dn.set_threshold`.
 # - The eq. 6 erratum does not change any result of the paper, whose code (like ours) uses
 #   automatic differentiation.
+#
+# ## Exercises
+#
+# 1. For $\delta = 10^4$, how close to $s = 0$ must a gate be for $0.01 < p < 0.99$? Derive
+#    it from $p = \mathrm{sigmoid}(\delta s)$, then check with `gate_values`.
+# 2. The printed eq. 6 is zero at $s = 1/\delta$ too. What would a gradient step with it do to a
+#    gate sitting there, and what does the true derivative do?
+# 3. Plot $\delta\,p(1-p)$ against $s$ for $\delta = 10^4$: how wide is the zone where a
+#    gate still learns (derivative above $10^{-6}$)?

@@ -417,3 +417,11 @@ print("all stage checks pass")
 #   per-epoch $\delta$; each is an option of the library, the paper is the default.
 # - A layer whose gates all close keeps one channel here (`hard_gated_arch(min_channels=1)`),
 #   so the network never loses its path from input to output.
+#
+# ## Exercises
+#
+# 1. Change `lam` with papermill (`-p lam 1e-3`) and predict, before running, whether more or
+#    fewer of the 528 channels stay open and how the pruned MACs move.
+# 2. Set the threshold to the code's 0.9 (`dn.set_threshold(model, 0.9)`) before line 9. At
+#    $\delta = 10^4$, which gates can that change, and why so few?
+# 3. Alg. 1 freezes BN in stage 2. Re-run line 7 with BN in train mode and compare the gates.

@@ -425,3 +425,12 @@ print(
 #   against the shorter-trained stage-1 network the pruned ones would look better than they are.
 # - `dnal run` does the same on CIFAR-10 with the paper's recipes, writing a run folder with
 #   checkpoints; the table chapters read those runs.
+#
+# ## Exercises
+#
+# 1. Run the chapter with `-p profile paper` (longer stages, five lambdas) and predict the
+#    shape of the accuracy-against-MACs curve before looking.
+# 2. Evaluate the pruned networks without re-estimating BN (`evaluate(small, test)`): how far
+#    do they fall, and why does the dense network fall less?
+# 3. Replace `SearchConfig()` by `SearchConfig(bn_stats="running")` and watch the gated
+#    accuracy during the search: what goes wrong, and where?

@@ -46,6 +46,7 @@ threads = 1  # CPU threads; 1 avoids a 10x slowdown when other jobs share the 2 
 # ## Set-up
 
 # %% tags=["hide-input"]
+import json
 import os
 from pathlib import Path
 
@@ -229,9 +230,14 @@ assert (
 )
 u = rows.dropna(subset=["uniform_top1"])
 assert ((u["uniform_macs_m"] / u["macs_m"] - 1).abs() <= 0.02).all()
+chosen = json.loads((have / "chosen.json").read_text())["lambdas"]
+complete = len(rows) == len(chosen)  # every chosen lambda finetuned (a run may still be going)
 if profile == "cpu":  # issue 14's bar for results that mean something
     assert dense is None or dense["top1"] >= 83.0, dense
-    assert rows["macs_x"].min() <= 2.0 and rows["macs_x"].max() >= 8.0, rows["macs_x"]
+    assert not complete or (rows["macs_x"].min() <= 2.0 and rows["macs_x"].max() >= 8.0)
+if not complete:
+    report.say(f"{len(rows)} of the {len(chosen)} chosen lambdas are finetuned so far:",
+               "the experiment is still running (its command resumes it).")
 print(
     f"{len(rows)} lambdas, reductions {rows['macs_x'].min():.2f}x to"
     f" {rows['macs_x'].max():.2f}x; {len(u)} uniform controls"

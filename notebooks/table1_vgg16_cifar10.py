@@ -231,7 +231,8 @@ assert (
 u = rows.dropna(subset=["uniform_top1"])
 assert ((u["uniform_macs_m"] / u["macs_m"] - 1).abs() <= 0.02).all()
 chosen = json.loads((have / "chosen.json").read_text())["lambdas"]
-complete = len(rows) == len(chosen)  # every chosen lambda finetuned (a run may still be going)
+# every chosen lambda finetuned? (while the experiment runs, only some are)
+complete = len(rows) == len(chosen)
 if profile == "cpu":  # issue 14's bar for results that mean something
     assert dense is None or dense["top1"] >= 83.0, dense
     assert not complete or (rows["macs_x"].min() <= 2.0 and rows["macs_x"].max() >= 8.0)

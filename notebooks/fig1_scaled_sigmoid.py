@@ -38,7 +38,7 @@ fig_dir = ""       # figures folder (empty: figures/)
 # %% [markdown]
 # ## Set-up
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd

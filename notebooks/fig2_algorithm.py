@@ -40,7 +40,7 @@ lam = 1e-4  # lambda_a of eq. 4 (Table I uses 1e-5 .. 5e-4)
 # %% [markdown]
 # ## Set-up
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch

@@ -44,7 +44,7 @@ lam = 1e-4  # lambda_a of the searches
 # %% [markdown]
 # ## Set-up
 
-# %%
+# %% tags=["hide-input"]
 import os
 from pathlib import Path
 
@@ -153,7 +153,7 @@ for model, r in lines.groupby("model"):
 # Each panel: the share of channels whose $\mathrm{sigmoid}(\delta s)$ falls in each tenth of
 # [0, 1], one bar group per value of $\delta$ reached at the end of a search epoch.
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(
     len(MODELS), 1, figsize=(6.8, 3.4 * len(MODELS)), squeeze=False
 )
@@ -236,3 +236,10 @@ for model, rows in summary.groupby("model"):
 # - At the smoke profile the networks are barely trained (two weight epochs on 1,000 images):
 #   that panel is about the form of the histograms, not about accuracy.
 # - Stage-2 BatchNorm normalises with batch statistics (the library's default; README, Training).
+#
+# ## Exercises
+#
+# 1. At the cpu profile the search lasts three epochs. At which delta does the middle bar group
+#    sit, and why is it not 100?
+# 2. Count the gates in the outer bins at the last epoch and compare with `open_gates`: why
+#    must they agree?

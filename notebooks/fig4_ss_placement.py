@@ -50,7 +50,7 @@ lam = 1e-4  # lambda_a of the searches
 # %% [markdown]
 # ## Set-up
 
-# %%
+# %% tags=["hide-input"]
 import os
 from pathlib import Path
 
@@ -201,7 +201,7 @@ report.say(
 # stage is drawn once, since it is the same for every placement.
 
 
-# %%
+# %% tags=["hide-input"]
 def curve(rows):
     rows = rows.assign(order=rows["stage"].map(STAGES.index)).sort_values(
         ["order", "epoch"]

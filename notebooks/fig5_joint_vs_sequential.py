@@ -57,7 +57,7 @@ lam = 1e-4  # lambda_a of both strategies
 # %% [markdown]
 # ## Set-up
 
-# %%
+# %% tags=["hide-input"]
 import os
 from pathlib import Path
 
@@ -177,7 +177,7 @@ report.say(
 # Test top-1 against the epoch counted from the start of training, one curve per strategy; the
 # markers change at each stage boundary.
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, len(MODELS), figsize=(6 * len(MODELS), 3.8), squeeze=False)
 for ax, model in zip(axes[0], MODELS):
     for (strategy, _), color in zip(STRATEGIES.items(), ("tab:blue", "tab:orange")):

@@ -49,7 +49,7 @@ lams = [3e-4, 1e-3, 3e-3]  # lambda_a of the searches, all from one weight stage
 # network be rebuilt anywhere that can import it: the pruned `arch.json` holds the constructor's
 # name and the kept channel indices of each gate group, `weights.pt` a weights-only state dict.
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-input"]
 import copy
 import functools
 import json
@@ -246,7 +246,7 @@ report.say(
 # width). The dense control is the weight stage followed by the same finetuning as the pruned
 # networks.
 
-# %%
+# %% tags=["hide-input"]
 finals = (
     finals.assign(lam=finals["lam"].astype(float))
     .sort_values("macs", ascending=False)

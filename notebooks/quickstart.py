@@ -48,7 +48,7 @@ seed = 0
 # The stage lengths of each profile. The recipes of the paper (Section V-B) are in
 # `dnal_core.recipes`; these are the quickstart's own, for a dataset of 1,437 training images.
 
-# %%
+# %% tags=["hide-input"]
 import json
 import warnings
 

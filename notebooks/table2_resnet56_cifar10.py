@@ -38,7 +38,7 @@ threads = 1  # CPU threads; 1 avoids a 10x slowdown when other jobs share the 2 
 # %% [markdown]
 # ## Set-up
 
-# %%
+# %% tags=["hide-input"]
 import os
 from pathlib import Path
 
@@ -186,7 +186,7 @@ pd.DataFrame(rows)
 others = paper_table(TABLE).query("method not in ['DNAL', 'Baseline']")
 others[["method", "macs_m", "params_m", "top1"]]
 
-# %%
+# %% tags=["hide-input"]
 # Top: MACs in millions (a smoke run's quarter-width network sits near zero); bottom:
 # MACs as a share of each side's own baseline, which puts both on one axis. Accuracies
 # of a smoke run are not comparable to the paper's.
@@ -239,3 +239,11 @@ if profile == "paper":
 #   from it. On the seeded example above (about half of each gate closed) our count is 1.43x
 #   the stream-pruned one, at the smoke width and at full width (46.6M against 32.6M of
 #   125.5M). Our count is what the pruned network computes.
+#
+# ## Exercises
+#
+# 1. Block-output gates sit before the residual sum and the stream keeps its width. Predict how
+#    the pruned MACs would change if closed stream channels were dropped too (the authors'
+#    count), then compare with the example above.
+# 2. Re-run the smoke profile with `-p train True` and a larger lambda via the notebook's
+#    `LAMS`: which stage's blocks lose their branch first?

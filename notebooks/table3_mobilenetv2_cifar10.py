@@ -38,7 +38,7 @@ threads = 1  # CPU threads; 1 avoids a 10x slowdown when other jobs share the 2 
 # %% [markdown]
 # ## Set-up
 
-# %%
+# %% tags=["hide-input"]
 import os
 from pathlib import Path
 
@@ -114,7 +114,7 @@ paper_table(TABLE).query("method not in ['DNAL', 'Baseline']")[
     ["method", "macs_m", "params_m", "top1"]
 ]
 
-# %%
+# %% tags=["hide-input"]
 # Left: MACs in millions (a smoke run's quarter-width network sits near zero); right:
 # MACs as a share of each side's own baseline, which puts both on one axis. Accuracies
 # of a smoke run are not comparable to the paper's.
@@ -161,3 +161,10 @@ if (
 #   reaches its count (README, Models; notes/official-code.md). Compare rows by `*_macs_x`.
 # - Our baseline accuracy is the weight stage's (the dense network is not finetuned again), so a
 #   "drop" compares the pruned and finetuned network with the network the search started from.
+#
+# ## Exercises
+#
+# 1. The paper's baseline is 91.17M MACs, ours 87.98M. Add one operation per BatchNorm and
+#    ReLU6 output (`dnal_core.measure`) and see how close you get.
+# 2. MobileNetV2 gates the depthwise width and the projection: which of the two moves MACs
+#    more per channel closed, and why?

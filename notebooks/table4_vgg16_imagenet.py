@@ -38,7 +38,7 @@ train = False      # True: rerun the smoke run even when its result exists
 # %% [markdown]
 # ## Set-up
 
-# %%
+# %% tags=["hide-input"]
 import os
 from pathlib import Path
 
@@ -130,7 +130,7 @@ ours, table, message = report.paper_run_table(NAME, TABLE, folder)
 report.say(message)
 table
 
-# %%
+# %% tags=["hide-input"]
 report.save_figure(
     report.plot_acc_vs_macs(
         TABLE,
@@ -169,3 +169,11 @@ if (
 #   network on random images: it checks the machinery, and its accuracies are chance.
 # - VGG16 here is laid out as torchvision's `vgg16_bn` (README, ImageNet models); its count
 #   matches the paper's baseline row.
+#
+# ## Exercises
+#
+# 1. From the counts above, how many MACs does one channel of VGG16's first conv cost at
+#    224x224 compared with one of its last conv? What does that say about where eq. 4
+#    (which prices every channel alike) will prune?
+# 2. Print the commands for two GPUs instead of eight (`report.paper_commands(..., gpus=2)`):
+#    what changes in the global batch?

@@ -38,7 +38,7 @@ train = False      # True: rerun the smoke run even when its result exists
 # %% [markdown]
 # ## Set-up
 
-# %%
+# %% tags=["hide-input"]
 import os
 from pathlib import Path
 
@@ -203,7 +203,7 @@ for width, kw in WIDTHS:
     )
 pd.DataFrame(rows)
 
-# %%
+# %% tags=["hide-input"]
 report.save_figure(
     report.plot_acc_vs_macs(
         TABLE,
@@ -248,3 +248,9 @@ if ours is not None:
 #   from it. On the seeded example above (about half of each gate closed) our count is 1.34x
 #   the stream-pruned one at full width (1.49G against 1.12G of 4.09G) and 1.22x at the smoke
 #   width. Our count is what the pruned network computes.
+#
+# ## Exercises
+#
+# 1. ResNet50 gates `bn3` before the residual sum. Why can the pruner never remove a channel of
+#    the residual stream itself, and what does that cost in MACs (the example above)?
+# 2. The authors also gate the stem BN. Which blocks does closing a stem channel affect?

@@ -38,7 +38,7 @@ train = False      # True: rerun the smoke run even when its result exists
 # %% [markdown]
 # ## Set-up
 
-# %%
+# %% tags=["hide-input"]
 import os
 from pathlib import Path
 
@@ -130,7 +130,7 @@ ours, table, message = report.paper_run_table(NAME, TABLE, folder)
 report.say(message)
 table
 
-# %%
+# %% tags=["hide-input"]
 report.save_figure(
     report.plot_acc_vs_macs(
         TABLE,
@@ -171,3 +171,10 @@ if (
 #   network on random images: it checks the machinery, and its accuracies are chance.
 # - The paper's 300.79M MACs count one extra operation per output channel (the authors' counter);
 #   conv and linear MACs alone are 300.77M.
+#
+# ## Exercises
+#
+# 1. Table VI's two lambdas differ by 1e-5 and give 1.38x and 1.45x. Estimate the lambda that
+#    would give 2x, and say why a budget (a MACs target) would be easier to ask for.
+# 2. Which MobileNetV2 gates are absent here (stem, expansion conv), and why can the
+#    expansion width still shrink?

@@ -38,7 +38,7 @@ train = False      # True: rerun the smoke run even when its result exists
 # %% [markdown]
 # ## Set-up
 
-# %%
+# %% tags=["hide-input"]
 import os
 from pathlib import Path
 
@@ -130,7 +130,7 @@ ours, table, message = report.paper_run_table(NAME, TABLE, folder)
 report.say(message)
 table
 
-# %%
+# %% tags=["hide-input"]
 # Table VII gives parameters and top-1, no MACs: parameters on the x axis
 mine = None if ours is None else ours[ours["lambda"] != "-"]
 fig = report.plot_acc_vs_macs(
@@ -164,3 +164,10 @@ if (
 #   network on random images: it checks the machinery, and its accuracies are chance.
 # - Table VII gives parameters only (16.0M for the ProxylessNAS supernet of eq. 5, whose
 #   candidate paths DNAL prunes); its MACs column is empty, so the plot has no points.
+#
+# ## Exercises
+#
+# 1. Count the candidates of one supernet layer and the gates each has. When does a whole
+#    candidate disappear, and can a layer keep none?
+# 2. Build the supernet with `eq5_relu=True` (the chapter *The method in detail*) and compare
+#    its parameter count with the default: why is it the same?

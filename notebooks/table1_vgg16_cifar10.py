@@ -66,7 +66,7 @@ profile = report.resolve_profile(NAME, profile)
 # accuracy); smoke does the same on a short grid; paper runs the paper's seven.
 SWEEPS = {
     "cpu": dict(grid=experiments.SWEEP, max_extra=3, choose=True),
-    "smoke": dict(grid=(1e-4, 1e-3, 3e-3), max_extra=0, choose=True),
+    "smoke": dict(grid=(1e-4, 1e-3, 3e-3), max_extra=0, max_refine=0),
     "paper": dict(grid=tuple(paper_lambdas(TABLE)), max_extra=0, choose=False),
 }
 run = report.paths(NAME, profile, out_dir, fig_dir)

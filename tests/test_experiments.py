@@ -52,3 +52,15 @@ def test_a_running_experiment_is_not_a_result(tmp_path):
     assert not has_results(cpu) and best_profile("x", tmp_path) == "smoke"
     (cpu / "lam1e-4.json").write_text("{}")
     assert has_results(cpu) and best_profile("x", tmp_path) == "cpu"
+
+
+def test_refine_bisects_a_jump_of_the_map():
+    """The cpu sweep of 2026-12-02 jumped from 3.5x (3e-3) to 130x (9e-3): the targets 5x and 10x
+    fall in that gap, so refine proposes the geometric mean; a sweep meeting every target
+    within 1.3x, or one that does not bracket a target, gets nothing."""
+    from dnal_core.experiments import refine
+
+    rows = _rows([(1e-4, 1.28), (3e-4, 1.43), (1e-3, 1.69), (3e-3, 3.49), (9e-3, 130.0)])
+    assert refine(rows) == 5.2e-3
+    assert refine(_rows([(1e-4, 1.5), (3e-4, 2.4), (1e-3, 5.5), (3e-3, 9.0)])) is None
+    assert refine(_rows([(1e-4, 1.5), (3e-4, 2.4)])) is None  # 5x and 10x not bracketed: extend's job

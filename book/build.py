@@ -38,7 +38,7 @@ DEFAULT_PROFILE = "auto"  # each chapter shows its largest-scale committed resul
 PROFILES = ("auto", "smoke", "cpu", "paper")
 # The chapters that have a cpu profile (dnal_core.experiments; results/<name>/cpu): `make book
 # PROFILE=cpu` trains them (train=True) and renders the others as `auto` would.
-CPU_CHAPTERS = ("table1_vgg16_cifar10",)
+CPU_CHAPTERS = ("table1_vgg16_cifar10", "fig3_gate_histograms", "fig4_ss_placement", "fig5_joint_vs_sequential")
 CPU_HOURS = 4  # measured on the 2-core machine, two processes side by side (README, The book)
 # Papermill bookkeeping that would change on every run: never stored in notebooks/*.ipynb.
 VOLATILE_CELL_KEYS = ("papermill", "execution")

@@ -111,7 +111,7 @@ def plot_table1(rows, dense: dict | None, base_macs: float, table: str, title: s
     a.set_xlabel("MACs (millions, log scale)")
     a.set_ylabel("top-1 (%)")
     a.set_title(title)
-    a.legend(loc="lower right")
+    a.legend(loc="best")
     a.grid(alpha=0.3)
     paper = paper_relative(table)
     b.plot(100 / paper["macs_x"], paper["drop"], "-", label="DNAL, paper (full width, GPU)", **STYLE["paper"])
@@ -127,7 +127,7 @@ def plot_table1(rows, dense: dict | None, base_macs: float, table: str, title: s
     b.set_xlabel("MACs (% of the same side's dense network, log scale)")
     b.set_ylabel("top-1 drop from dense (points)")
     b.set_title("drop against relative MACs")
-    b.legend(loc="upper right")
+    b.legend(loc="best")
     b.grid(alpha=0.3)
     if smoke:
         a.axhline(10.0, color="0.4", lw=1, ls=":", label="chance (10 classes)")

@@ -179,6 +179,7 @@ for ax, (model, title) in zip(axes[:, 0], MODELS.items()):
         f" {report.lambda_label(lam_m)})"
     )
     ax.legend(fontsize=8)
+fig.tight_layout()
 report.save_figure(fig, f"{NAME}_{profile}", run.fig)
 
 # %% tags=["nbval-check-output"]

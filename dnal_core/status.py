@@ -74,8 +74,11 @@ def verdict(name: str, profile: str, folder: Path) -> str:
         r = rows.iloc[(rows["macs_x"] - 2).abs().argmin()]
         u = rows.dropna(subset=["uniform_top1"])
         beats = f"; beats uniform width at {int((u['dnal_minus_uniform'] > 0).sum())} of {len(u)} sizes" if len(u) else ""
-        drop = "no dense control yet" if r["drop"] != r["drop"] else f"{r['drop']:+.1f} points"
-        return f"at {r['macs_x']:.1f}x fewer MACs: {drop} ({profile} scale){beats}"
+        if r["drop"] != r["drop"]:
+            return f"at {r['macs_x']:.1f}x fewer MACs: no dense control yet ({profile} scale){beats}"
+        verdict = "yes" if r["drop"] <= 2.0 else "no"  # the paper: at most 1.44 points up to 5.1x
+        return (f"{verdict}: a {r['drop']:.1f}-point drop at {r['macs_x']:.1f}x fewer MACs "
+                f"({profile} scale){beats}")
     return f"{profile} results: see the chapter"
 
 

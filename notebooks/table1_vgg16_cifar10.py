@@ -255,6 +255,11 @@ print(
 #   images for the same recipe, `../shared/data/cifar10-jpeg/README.md`), and every reported
 #   top-1 is measured after re-estimating BatchNorm statistics on 20 fixed training batches
 #   (`dnal_core/train/bn.py`).
+# - **What the cpu results show** (read the table and the bar chart above): drops far larger
+#   than the paper's at similar reductions, and learned widths that empty the late 128-channel
+#   layers first. Eq. 4 prices every channel alike, whatever it costs in MACs, and the late
+#   layers hold most channels but few MACs: parameters fall much faster than MACs. A sparsity
+#   term that knows what a channel costs is the subject of the budget chapter to come (issue #10).
 # - **The controls** train from scratch for 30 epochs with one cosine schedule, which is at
 #   least as kind to them as DNAL's 15 + 12 (restart) schedule.
 # - **No paper-profile run exists yet**: `make book PROFILE=paper` on a GPU, or the commands in

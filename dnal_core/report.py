@@ -28,6 +28,9 @@ What every table chapter repeats (one home here, the notebooks keep narrative an
   ``beside_paper``, ``paper_run_table``, ``run_line``  our rows beside the paper's; the
                      paper's rows alone (and why) when no paper-profile run is committed
   ``baseline_counts``, ``paper_commands``, ``plot_tables``  counts, commands, the two plots
+  ``stream_gap``, ``stream_gap_table``  a pruned ResNet's MACs, ours (the residual stream kept
+                     whole) against the authors' count (masked stream channels gone)
+  ``say``, ``shell``  messages and commands wrapped to the page's 88 characters
 """
 from __future__ import annotations
 
@@ -449,6 +452,71 @@ def run_lambdas(recipe, data, lams, runs, out, prov: dict, device: str = "auto",
         write_json(out / f"lam{label}.json", {**prov, **final})
         write_json(out / "arch" / f"lam{label}.json", read_json(runs / f"lam{label}" / "arch.json"))
     return out
+
+
+def stream_gap(model) -> tuple[int, int]:
+    """MACs of the pruned ``model`` (its hard gates set): ours, and a count in which the
+    channels a closed block-output gate masks are gone from the residual stream too, so
+    every layer that reads block b's output (block b+1's first conv and projection
+    shortcut, or the classifier after the last block) reads only that gate's open
+    channels."""
+    import torch
+
+    from .measure import count
+    from .prune import prune
+    from .train import hard_gated
+
+    pruned = prune(hard_gated(model)).model.eval()
+
+    def last(blk):  # the block-output unit
+        return blk.conv3 if hasattr(blk, "conv3") else blk.conv2
+
+    open_out = [int(last(blk).ss.keep().sum()) for blk in model.blocks]
+    readers = {pruned.fc: open_out[-1]}
+    for b, blk in enumerate(pruned.blocks):
+        for unit in (blk.conv1, getattr(blk, "downsample", None)):
+            if b > 0 and unit is not None:
+                readers[unit.conv] = open_out[b - 1]
+    cut = []
+
+    def hook(m, inp, out):  # MACs of the stream channels this reader would not read
+        conv = isinstance(m, torch.nn.Conv2d)
+        taps = m.kernel_size[0] * m.kernel_size[1] if conv else 1
+        cut.append(out.numel() * taps * (inp[0].shape[1] - readers[m]))
+
+    hooks = [m.register_forward_hook(hook) for m in readers]
+    with torch.no_grad():
+        pruned(torch.zeros((1,) + tuple(model.input_size)))
+    for h in hooks:
+        h.remove()
+    ours = count(pruned)["macs"]
+    return ours, ours - sum(cut)
+
+
+def stream_gap_table(model: str, widths, seed: int = 0):
+    """``stream_gap`` of ``model`` at each (width_mult, build keywords) of ``widths`` with the same
+    seeded random hard gates (s ~ N(0, 1): about half of each gate closed), as a DataFrame:
+    dense MACs, ours, the count with masked stream channels gone, and their ratio (millions)."""
+    import pandas as pd
+    import torch
+
+    from .gate import gates, set_mode
+    from .measure import count
+    from .models import build
+
+    rows = []
+    for width, kw in widths:
+        gated = build(model, width_mult=width, **kw)
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for _, gate in gates(gated):
+                gate.s.copy_(torch.randn(gate.channels, generator=g))
+        set_mode(gated, "hard")
+        ours, stream = stream_gap(gated)
+        dense = count(build(model, width_mult=width, **kw))["macs"]
+        rows.append({"width_mult": width, "dense_macs_m": dense / 1e6, "ours_macs_m": ours / 1e6,
+                     "stream_pruned_macs_m": stream / 1e6, "ours_over_stream_pruned": ours / stream})
+    return pd.DataFrame(rows)
 
 
 PAGE_WIDTH = 88  # characters of code or text output the book's content column shows (book/_assets/dnal.css)

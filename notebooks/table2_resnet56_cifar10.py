@@ -121,63 +121,7 @@ table
 
 # %% tags=["hide-input"]
 WIDTHS = [(0.25, {}), (1.0, {})]  # the smoke width and the paper's
-from dnal_core.prune import prune
-from dnal_core.train import hard_gated
-
-
-def stream_gap(model):
-    """MACs of the pruned ``model`` (its hard gates set): ours, and a count in which the
-    channels a closed block-output gate masks are gone from the residual stream too, so
-    every layer that reads block b's output (block b+1's first conv and projection
-    shortcut, or the classifier after the last block) reads only that gate's open
-    channels."""
-    pruned = prune(hard_gated(model)).model.eval()
-
-    def last(blk):  # the block-output unit
-        return blk.conv3 if hasattr(blk, "conv3") else blk.conv2
-
-    open_out = [int(last(blk).ss.keep().sum()) for blk in model.blocks]
-    readers = {pruned.fc: open_out[-1]}
-    for b, blk in enumerate(pruned.blocks):
-        for unit in (blk.conv1, getattr(blk, "downsample", None)):
-            if b > 0 and unit is not None:
-                readers[unit.conv] = open_out[b - 1]
-    cut = []
-
-    def hook(m, inp, out):  # MACs of the stream channels this reader would not read
-        conv = isinstance(m, torch.nn.Conv2d)
-        taps = m.kernel_size[0] * m.kernel_size[1] if conv else 1
-        cut.append(out.numel() * taps * (inp[0].shape[1] - readers[m]))
-
-    hooks = [m.register_forward_hook(hook) for m in readers]
-    with torch.no_grad():
-        pruned(torch.zeros((1,) + tuple(model.input_size)))
-    for h in hooks:
-        h.remove()
-    ours = dn.count(pruned)["macs"]
-    return ours, ours - sum(cut)
-
-
-rows = []
-for width, kw in WIDTHS:
-    gated = dn.build(MODEL, width_mult=width, **kw)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # random hard gates, s ~ N(0, 1): about half of each closed
-        for _, gate in dn.gates(gated):
-            gate.s.copy_(torch.randn(gate.channels, generator=g))
-    dn.set_mode(gated, "hard")
-    ours_m, stream_m = stream_gap(gated)
-    dense = dn.count(dn.build(MODEL, width_mult=width, **kw))["macs"]
-    rows.append(
-        {
-            "width_mult": width,
-            "dense_macs_m": dense / 1e6,
-            "ours_macs_m": ours_m / 1e6,
-            "stream_pruned_macs_m": stream_m / 1e6,
-            "ours_over_stream_pruned": ours_m / stream_m,
-        }
-    )
-pd.DataFrame(rows)
+report.stream_gap_table(MODEL, WIDTHS)
 
 # %% [markdown]
 # The other methods of Table II, as the paper reports them:

@@ -364,6 +364,21 @@ def fig5_runs(recipe, data, table1_runs: Path, runs: Path, out: Path, lam: float
 NAMES = {"table1": "table1_vgg16_cifar10", "fig4": "fig4_ss_placement", "fig5": "fig5_joint_vs_sequential"}
 
 
+def figure_runs(figure: str, profile: str, data, runs: Path, out: Path, command: str, device="auto") -> None:
+    """Fig. 4 or 5 (``figure`` "fig4" or "fig5") at ``profile``, from the Table I experiment of
+    the same profile: its run folders (shared weights, reused runs) and its chosen lambda nearest
+    a 2.5x reduction. ValueError when Table I has not chosen its lambdas yet."""
+    from .report import repo_root
+
+    table1_out = repo_root() / "results" / NAMES["table1"] / profile
+    if not (table1_out / "chosen.json").is_file():
+        raise ValueError(f"{figure} searches at a lambda Table I chose: run table1 first "
+                         f"({table1_out / 'chosen.json'} is missing)")
+    run = {"fig4": fig4_runs, "fig5": fig5_runs}[figure]
+    run(get_recipe("vgg16-cifar", profile), data, repo_root() / "runs" / NAMES["table1"] / profile, runs, out,
+        pick_lambda(table1_out), command, device)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m dnal_core.experiments", description=__doc__.split("\n\n")[0])
     p.add_argument("experiment", choices=sorted(NAMES))
@@ -391,19 +406,16 @@ def main(argv=None) -> int:
     part = f" --part {a.part}" if a.part else ""
     command = (f"python -m dnal_core.experiments {a.experiment}{part} --profile {a.profile} "
                f"--data $DNAL_DATA --threads {a.threads}")
-    table1_runs = repo_root() / "runs" / NAMES["table1"] / a.profile
-    table1_out = repo_root() / "results" / NAMES["table1"] / a.profile
     if a.experiment == "table1" and a.part == "search":
         table1_search(recipe, a.data, runs, out, command, a.device)
     elif a.experiment == "table1":
         table1_controls(recipe, a.data, runs, out, command, a.device)
     else:
-        if not (table1_out / "chosen.json").is_file():
-            print(f"experiments: {a.experiment} searches at a lambda Table I chose: run table1 first "
-                  f"({table1_out / 'chosen.json'} is missing)", file=sys.stderr)
+        try:
+            figure_runs(a.experiment, a.profile, a.data, runs, out, command, a.device)
+        except ValueError as e:
+            print(f"experiments: {e}", file=sys.stderr)
             return 2
-        run = fig4_runs if a.experiment == "fig4" else fig5_runs
-        run(recipe, a.data, table1_runs, runs, out, pick_lambda(table1_out), command, a.device)
     return 0
 
 

@@ -108,18 +108,8 @@ have = run.out if out_dir else report.results_dir(NAME, profile)
 if profile == "cpu" and (
     train or not report.has_results(have)
 ):  # sequential: the Table I chapter's run
-    table1 = report.results_dir("table1_vgg16_cifar10", "cpu")
     command = report.provenance(NAME, profile, threads, None, device)["command"]
-    experiments.fig5_runs(
-        get_recipe("vgg16-cifar", "cpu"),
-        data,
-        report.repo_root() / "runs" / "table1_vgg16_cifar10" / "cpu",
-        runs,
-        run.out,
-        experiments.pick_lambda(table1),
-        command,
-        device,
-    )
+    experiments.figure_runs("fig5", profile, data, runs, run.out, command, device)
     have = run.out
 elif train or not report.has_results(have):
     if not data:

@@ -201,15 +201,20 @@ def table1_search(recipe, data, runs: Path, out: Path, command: str, device="aut
     ends by ``extend``, then bisected where a target falls in a jump by ``refine``), the choice
     of lambdas (out/chosen.json; ``choose=False``: every lambda of ``grid``, e.g. the paper's),
     then each chosen lambda's finetuning (out/lam<label>.json, out/arch/, out/metrics/).
+    What out/ already holds is kept: a swept row is not searched again, a finetuned lambda not
+    finetuned again (its search re-runs only when a chosen lambda lost its run folder).
     Returns the chosen lambdas."""
     from .report import copy_metrics
 
     prov = provenance(command)
-    weights(recipe, data, runs, device)
+    # a row already in out/sweep.json (same loss form) is not searched again: a session that lost
+    # its run folders keeps the committed sweep (the searches are deterministic on one thread)
+    old = {r["lambda"]: r for r in (read_json(out / "sweep.json")["rows"] if (out / "sweep.json").is_file() else [])
+           if r.get("loss_form") == recipe.search.loss_form}
     rows, lams = [], list(grid)
     while lams:
         lam = lams.pop(0)
-        rows.append({**search(recipe, data, runs, lam, device), **prov})
+        rows.append(old.get(lam) or {**search(recipe, data, runs, lam, device), **prov})
         rows.sort(key=lambda r: r["lambda"])
         write_json(out / "sweep.json", {"rows": rows, **prov})
         if not lams and max_extra > 0:
@@ -227,8 +232,12 @@ def table1_search(recipe, data, runs: Path, out: Path, command: str, device="aut
     rule = "closest MACs reduction on a log scale, each lambda once" if choose else "every lambda searched"
     write_json(out / "chosen.json", {"lambdas": chosen, "targets": list(TARGET_REDUCTIONS), "rule": rule, **prov})
     for lam in sorted(chosen, reverse=True):  # the smallest network first: a cut session keeps the most
-        final = finetune(recipe, data, runs, lam, device)
+        if (out / f"lam{label(lam)}.json").is_file():  # finetuned and committed earlier
+            continue
         folder = runs / f"lam{label(lam)}"
+        if not (folder / "search.pt").is_file():  # its row came from the committed sweep
+            search(recipe, data, runs, lam, device)
+        final = finetune(recipe, data, runs, lam, device)
         write_json(out / f"lam{label(lam)}.json", {**prov, **final})
         write_json(out / "arch" / f"lam{label(lam)}.json", read_json(folder / "arch.json"))
         copy_metrics(folder, out / "metrics" / f"lam{label(lam)}.jsonl", lam=lam)
@@ -288,13 +297,25 @@ def fig3_lines(table1_out: Path, dest: Path, model: str, lam: float) -> int:
     return len(out)
 
 
+def _table1_result(table1_runs: Path, table1_out: Path | None, lam: float):
+    """Table I's finished run at ``lam`` as (final, metrics file): from its run folder when that
+    holds final.json, else from the committed results (out/lam<label>.json and
+    out/metrics/lam<label>.jsonl) when they exist, else None (the run has to be trained)."""
+    folder = table1_runs / f"lam{label(lam)}"
+    if (folder / "final.json").is_file():
+        return read_json(folder / "final.json"), folder / "metrics.jsonl"
+    if table1_out is not None and (table1_out / f"lam{label(lam)}.json").is_file():
+        return read_json(table1_out / f"lam{label(lam)}.json"), table1_out / "metrics" / f"lam{label(lam)}.jsonl"
+    return None
+
+
 def _weights_lines(runs: Path) -> list[dict]:
     path = runs / "weights" / "metrics.jsonl"
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
 def fig4_runs(recipe, data, table1_runs: Path, runs: Path, out: Path, lam: float, command: str,
-              device="auto", seeds=(0, 1)) -> None:
+              device="auto", seeds=(0, 1), table1_out: Path | None = None) -> None:
     """Fig. 4: the three SS placements searched at ``lam`` from Table I's shared weight stage
     (gates are off there, so the three networks are the same until stage 2) and finetuned, for
     each of ``seeds`` (the seed orders the data of stages 2 and 3: run-to-run noise). Writes
@@ -319,11 +340,15 @@ def fig4_runs(recipe, data, table1_runs: Path, runs: Path, out: Path, lam: float
             r = override(recipe, {"lam": lam, "placement": placement, "seed": seed})
             # the recipe's own placement and seed: that is Table I's run at lam, reused as it is
             same = placement == recipe.placement and seed == recipe.seed
-            folder = table1_runs / f"lam{label(lam)}" if same else runs / name
-            final = run_pipeline(r, data, folder, device=device, stages=["arch", "finetune"],
-                                 weights_from=w, resume=True)
+            done = _table1_result(table1_runs, table1_out, lam) if same else None
+            if done is None:
+                folder = table1_runs / f"lam{label(lam)}" if same else runs / name
+                final = run_pipeline(r, data, folder, device=device, stages=["arch", "finetune"],
+                                     weights_from=w, resume=True)
+                done = final, folder / "metrics.jsonl"
+            final, metrics = done
             tag = dict(model=recipe.model, placement=placement, seed=seed, lam=lam, **prov)
-            copy_metrics(folder, out / f"{name}.jsonl", **tag)
+            copy_metrics(metrics, out / f"{name}.jsonl", **tag)
             write_json(out / f"{name}.json", {**tag, **{k: final[k] for k in FINAL_KEYS}})
 
 
@@ -332,7 +357,7 @@ FINAL_KEYS = ("macs", "params", "top1", "top5", "hard_top1", "baseline_macs", "b
 
 
 def fig5_runs(recipe, data, table1_runs: Path, runs: Path, out: Path, lam: float, command: str,
-              device="auto") -> None:
+              device="auto", table1_out: Path | None = None) -> None:
     """Fig. 5 at equal total epochs: the sequential strategy is Table I's run at ``lam`` (weights
     + architecture + finetune, resumed or reused), the joint one trains weights and gates
     together for weights + architecture epochs, then finetunes as long. Writes
@@ -343,14 +368,18 @@ def fig5_runs(recipe, data, table1_runs: Path, runs: Path, out: Path, lam: float
 
     prov = provenance(command)
     seq_dir = table1_runs / f"lam{label(lam)}"
-    seq = run_pipeline(override(recipe, {"lam": lam}), data, seq_dir, device=device, stages=["arch", "finetune"],
-                       weights_from=weights(recipe, data, table1_runs, device), resume=True)
+    seq = _table1_result(table1_runs, table1_out, lam)
+    if seq is None:
+        seq = (run_pipeline(override(recipe, {"lam": lam}), data, seq_dir, device=device, stages=["arch", "finetune"],
+                            weights_from=weights(recipe, data, table1_runs, device), resume=True),
+               seq_dir / "metrics.jsonl")
+    weights(recipe, data, table1_runs, device)  # its per-epoch lines open the sequential curve
     joint_dir = runs / f"{recipe.model}_joint"
     joint = run_pipeline(override(recipe, {"lam": lam, "sequential": False}), data, joint_dir, device=device,
-                         resume=True)
-    for strategy, folder, final in (("sequential", seq_dir, seq), ("joint", joint_dir, joint)):
+                         resume=True), joint_dir / "metrics.jsonl"
+    for strategy, (final, metrics) in (("sequential", seq), ("joint", joint)):
         tag = dict(model=recipe.model, strategy=strategy, lam=lam, **prov)
-        copy_metrics(folder, out / f"{recipe.model}_{strategy}.jsonl", **tag)
+        copy_metrics(metrics, out / f"{recipe.model}_{strategy}.jsonl", **tag)
         if strategy == "sequential":  # the shared weight stage's epochs first
             text = "".join(json.dumps({**{k: v for k, v in r.items() if k not in ("seconds", "eval_seconds")}, **tag})
                            + "\n" for r in _weights_lines(table1_runs))
@@ -364,19 +393,36 @@ def fig5_runs(recipe, data, table1_runs: Path, runs: Path, out: Path, lam: float
 NAMES = {"table1": "table1_vgg16_cifar10", "fig4": "fig4_ss_placement", "fig5": "fig5_joint_vs_sequential"}
 
 
-def figure_runs(figure: str, profile: str, data, runs: Path, out: Path, command: str, device="auto") -> None:
+def figure_lambda(out: Path, table1_out: Path, lam: float | None = None) -> float:
+    """The lambda Fig. 4 or 5 searches at: ``lam`` when given; else the one its results in
+    ``out`` already used (a resumed or re-rendered figure keeps its lambda while Table I's sweep
+    grows); else Table I's chosen lambda nearest a 2.5x reduction (``pick_lambda``).
+    ValueError when none of these exists."""
+    if lam is not None:
+        return lam
+    used = {read_json(f)["lam"] for f in sorted(out.glob("*.json")) if "lam" in read_json(f)} if out.is_dir() else set()
+    if len(used) > 1:
+        raise ValueError(f"{out} mixes results at lambdas {sorted(used)}: remove the stale ones")
+    if used:
+        return used.pop()
+    if not (table1_out / "chosen.json").is_file():
+        raise ValueError(f"the figure searches at a lambda Table I chose: run table1 first "
+                         f"({table1_out / 'chosen.json'} is missing) or give --lambda")
+    return pick_lambda(table1_out)
+
+
+def figure_runs(figure: str, profile: str, data, runs: Path, out: Path, command: str, device="auto",
+                lam: float | None = None) -> None:
     """Fig. 4 or 5 (``figure`` "fig4" or "fig5") at ``profile``, from the Table I experiment of
-    the same profile: its run folders (shared weights, reused runs) and its chosen lambda nearest
-    a 2.5x reduction. ValueError when Table I has not chosen its lambdas yet."""
+    the same profile: its run folders (shared weights, reused runs) or committed results, at
+    ``figure_lambda``. ValueError when no lambda can be settled."""
     from .report import repo_root
 
     table1_out = repo_root() / "results" / NAMES["table1"] / profile
-    if not (table1_out / "chosen.json").is_file():
-        raise ValueError(f"{figure} searches at a lambda Table I chose: run table1 first "
-                         f"({table1_out / 'chosen.json'} is missing)")
+    lam = figure_lambda(out, table1_out, lam)
     run = {"fig4": fig4_runs, "fig5": fig5_runs}[figure]
     run(get_recipe("vgg16-cifar", profile), data, repo_root() / "runs" / NAMES["table1"] / profile, runs, out,
-        pick_lambda(table1_out), command, device)
+        lam, command, device, table1_out=table1_out)
 
 
 def main(argv=None) -> int:
@@ -389,6 +435,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="", help="results (default results/<experiment>/<profile>)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--lambda", dest="lam", type=float, default=None,
+                   help="fig4/fig5: the lambda to search at (default: the one their results already used, "
+                        "else Table I's chosen lambda nearest a 2.5x reduction)")
     a = p.parse_args(argv)
     from .report import repo_root
 
@@ -404,15 +453,16 @@ def main(argv=None) -> int:
     runs = Path(a.runs) if a.runs else repo_root() / "runs" / name / a.profile
     out = Path(a.out) if a.out else repo_root() / "results" / name / a.profile
     part = f" --part {a.part}" if a.part else ""
+    lam = f" --lambda {a.lam:g}" if a.lam is not None else ""
     command = (f"python -m dnal_core.experiments {a.experiment}{part} --profile {a.profile} "
-               f"--data $DNAL_DATA --threads {a.threads}")
+               f"--data $DNAL_DATA --threads {a.threads}{lam}")
     if a.experiment == "table1" and a.part == "search":
         table1_search(recipe, a.data, runs, out, command, a.device)
     elif a.experiment == "table1":
         table1_controls(recipe, a.data, runs, out, command, a.device)
     else:
         try:
-            figure_runs(a.experiment, a.profile, a.data, runs, out, command, a.device)
+            figure_runs(a.experiment, a.profile, a.data, runs, out, command, a.device, a.lam)
         except ValueError as e:
             print(f"experiments: {e}", file=sys.stderr)
             return 2

@@ -149,13 +149,15 @@ def read_folder(folder: Path | str):
 
 
 def copy_metrics(run_dir: Path | str, dest: Path | str, stages=None, **fields) -> int:
-    """Copy the per-epoch lines of ``<run_dir>/metrics.jsonl`` (``stages``: only those) into the
-    JSON-lines file ``dest`` (atomic), each with ``fields`` added and without wall-clock times,
-    so a notebook commits curves without checkpoints. Returns the number of lines written."""
+    """Copy the per-epoch lines of ``<run_dir>/metrics.jsonl`` (or of ``run_dir`` itself when it
+    is a file; ``stages``: only those) into the JSON-lines file ``dest`` (atomic), each with
+    ``fields`` added and without wall-clock times, so a notebook commits curves without
+    checkpoints. Returns the number of lines written."""
     from .io import atomic_path
 
+    src = Path(run_dir) if Path(run_dir).is_file() else Path(run_dir) / "metrics.jsonl"
     lines = []
-    for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
+    for line in src.read_text().splitlines():
         if line.strip():
             rec = json.loads(line)
             if stages is None or rec.get("stage") in stages:

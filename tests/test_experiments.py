@@ -64,3 +64,69 @@ def test_refine_bisects_a_jump_of_the_map():
     assert refine(rows) == 5.2e-3
     assert refine(_rows([(1e-4, 1.5), (3e-4, 2.4), (1e-3, 5.5), (3e-3, 9.0)])) is None
     assert refine(_rows([(1e-4, 1.5), (3e-4, 2.4)])) is None  # 5x and 10x not bracketed: extend's job
+
+
+def _fake_search(calls):
+    """A stand-in for experiments.search: reduction = lambda * 1000 (no training)."""
+    def search(recipe, data, runs, lam, device="auto"):
+        calls.append(("search", lam))
+        from dnal_core.experiments import label
+
+        folder = runs / f"lam{label(lam)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "search.pt").write_bytes(b"")
+        return {"lambda": lam, "loss_form": recipe.search.loss_form, "macs": 1 / lam, "macs_reduction": lam * 1e3}
+    return search
+
+
+def test_table1_search_keeps_what_out_already_holds(tmp_path, monkeypatch):
+    """A session that lost its run folders does not search the committed sweep's lambdas again,
+    nor finetune a lambda whose result exists; a chosen lambda without a run folder is searched
+    again before its finetuning."""
+    import dnal_core.experiments as ex
+    from dnal_core.io import read_json, write_json
+
+    calls = []
+    monkeypatch.setattr(ex, "search", _fake_search(calls))
+
+    def finetune(recipe, data, runs, lam, device="auto"):
+        calls.append(("finetune", lam))
+        (runs / f"lam{ex.label(lam)}" / "arch.json").write_text("{}")
+        return {"top1": 1.0}
+
+    monkeypatch.setattr(ex, "finetune", finetune)
+    import dnal_core.report as rep
+    monkeypatch.setattr(rep, "copy_metrics", lambda *a, **k: 0)
+    r = get_recipe("vgg16-cifar", "smoke")
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    grid = (1.5e-3, 2.5e-3, 5e-3, 1e-2)
+    old = [{"lambda": lam, "loss_form": r.search.loss_form, "macs": 1 / lam, "macs_reduction": lam * 1e3}
+           for lam in grid]
+    write_json(out / "sweep.json", {"rows": old})
+    write_json(out / f"lam{ex.label(1e-2)}.json", {"top1": 2.0})  # finetuned in an earlier session
+    chosen = ex.table1_search(r, None, runs, out, "cmd", grid=grid, max_extra=0, max_refine=0)
+    assert chosen == list(grid)
+    # no sweep search; the three unfinetuned lambdas searched again (no run folder), then finetuned
+    assert [c for c in calls if c[0] == "search"] == [("search", lam) for lam in (5e-3, 2.5e-3, 1.5e-3)]
+    assert [c for c in calls if c[0] == "finetune"] == [("finetune", lam) for lam in (5e-3, 2.5e-3, 1.5e-3)]
+    assert read_json(out / f"lam{ex.label(1e-2)}.json") == {"top1": 2.0}
+    assert [row["lambda"] for row in read_json(out / "sweep.json")["rows"]] == list(grid)
+
+
+def test_figure_lambda_keeps_the_lambda_a_figure_used(tmp_path):
+    from dnal_core.experiments import figure_lambda
+    from dnal_core.io import write_json
+
+    t1, fig = tmp_path / "t1", tmp_path / "fig"
+    with pytest.raises(ValueError, match="run table1 first"):
+        figure_lambda(fig, t1)
+    assert figure_lambda(fig, t1, 1e-3) == 1e-3
+    write_json(t1 / "sweep.json", {"rows": [{"lambda": 1e-3, "macs_reduction": 1.7},
+                                            {"lambda": 3e-3, "macs_reduction": 3.5}]})
+    write_json(t1 / "chosen.json", {"lambdas": [1e-3, 3e-3]})
+    assert figure_lambda(fig, t1) == 3e-3  # nearest 2.5x
+    write_json(fig / "vgg16-cifar_joint.json", {"lam": 1e-3})
+    assert figure_lambda(fig, t1) == 1e-3  # the figure's own results win
+    write_json(fig / "vgg16-cifar_sequential.json", {"lam": 3e-3})
+    with pytest.raises(ValueError, match="mixes results"):
+        figure_lambda(fig, t1)

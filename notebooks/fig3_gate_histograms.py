@@ -189,11 +189,11 @@ summary = lines.assign(
     at_1=lines["gate_hist"].map(lambda h: h[-1]),
 )
 summary["between"] = summary["channels"] - summary["at_0"] - summary["at_1"]
+# (the gated channels, 1,056 for VGG16, are at_0 + between + at_1)
 summary[[
     "model",
     "epoch",
     "delta",
-    "channels",
     "at_0",
     "between",
     "at_1",

@@ -235,15 +235,9 @@ ends = (
     .groupby(["model", "placement", "seed", "stage"])
     .tail(1)
 )
-cols = [
-    "model",
-    "placement",
-    "seed",
-    "open_gates",
-    "gate_channels",
-    "macs",
-    "test_top1",
-]
+# open: gates open; soft/hard: top-1 at the end of the search with the soft gates
+# and with the hard ones (BN re-estimated); tuned: top-1 after finetuning
+cols = ["model", "placement", "seed", "open_gates", "macs", "test_top1"]
 cols += ["hard_top1"] if "hard_top1" in ends else []
 searched_end = ends[ends["stage"] == "arch"][cols]
 tuned_end = ends[ends["stage"] == "finetune"][
@@ -251,7 +245,13 @@ tuned_end = ends[ends["stage"] == "finetune"][
 ]
 searched_end.merge(
     tuned_end, on=["model", "placement", "seed"], suffixes=("_search", "_finetuned")
-)
+).assign(macs=lambda d: d["macs"] / 1e6).rename(columns={
+    "open_gates": "open",
+    "macs": "MACs (M)",
+    "test_top1_search": "soft",
+    "hard_top1": "hard",
+    "test_top1_finetuned": "tuned",
+})
 
 # %% [markdown]
 # ## Check

@@ -109,7 +109,8 @@ ours, table = report.beside_paper(TABLE, finals)
 table[["lambda", "paper_macs_x", "ours_macs_x", "paper_top1", "ours_top1", "drop1"]]
 
 # %% tags=["hide-output"]
-table  # the full table: MACs, params, top-1 and top-5 of both sides
+# the full table, one column per lambda: MACs, params, top-1 and top-5 of both sides
+table.set_index("lambda").T
 
 # %% [markdown]
 # ### Pruned MACs and the residual stream

@@ -233,10 +233,13 @@ def test_page_renders_in_chromium(html, tmp_path, page, has_table, has_img):
 
 
 # Run in the page after its scripts: every code/output block and result table that scrolls
-# horizontally (a line cut at the page edge), and each figure's natural and shown width.
+# horizontally (a line cut at the page edge), every result table wider than the output area
+# that holds it (its right columns hidden behind that area's scroll bar), and each figure's
+# natural and shown width.
 PROBE = """<script>window.addEventListener('load', () => setTimeout(() => {
   const wide = [...document.querySelectorAll('main pre, main div.cell_output table')]
-    .filter(el => el.scrollWidth > el.clientWidth + 1)
+    .filter(el => el.scrollWidth > el.clientWidth + 1 || (el.tagName === 'TABLE'
+      && el.offsetWidth > el.closest('div.cell_output').clientWidth + 1))
     .map(el => [el.tagName, el.scrollWidth, el.clientWidth, el.textContent.slice(0, 60)]);
   const imgs = [...document.querySelectorAll('main img')].map(i => [i.getAttribute('src'), i.naturalWidth, i.clientWidth]);
   const out = document.createElement('pre'); out.id = 'probe-result';

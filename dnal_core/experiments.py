@@ -75,13 +75,13 @@ def weights(recipe: Recipe, data, runs: Path, device="auto") -> Path:
     return path
 
 
-def search(recipe: Recipe, data, runs: Path, lam: float, device="auto") -> dict:
-    """The architecture stage at ``lam`` from the shared weights; returns the sweep row (the
-    pruned network's MACs and params, its reduction, its BN-re-estimated top-1 before
-    finetuning, the open gates)."""
+def search(recipe: Recipe, data, runs: Path, lam: float, device="auto", prefix: str = "") -> dict:
+    """The architecture stage at ``lam`` from the shared weights (runs/weights) into
+    runs/<prefix>lam<label>; returns the sweep row (the pruned network's MACs and params, its
+    reduction, its BN-re-estimated top-1 before finetuning, the open gates)."""
     from .train import run_pipeline
 
-    folder = runs / f"lam{label(lam)}"
+    folder = runs / f"{prefix}lam{label(lam)}"
     r = override(recipe, {"lam": lam})
     if not (folder / "search.pt").is_file():
         run_pipeline(r, data, folder, device=device, stages=["arch"], resume=True,
@@ -191,6 +191,33 @@ def refine(rows: list[dict], targets=TARGET_REDUCTIONS, tol: float = REFINE_TOL)
                 if mid not in (lo["lambda"], hi["lambda"]):
                     return mid
     return None
+
+
+CODE_SWEEP = (1e-3, 1e-2, 1e-1)  # the authors' delta-free form: lambdas searched first (extended)
+
+
+def calibration(recipe, data, runs: Path, out: Path, command: str, device="auto", grid=CODE_SWEEP,
+                form: str = "code", max_extra: int = 3) -> list[dict]:
+    """The lambda -> MACs reduction map of another sparsity-loss form (default the authors'
+    code, eq. 4 without delta) from Table I's weight stage: the architecture stage at each lambda
+    of ``grid``, extended at the ends like Table I's sweep, into out/sweep_<form>.json (rows
+    already there are kept). Beside Table I's eq. 4 sweep it shows that the map depends on the
+    loss form. Returns the rows."""
+    prov = provenance(command)
+    r = override(recipe, {"search.loss_form": form})
+    path = out / f"sweep_{form}.json"
+    old = {row["lambda"]: row for row in (read_json(path)["rows"] if path.is_file() else [])}
+    rows, lams = [], list(grid)
+    while lams:
+        lam = lams.pop(0)
+        rows.append(old.get(lam) or {**search(r, data, runs, lam, device, prefix=f"{form}-"), **prov})
+        rows.sort(key=lambda row: row["lambda"])
+        write_json(path, {"rows": rows, **prov})
+        if not lams and max_extra > 0:
+            extra = extend(rows)
+            if extra is not None:
+                lams, max_extra = [extra], max_extra - 1
+    return rows
 
 
 # --- Table I at one profile -----------------------------------------------------------------------
@@ -428,7 +455,8 @@ def figure_runs(figure: str, profile: str, data, runs: Path, out: Path, command:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m dnal_core.experiments", description=__doc__.split("\n\n")[0])
     p.add_argument("experiment", choices=sorted(NAMES))
-    p.add_argument("--part", choices=["search", "controls"], help="table1: which of its two processes")
+    p.add_argument("--part", choices=["search", "controls", "calibration"],
+                   help="table1: which of its processes (calibration: the delta-free loss form's lambda sweep)")
     p.add_argument("--profile", default="cpu")
     p.add_argument("--data", required=True)
     p.add_argument("--runs", default="", help="run folders (default runs/<experiment>/<profile>)")
@@ -458,6 +486,8 @@ def main(argv=None) -> int:
                f"--data $DNAL_DATA --threads {a.threads}{lam}")
     if a.experiment == "table1" and a.part == "search":
         table1_search(recipe, a.data, runs, out, command, a.device)
+    elif a.experiment == "table1" and a.part == "calibration":
+        calibration(recipe, a.data, runs, out, command, a.device)
     elif a.experiment == "table1":
         table1_controls(recipe, a.data, runs, out, command, a.device)
     else:

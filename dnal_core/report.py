@@ -168,9 +168,10 @@ def copy_metrics(run_dir: Path | str, dest: Path | str, stages=None, **fields) -
     return len(lines)
 
 
-# Files an experiment writes while it is still running (dnal_core.experiments: the lambda sweep
-# and the lambdas chosen from it): committed as they come, but not results a chapter renders.
-PLAN_FILES = {"sweep.json", "chosen.json"}
+# Files an experiment writes while it is still running (dnal_core.experiments: the lambda sweep,
+# the lambdas chosen from it, the delta-free form's sweep): committed as they come, but not
+# results a chapter renders.
+PLAN_FILES = {"sweep.json", "chosen.json", "sweep_code.json"}
 
 
 def has_results(folder: Path | str | None) -> bool:

@@ -172,10 +172,13 @@ def plot_widths(folder: Path | str, lams, base_widths):
 
 
 def read_sweep(folder: Path | str):
-    """``sweep.json``'s rows as a DataFrame (lambda, loss_form, macs_reduction, hard_top1, ...)."""
+    """The rows of ``sweep.json`` (Table I's eq. 4 sweep) and of any ``sweep_<form>.json`` (the
+    same map for another loss form, ``experiments.calibration``) as one DataFrame (lambda,
+    loss_form, macs_reduction, hard_top1, ...)."""
     import pandas as pd
 
-    return pd.DataFrame(_read(Path(folder) / "sweep.json")["rows"])
+    return pd.concat([pd.DataFrame(_read(f)["rows"]) for f in sorted(Path(folder).glob("sweep*.json"))],
+                     ignore_index=True)
 
 
 def plot_sweep(sweep, chosen=(), title: str = "MACs reduction against lambda"):
@@ -188,7 +191,7 @@ def plot_sweep(sweep, chosen=(), title: str = "MACs reduction against lambda"):
     for form, g in sweep.groupby("loss_form"):
         g = g.sort_values("lambda")
         ax.plot(g["lambda"], g["macs_reduction"], "o-", label=names.get(form, form))
-    pick = sweep[sweep["lambda"].isin(list(chosen))]
+    pick = sweep[(sweep["loss_form"] == "paper") & sweep["lambda"].isin(list(chosen))]
     if len(pick):
         ax.plot(pick["lambda"], pick["macs_reduction"], "o", ms=13, mfc="none", mec="k", label="chosen for Table I")
     ax.set_xscale("log")

@@ -130,3 +130,33 @@ def test_figure_lambda_keeps_the_lambda_a_figure_used(tmp_path):
     write_json(fig / "vgg16-cifar_sequential.json", {"lam": 3e-3})
     with pytest.raises(ValueError, match="mixes results"):
         figure_lambda(fig, t1)
+
+
+def test_calibration_sweeps_the_other_loss_form(tmp_path, monkeypatch):
+    """The delta-free form's sweep searches with that form, from Table I's weight stage (no
+    weight stage of its own), into its own run folders and out/sweep_code.json; extended like
+    Table I's sweep; rows already there are not searched again; read_sweep shows both forms."""
+    import dnal_core.experiments as ex
+    from dnal_core.io import read_json, write_json
+    from dnal_core.report_cpu import read_sweep
+
+    seen = []
+
+    def search(recipe, data, runs, lam, device="auto", prefix=""):
+        seen.append((recipe.search.loss_form, prefix, lam))
+        return {"lambda": lam, "loss_form": recipe.search.loss_form, "macs_reduction": lam * 100}
+
+    monkeypatch.setattr(ex, "search", search)
+    r = get_recipe("vgg16-cifar", "smoke")
+    out = tmp_path / "out"
+    write_json(out / "sweep.json", {"rows": [{"lambda": 1e-3, "loss_form": "paper", "macs_reduction": 2.0}]})
+    rows = ex.calibration(r, None, tmp_path / "runs", out, "cmd", grid=(1e-2, 3e-2), max_extra=1)
+    # 1.0x and 3.0x: no row near 10x, so one extension (3 x 3e-2), then the extension budget is spent
+    assert seen == [("code", "code-", 1e-2), ("code", "code-", 3e-2), ("code", "code-", 9e-2)]
+    assert [row["lambda"] for row in read_json(out / "sweep_code.json")["rows"]] == [1e-2, 3e-2, 9e-2] \
+        == [row["lambda"] for row in rows]
+    seen.clear()
+    ex.calibration(r, None, tmp_path / "runs", out, "cmd", grid=(1e-2, 3e-2), max_extra=1)
+    assert seen == []  # all kept
+    both = read_sweep(out)
+    assert sorted(both["loss_form"].unique()) == ["code", "paper"] and len(both) == 4

@@ -342,7 +342,7 @@ def _weights_lines(runs: Path) -> list[dict]:
 
 
 def fig4_runs(recipe, data, table1_runs: Path, runs: Path, out: Path, lam: float, command: str,
-              device="auto", seeds=(0, 1), table1_out: Path | None = None) -> None:
+              device="auto", seeds=(0, 1)) -> None:
     """Fig. 4: the three SS placements searched at ``lam`` from Table I's shared weight stage
     (gates are off there, so the three networks are the same until stage 2) and finetuned, for
     each of ``seeds`` (the seed orders the data of stages 2 and 3: run-to-run noise). Writes
@@ -367,7 +367,9 @@ def fig4_runs(recipe, data, table1_runs: Path, runs: Path, out: Path, lam: float
             r = override(recipe, {"lam": lam, "placement": placement, "seed": seed})
             # the recipe's own placement and seed: that is Table I's run at lam, reused as it is
             same = placement == recipe.placement and seed == recipe.seed
-            done = _table1_result(table1_runs, table1_out, lam) if same else None
+            # a committed Table I result is not reused here: it may come from another run of the
+            # weight stage, and every placement must start from the same weights
+            done = _table1_result(table1_runs, None, lam) if same else None
             if done is None:
                 folder = table1_runs / f"lam{label(lam)}" if same else runs / name
                 final = run_pipeline(r, data, folder, device=device, stages=["arch", "finetune"],
@@ -386,9 +388,10 @@ FINAL_KEYS = ("macs", "params", "top1", "top5", "hard_top1", "baseline_macs", "b
 def fig5_runs(recipe, data, table1_runs: Path, runs: Path, out: Path, lam: float, command: str,
               device="auto", table1_out: Path | None = None) -> None:
     """Fig. 5 at equal total epochs: the sequential strategy is Table I's run at ``lam`` (weights
-    + architecture + finetune, resumed or reused), the joint one trains weights and gates
-    together for weights + architecture epochs, then finetunes as long. Writes
-    out/<model>_<strategy>.jsonl (every epoch) and .json (the final network)."""
+    + architecture + finetune: its run folder, else its committed result, else trained), the
+    joint one trains weights and gates together for weights + architecture epochs, then
+    finetunes as long. Writes out/<model>_<strategy>.jsonl (every epoch; the sequential curve
+    opens with the weight stage of table1_runs) and .json (the final network)."""
     from .report import copy_metrics
     from .io import atomic_path
     from .train import run_pipeline
@@ -448,8 +451,9 @@ def figure_runs(figure: str, profile: str, data, runs: Path, out: Path, command:
     table1_out = repo_root() / "results" / NAMES["table1"] / profile
     lam = figure_lambda(out, table1_out, lam)
     run = {"fig4": fig4_runs, "fig5": fig5_runs}[figure]
+    extra = {"table1_out": table1_out} if figure == "fig5" else {}
     run(get_recipe("vgg16-cifar", profile), data, repo_root() / "runs" / NAMES["table1"] / profile, runs, out,
-        lam, command, device, table1_out=table1_out)
+        lam, command, device, **extra)
 
 
 def main(argv=None) -> int:

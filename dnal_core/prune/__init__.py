@@ -43,19 +43,22 @@ class PruneCheckError(RuntimeError):
 class Family:
     structure: Callable[[nn.Module], list[Group]]   # how channels are coupled (policy input)
     surgery: Callable[[nn.Module, list], tuple]     # (src, keep) -> (arch, state_dict)
+    cost: Callable[[nn.Module], list] | None = None  # the widths surgery leaves (prune.cost), or None
 
 
 _FAMILIES: list[tuple[type, Family]] = []
 
 
-def register_family(cls: type, structure, surgery) -> None:
-    """Teach the pruner a model class: its coupling ``structure`` and its ``surgery``."""
-    _FAMILIES.append((cls, Family(structure, surgery)))
+def register_family(cls: type, structure, surgery, cost=None) -> None:
+    """Teach the pruner a model class: its coupling ``structure`` and its ``surgery``, and, for
+    cost-aware search and budgets (``dnal_core.budget``), the widths its surgery leaves."""
+    _FAMILIES.append((cls, Family(structure, surgery, cost)))
 
 
-register_family(_cifar.VGGCifar, _cifar.vgg_structure, _cifar.vgg_surgery)
-register_family(_cifar.ResNetCifar, _cifar.resnet_structure, _cifar.resnet_surgery)
-register_family(_cifar.MobileNetV2Cifar, _cifar.mbv2_structure, _cifar.mbv2_surgery)  # + ImageNet's
+register_family(_cifar.VGGCifar, _cifar.vgg_structure, _cifar.vgg_surgery, _cifar.vgg_cost)
+register_family(_cifar.ResNetCifar, _cifar.resnet_structure, _cifar.resnet_surgery, _cifar.resnet_cost)
+register_family(_cifar.MobileNetV2Cifar, _cifar.mbv2_structure, _cifar.mbv2_surgery,  # + ImageNet's
+                _cifar.mbv2_cost)
 register_family(_imagenet.VGGImageNet, _imagenet.vgg_structure, _imagenet.vgg_surgery)
 register_family(_imagenet.ResNet50ImageNet, _imagenet.resnet50_structure, _imagenet.resnet50_surgery)
 register_family(_imagenet.ProxylessSupernet, _imagenet.supernet_structure, _imagenet.supernet_surgery)

@@ -10,6 +10,7 @@ import torch
 
 from ..models.cifar import MobileNetV2Cifar, ResNetCifar, VGGCifar
 from ..models.layers import ConvUnit, FoldedConv2d
+from .cost import Any, Full, Layer, Live, Open
 from .policy import Branch, Group
 from .verbs import (closed_values, fold_conv_in, module_state, shift_bn, slice_bn, slice_conv_out,
                     slice_depthwise, slice_linear_in)
@@ -44,6 +45,16 @@ def vgg_structure(m: VGGCifar) -> list[Group]:
     return [Group(n, (Branch((i,), i),), shortcut=False) for i, n in enumerate(names)]
 
 
+def vgg_cost(m: VGGCifar) -> list[Layer]:
+    """The widths the surgery below leaves (``prune.cost``): conv i reads gate i-1's channels."""
+    units = [u for u in m.features if isinstance(u, ConvUnit)]
+    layers, cin = [], Full(3)
+    for i, u in enumerate(units):
+        layers += [Layer(u.conv, Open(i), cin), Layer(u.bn, Open(i))]
+        cin = Open(i)
+    return layers + [Layer(m.classifier[0], Full(m.classifier[0].out_features), cin)]
+
+
 def vgg_surgery(src: VGGCifar, keep: list[torch.Tensor]):
     sd, folded = {}, []
     in_keep, in_values, i = ones(3), torch.zeros(3), 0
@@ -72,6 +83,17 @@ def resnet_structure(m: ResNetCifar) -> list[Group]:
 def stream_positions(place) -> list[int]:
     idx = place.index_list()
     return idx if idx is not None else list(range(place.width))
+
+
+def resnet_cost(m: ResNetCifar) -> list[Layer]:
+    """A block reads the full stream; both its convs go when its output gate closes entirely."""
+    layers = []
+    for b, blk in enumerate(m.blocks):
+        mid, out, alive = Open(2 * b), Open(2 * b + 1), Any(2 * b + 1)
+        layers += [Layer(blk.conv1.conv, mid, Full(blk.conv1.conv.in_channels), alive),
+                   Layer(blk.conv1.bn, mid, alive=alive), Layer(blk.conv2.conv, out, mid),
+                   Layer(blk.conv2.bn, out)]
+    return layers
 
 
 def resnet_surgery(src: ResNetCifar, keep: list[torch.Tensor]):
@@ -128,6 +150,31 @@ def stages(blocks) -> list[list[int]]:
             stages.append([])
         stages[-1].append(b)
     return stages
+
+
+def mbv2_cost(m: MobileNetV2Cifar) -> list[Layer]:
+    """Per block: expansion (reads the stream), depthwise and projection as the surgery below
+    cuts them; a stage's stream keeps the positions some block of the stage writes live; a
+    residual block goes when its projection closes entirely."""
+    stage_of, live = {}, []
+    for s, blocks in enumerate(stages(m.blocks)):
+        live.append(Live(tuple((2 * b + 1, tuple(stream_positions(m.blocks[b].place))) for b in blocks),
+                         m.blocks[blocks[0]].place.stream))
+        stage_of.update({b: s for b in blocks})
+    layers, cin = [], Full(m.stem.conv.out_channels)
+    if m.blocks[0].expand is None:  # the first depthwise conv reads the stem: its outputs follow gate 0
+        layers += [Layer(m.stem.conv, Open(0), Full(m.stem.conv.in_channels)), Layer(m.stem.bn, Open(0))]
+    for b, blk in enumerate(m.blocks):
+        hid, out = Open(2 * b), Open(2 * b + 1)
+        alive = Any(2 * b + 1) if blk.residual else None
+        if blk.expand is not None:
+            layers += [Layer(blk.expand.conv, hid, cin, alive), Layer(blk.expand.bn, hid, alive=alive)]
+        layers += [Layer(blk.dw.conv, hid, alive=alive), Layer(blk.dw.bn, hid, alive=alive),
+                   Layer(blk.project.conv, out, hid), Layer(blk.project.bn, out)]
+        cin = live[stage_of[b]]
+    last = Open(2 * len(m.blocks))
+    return layers + [Layer(m.last.conv, last, cin), Layer(m.last.bn, last),
+                     Layer(m.classifier, Full(m.classifier.out_features), last)]
 
 
 def mbv2_surgery(src: MobileNetV2Cifar, keep: list[torch.Tensor]):

@@ -7,6 +7,9 @@ config.json; options given again must agree with it, ``--data`` must name the sa
 folder without a run is refused). A NaN or infinite loss stops the run with exit code 3, the
 last good epoch's checkpoint kept. ``--weights-from RUN/weights.pt`` starts
 from another run's weight stage, so one weight stage serves every lambda of a table.
+``--target-macs X`` / ``--target-params X`` replace ``--lambda`` with a budget (a fraction of
+the dense count or a count such as 25M): lambda then follows ``dnal_core.budget``'s controller
+and final.json's ``budget`` records the target, the reached cost and the lambda path.
 Multi-GPU / multi-node: the same command under ``torchrun --nproc_per_node N`` (README).
 """
 from __future__ import annotations
@@ -14,7 +17,8 @@ from __future__ import annotations
 import json
 import sys
 
-from ..gate import SCHEDULE_UNITS
+from ..budget import parse_target
+from ..gate import LOSS_FORMS, SCHEDULE_UNITS
 from ..io import check_out_folder
 from ..models import PLACEMENTS, list_models
 from ..recipes import get_recipe, override, profiles, valid_keys
@@ -43,6 +47,11 @@ def register(sub) -> None:
                                   "ImageNet (*-imagenet, proxyless-supernet): train/<wnid>/ + val/<wnid>/")
     p.add_argument("--out", required=True, help="run folder (created; must not hold a run unless --resume)")
     p.add_argument("--lambda", dest="lam", type=float, help="lambda_a of eq. 4 (sparsity weight)")
+    b = p.add_mutually_exclusive_group()
+    b.add_argument("--target-macs", metavar="X",
+                   help="a budget instead of --lambda: the pruned network's MACs, a fraction of the dense "
+                        "network's (0.3) or a count (25M, 1.5e6, 800k); lambda follows a controller (README)")
+    b.add_argument("--target-params", metavar="X", help="the same for the parameters")
     p.add_argument("--profile", help="recipe: paper (Section V-B, the default) or smoke")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
     p.add_argument("--eager", action="store_true",
@@ -59,7 +68,9 @@ def register(sub) -> None:
                    help="download CIFAR-10 with torchvision into --data when it holds none")
     g = p.add_argument_group("the authors' code's choices (the paper's are the defaults)")
     g.add_argument("--threshold", type=float, help="keep sigmoid(delta s) > T (paper 0.5, code 0.9)")
-    g.add_argument("--loss-form", choices=("paper", "code"), help="sparsity term with/without delta")
+    g.add_argument("--loss-form", choices=LOSS_FORMS,
+                   help="sparsity term: paper (eq. 4), code (without delta), expected-macs/expected-params "
+                        "(the pruned network's cost; the default with a budget)")
     g.add_argument("--delta-unit", choices=SCHEDULE_UNITS,
                    help="iteration: delta grows every step (default); epoch-paper: per epoch, 1 in the first "
                         "(Alg. 1); epoch-code (= epoch): per epoch, 10^(4(k+1)/E), the authors' code")
@@ -81,6 +92,15 @@ def register(sub) -> None:
 
 def _changes(args) -> dict:
     changes = {key: getattr(args, opt) for opt, key in _VALUE_OPTS.items() if getattr(args, opt) is not None}
+    for kind in ("macs", "params"):
+        raw = getattr(args, f"target_{kind}")
+        if raw is None:
+            continue
+        if args.lam is not None:
+            raise ValueError(f"--target-{kind} and --lambda exclude each other: the budget's controller chooses lambda")
+        changes.update({"search.target_kind": kind, "search.target": parse_target(raw)})
+        if args.loss_form is None:  # the cost-aware term of the budget's kind
+            changes["search.loss_form"] = f"expected-{kind}"
     changes.update({key: val for opt, (key, val) in _FLAG_OPTS.items() if getattr(args, opt)})
     for item in args.set:
         key, sep, raw = item.partition("=")

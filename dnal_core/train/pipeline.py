@@ -249,8 +249,9 @@ def _run_pipeline(recipe, data, out, device, resume, quiet, stages, weights_from
     bad = [s for s in stages if s not in order]
     if bad:
         raise ValueError(f"unknown stage {bad[0]!r} for this recipe; valid: {', '.join(order)}")
-    if any(s in ("arch", "joint") for s in stages) and recipe.lam is None:
-        raise ValueError("the architecture stage needs a lambda (--lambda)")
+    if any(s in ("arch", "joint") for s in stages) and recipe.lam is None and recipe.search.target is None:
+        raise ValueError("the architecture stage needs a lambda (--lambda) or a budget (--target-macs, "
+                         "--target-params)")
     stored = _check_out(out, recipe, resume, data)
     if dist.is_main():  # the one writer: another rank's live write cannot be mistaken for a stale one
         io.remove_stale_tmp(out)  # left by a run killed mid-write (e.g. .weights.pt.<random>.tmp)
@@ -276,6 +277,10 @@ def _run_pipeline(recipe, data, out, device, resume, quiet, stages, weights_from
     if dist.is_main():
         dist.barrier()  # also: every rank has checked ``out`` before rank 0 writes into it
     wmeta = _weights_source(weights_from, recipe, num_classes) if weights_from else None
+    if recipe.search.target is not None:  # an unreachable budget is refused before anything is written
+        from ..budget import resolve_target
+        resolve_target(build(recipe.model, placement=recipe.placement, width_mult=recipe.width_mult,
+                             num_classes=num_classes), recipe.search.target_kind, recipe.search.target)
     prov = provenance(device)
     config = {"recipe": recipe.to_dict(), "data": str(Path(data).resolve()),
               "weights_from": weights_from, **prov}
@@ -400,7 +405,7 @@ class _Run:
             io.save({"stage": stage, "epoch": epoch, "model": model.state_dict(), "arch": model.arch(),
                      "optimizer": st["optimizer"], "scheduler": st["scheduler"],
                      "delta": float(gates(model)[0][1].delta) if gates(model) else None,
-                     "rng": rng_state(self.train), "record": st["record"],
+                     "rng": rng_state(self.train), "record": st["record"], "budget": st.get("budget"),
                      "seconds": prior + time.perf_counter() - t0, **self.meta()}, ckpt_path)
 
         kw = dict(log=log, on_epoch=on_epoch, resume=resume, progress=self.progress, precise_bn=r.precise_bn)
@@ -424,7 +429,11 @@ class _Run:
             # with its BN statistics re-estimated on the batches _fit's last hard_top1 used
             ev = evaluate(derived.model, self.test, bn_batches=calibration_batches(self.train, r.precise_bn))
             info.update(lam=r.lam, delta=float(gates(model)[0][1].delta), hard_top1=ev["top1"],
-                        hard_top5=ev["top5"], prune=derived.report)
+                        hard_top5=ev["top5"], prune=derived.report, budget=last.get("budget"))
+            if last.get("budget") is not None and last["budget"]["reached"] != derived.report[
+                    f"{last['budget']['kind']}_after"]:
+                raise AssertionError(f"budget: the cost model says {last['budget']['reached']:,}, the pruned network "
+                                     f"has {derived.report[last['budget']['kind'] + '_after']:,}")
             if dist.is_main():
                 io.write_json(out / "arch.json", derived.arch)
         if stage == "finetune":  # the saved network carries the statistics its accuracy was measured with
@@ -450,6 +459,7 @@ class _Run:
             "baseline_macs": base["macs"], "baseline_params": base["params"],
             "macs_reduction": base["macs"] / size["macs"], "params_reduction": base["params"] / size["params"],
             "baseline_top1": wmeta.get("top1"), "baseline_top5": wmeta.get("top5"),
+            "budget": smeta.get("budget"),  # target, reached cost, lambda path (None: a fixed lambda)
             "search_top1": smeta.get("top1"), "hard_top1": smeta.get("hard_top1"),
             "widths": model.widths,
             "seconds": {"weights": wmeta.get("seconds"), smeta["stage"]: smeta.get("seconds"),

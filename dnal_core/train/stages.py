@@ -89,10 +89,16 @@ def _gate_summary(model: nn.Module, hist: bool) -> dict:
 
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
                lam: float | None = None, loss_form: str = "paper") -> tuple[torch.Tensor, torch.Tensor]:
-    """One SGD step on CE (+ the sparsity term of eq. 4 when ``lam`` is given); returns the
+    """One SGD step on CE (+ the sparsity term of eq. 4 when ``lam`` is given; a negative ``lam``,
+    which only a budget's controller sets, subtracts it); returns the
     detached (total loss, CE) without synchronising the device."""
     ce = F.cross_entropy(model(x), y)
-    loss = ce + sparsity_loss(model, lam, loss_form) if lam is not None else ce
+    if lam is None:
+        loss = ce
+    elif lam >= 0:
+        loss = ce + sparsity_loss(model, lam, loss_form)
+    else:  # a budget's multiplier below zero: the network is under its budget, cost is rewarded
+        loss = ce - sparsity_loss(model, -lam, loss_form)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -109,6 +115,7 @@ class _Plan:
     lam: float | None = None
     loss_form: str = "paper"
     delta: DeltaSchedule | None = None
+    budget: object = None  # a dnal_core.budget.BudgetController: lambda follows it, step by step
 
 
 @contextmanager
@@ -161,8 +168,11 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
         start = int(resume["epoch"]) + 1
     # the CUDA fast path (train/fast.py): default on CUDA, fast=False (dnal run --eager) for eager
     # (not under torch.distributed: FastStep calls the bare module, DDP would not average gradients)
+    # (not with a budget either: its lambda changes every step, the fast path's is fixed)
     fast_step = (FastStep(model, opt, plan.lam, plan.loss_form)
-                 if use_fast(fast, device) and not dist.active() else None)
+                 if use_fast(fast, device) and not dist.active() and plan.budget is None else None)
+    if resume is not None and plan.budget is not None and resume.get("budget") is not None:
+        plan.budget.load_state_dict(resume["budget"])
     # channels_last on the eager path: default on the CPU, where it is never slower for the CIFAR
     # models (benchmarks/results/cpu_2core.json, 2-core AMD EPYC, batch 128: VGG16 x1/4 109 vs
     # 139 s an epoch on 1 thread, 58 vs 80 on 2; MobileNetV2 x1/2 473 vs 699; ResNet56 x1/2 302
@@ -206,7 +216,10 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 if cl and x.dim() == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
-                loss, ce = fast_step(x, y) if fast_step else train_step(net, x, y, opt, plan.lam, plan.loss_form)
+                lam = plan.budget.lam if plan.budget is not None else plan.lam
+                loss, ce = fast_step(x, y) if fast_step else train_step(net, x, y, opt, lam, plan.loss_form)
+                if plan.budget is not None:
+                    plan.budget.update(model)
                 tot += loss
                 finite += torch.isfinite(tot)
                 if every and (step + 1) % every == 0 and not torch.isfinite(tot):
@@ -241,6 +254,8 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
                       "train_loss": tot.item() / max(steps, 1), "train_ce": ce_sum.item() / max(steps, 1),
                       "test_top1": ev["top1"], "test_top5": ev["top5"], "test_loss": ev["loss"],
                       **({"hard_top1": hard["top1"], "hard_top5": hard["top5"]} if plan.delta is not None else {}),
+                      **({"lambda": plan.budget.lam, "budget_hard": plan.budget.path[-1][2]}
+                         if plan.budget is not None and plan.budget.path else {}),
                       "precise_bn": len(calib) if calib else 0,
                       **_gate_summary(model, hist=plan.delta is not None), **size,
                       "images": images,
@@ -250,7 +265,8 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
                 log(record)
             if on_epoch is not None:
                 on_epoch(epoch, {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                 "record": record})
+                                 "record": record,
+                                 "budget": plan.budget.state_dict() if plan.budget is not None else None})
     return history
 
 
@@ -284,8 +300,45 @@ def start_search(model: nn.Module, search: SearchConfig = SearchConfig(), reset:
         set_threshold(model, search.threshold)
 
 
-def train_architecture(model, train_data, test_data, cfg: StageConfig, *, lam: float,
-                       search: SearchConfig = SearchConfig(), resume=None, **kw) -> list[dict]:
+def _budget(model, search: SearchConfig, lam, min_channels: int):
+    """The stage's budget controller (None without a target); the target checked first."""
+    if search.target is None:
+        if lam is None or lam < 0:
+            raise ValueError(f"lambda must be >= 0, got {lam}")
+        return None
+    from ..budget import BudgetController, initial_lambda, resolve_target
+
+    if lam is not None:
+        raise ValueError("a lambda and a budget (search.target) exclude each other: the budget's controller "
+                         "chooses lambda")
+    target = resolve_target(model, search.target_kind, search.target, min_channels)
+    return BudgetController(search.target_kind, target, initial_lambda(model, search.loss_form, search.budget_lambda0),
+                            search.budget_rate, min_channels)
+
+
+def _finish_budget(model, search: SearchConfig, ctl, history: list[dict], resume) -> list[dict]:
+    """After a budgeted stage: the repair (dnal_core.budget), and what the budget did, under
+    ``"budget"`` in the last record (what final.json reports)."""
+    if ctl is None:
+        return history
+    from ..budget import dense_cost, hard_cost, repair
+
+    repaired = repair(model, ctl.kind, ctl.target, ctl.min_channels)
+    reached, dense = hard_cost(model, ctl.kind, ctl.min_channels), dense_cost(model, ctl.kind)
+    if not history and resume is not None:  # resumed after the last epoch: its record
+        history = [dict(resume["record"])]
+    if history:
+        history[-1]["budget"] = {
+            "kind": ctl.kind, "given": search.target, "target": ctl.target, "dense": dense,
+            "reached": reached, "fraction": reached / dense, "of_target": reached / ctl.target,
+            "repaired": repaired, "loss_form": search.loss_form, "rate": search.budget_rate,
+            "lambda0": search.budget_lambda0, "lambda_end": ctl.lam, "lambda_path": ctl.summary()}
+    return history
+
+
+def train_architecture(model, train_data, test_data, cfg: StageConfig, *, lam: float | None = None,
+                       search: SearchConfig = SearchConfig(), resume=None, min_channels: int = 1,
+                       **kw) -> list[dict]:
     """Alg. 1 lines 5-8: conv and BN weights frozen; only the architecture parameters s are
     trained by SGD (no weight decay on s, as the authors' code) under CE + lam * sum
     sigmoid(delta s) while delta grows from 1 to 1e4.
@@ -295,11 +348,14 @@ def train_architecture(model, train_data, test_data, cfg: StageConfig, *, lam: f
     ``search.bn_stats="running"``: BN in eval mode, on the running statistics of stage 1;
     ``search.bn_stats="update"``: model.train(), running statistics update (authors' code);
     ``search.train_linear``: Linear and BatchNorm1d layers keep training (authors' code).
+
+    With a budget (``search.target_kind``, ``search.target``; no ``lam``) lambda follows the
+    controller of ``dnal_core.budget`` and the pruned network (``min_channels`` as the pruner
+    will be given) ends within [0.90, 1.03] x target; the last record's ``"budget"`` says how.
     """
-    if lam is None or lam < 0:
-        raise ValueError(f"lambda must be >= 0, got {lam}")
     if not gates(model):
         raise ValueError("the model has no SS gates to search")
+    ctl = _budget(model, search, lam, min_channels)
     start_search(model, search, reset=resume is None)
     groups = [{"params": list(arch_parameters(model)), "weight_decay": 0.0}]
     if search.train_linear:
@@ -317,26 +373,28 @@ def train_architecture(model, train_data, test_data, cfg: StageConfig, *, lam: f
             elif search.bn_stats == "batch":  # batch statistics, running ones neither read nor written
                 m.track_running_stats = False
 
-    plan = _Plan("arch", groups, modes, lam, search.loss_form, _delta_schedule(cfg, search, train_data))
+    plan = _Plan("arch", groups, modes, lam, search.loss_form, _delta_schedule(cfg, search, train_data), ctl)
     try:
-        return _fit(model, train_data, test_data, cfg, plan, resume=resume, **kw)
+        history = _fit(model, train_data, test_data, cfg, plan, resume=resume, **kw)
     finally:
         for m in bns:
             m.track_running_stats = m.running_mean is not None
+    return _finish_budget(model, search, ctl, history, resume)
 
 
-def train_joint(model, train_data, test_data, cfg: StageConfig, *, lam: float,
-                search: SearchConfig = SearchConfig(), resume=None, **kw) -> list[dict]:
+def train_joint(model, train_data, test_data, cfg: StageConfig, *, lam: float | None = None,
+                search: SearchConfig = SearchConfig(), resume=None, min_channels: int = 1, **kw) -> list[dict]:
     """Fig. 5's joint strategy: from the start, weights (with weight decay) and s (without) are
-    trained together under CE + sparsity while delta grows as in the architecture stage."""
-    if lam is None or lam < 0:
-        raise ValueError(f"lambda must be >= 0, got {lam}")
+    trained together under CE + sparsity while delta grows as in the architecture stage (with a
+    budget, as ``train_architecture``)."""
+    ctl = _budget(model, search, lam, min_channels)
     start_search(model, search, reset=resume is None)
     groups = [{"params": _weights_of(model), "weight_decay": cfg.weight_decay},
               {"params": list(arch_parameters(model)), "weight_decay": 0.0}]
     plan = _Plan("joint", groups, model.train, lam, search.loss_form,
-                 _delta_schedule(cfg, search, train_data))
-    return _fit(model, train_data, test_data, cfg, plan, resume=resume, **kw)
+                 _delta_schedule(cfg, search, train_data), ctl)
+    return _finish_budget(model, search, ctl, _fit(model, train_data, test_data, cfg, plan, resume=resume, **kw),
+                          resume)
 
 
 def hard_gated(model: nn.Module, search: SearchConfig | None = None) -> nn.Module:

@@ -77,7 +77,7 @@ def test_loss_forms_keep_eq4_and_add_the_cost_term():
     n = sum(g.channels for _, g in gates(model))
     assert sparsity_loss(model, 2.0, "paper").item() == pytest.approx(2.0 * 0.5 * n)  # s = 0: every gate 0.5
     macs = sparsity_loss(model, 2.0, "expected-macs")
-    assert macs.detach().item() == pytest.approx(2.0 * float(expected_cost(model, "macs")) / dense_cost(model, "macs"))
+    assert macs.detach().item() == pytest.approx(2.0 * float(expected_cost(model, "macs").detach()) / dense_cost(model, "macs"))
     macs.backward()
     first, last = gates(model)[1][1].s.grad, gates(model)[-1][1].s.grad
     assert (first > 0).all() and first.mean() > 4 * last.mean()  # a channel of a wide early layer costs more

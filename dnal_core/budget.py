@@ -10,17 +10,19 @@ channel is worth what removing it saves: more in a wide early layer than in a la
 
 **The budget** (``SearchConfig.target_kind`` "macs" or "params" and ``target``: a fraction of
 the dense count when below 1, an absolute count otherwise). The architecture stage then has no
-fixed lambda; every step a multiplier is updated by log-space dual ascent,
+fixed lambda; every step a multiplier is updated by dual ascent on the log of the cost ratio,
 
-    log lam <- log lam + rate * clip(log(C_meas / C_target), -1, 1),
+    lam <- lam + rate * lam0 * clip(log(C_meas / C_target), -1, 1),
     C_meas = w * C_hard + (1 - w) * C(v),   w = mean_j |2 v_j - 1|,
 
 where C_hard is the exact cost of the network the pruner derives from the current hard gates
 (``keep_masks`` with ``min_channels``) and w says how binary the gates are: while delta is
 small every v_j is near 0.5 and the hard gates (the signs of s) say little about where the
 search will end, so the measure is the soft cost; as delta grows the gates become binary and
-the measure becomes the pruned network's cost. Knobs: ``budget_rate`` (default 0.5, the dual
-step) and ``budget_lambda0`` (default 1.0, the starting lambda in units of the cost-aware
+the measure becomes the pruned network's cost. Lambda may go below zero: a network already
+under its budget is then pushed back up (with a log-space update lambda only decays towards 0,
+and a short search with no penalty still closes gates: about 0.6 x target in the smoke runs).
+Knobs: ``budget_rate`` (default 0.5, the dual step) and ``budget_lambda0`` (default 1.0, the starting lambda in units of the cost-aware
 term; with ``paper``/``code`` forms it is divided by the number of gated channels, so that both
 start with the same pull on the average channel).
 
@@ -168,7 +170,7 @@ def parse_target(text: str) -> float:
 
 @dataclass
 class BudgetController:
-    """Log-space dual ascent of lambda toward the target (module docstring)."""
+    """Dual ascent of lambda toward the target, steps of rate x lam0 (module docstring)."""
     kind: str
     target: int               # absolute
     lam: float

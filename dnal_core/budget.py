@@ -22,9 +22,9 @@ search will end, so the measure is the soft cost; as delta grows the gates becom
 the measure becomes the pruned network's cost. Lambda may go below zero: a network already
 under its budget is then pushed back up (with a log-space update lambda only decays towards 0,
 and a short search with no penalty still closes gates: about 0.6 x target in the smoke runs).
-Knobs: ``budget_rate`` (default 0.5, the dual step) and ``budget_lambda0`` (default 1.0, the starting lambda in units of the cost-aware
-term; with ``paper``/``code`` forms it is divided by the number of gated channels, so that both
-start with the same pull on the average channel).
+Knobs: ``budget_rate`` (default 0.5, the dual step) and ``budget_lambda0`` (default 1.0, the
+starting lambda in units of the cost-aware term; with ``paper``/``code`` forms it is divided by
+the number of gated channels, so that both start with the same pull on the average channel).
 
 **The repair.** A short stage (the smoke profile has 30 steps) may end outside the bounds
 ``[BELOW, ABOVE] x target`` = [0.90, 1.03]. Then a deterministic greedy step changes single

@@ -105,6 +105,45 @@ def finetune(recipe: Recipe, data, runs: Path, lam: float, device="auto") -> dic
                         stages=["finetune"], resume=True)
 
 
+def claim(folder: Path) -> bool:
+    """Whether this process may train the run in ``folder``: True when no other live process
+    holds its claim (``<folder>.claim`` beside it, created atomically with this process's pid;
+    a claim whose process has ended is taken over, so a killed worker's run is resumed)."""
+    import os
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    pid_file = folder.with_name(folder.name + ".claim")
+    while True:
+        try:
+            fd = os.open(pid_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(pid_file.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid == os.getpid():
+                return True
+            if pid and _alive(pid):
+                return False
+            pid_file.unlink(missing_ok=True)  # a dead worker's claim: take it over
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def control_recipe(recipe: Recipe, width_mult: float) -> Recipe:
     """The control: ``recipe``'s network at ``width_mult``, trained from scratch as one weight
     stage of weights + architecture + finetune epochs (cosine from the weight stage's lr)."""
@@ -274,10 +313,11 @@ def table1_search(recipe, data, runs: Path, out: Path, command: str, device="aut
 def table1_controls(recipe, data, runs: Path, out: Path, command: str, device="auto",
                     poll: float = 60.0) -> None:
     """The dense control (out/controls/dense.json), then, once out/chosen.json exists, the
-    uniform-width network at each chosen lambda's pruned MACs (out/controls/uniform_lam<label>.json)."""
+    uniform-width network at each chosen lambda's pruned MACs (out/controls/uniform_lam<label>.json).
+    Two such processes side by side share the work: each claims the lambda it trains (``claim``)."""
     prov = provenance(command)
     dense = out / "controls" / "dense.json"
-    if not dense.is_file():
+    if not dense.is_file() and claim(runs / "dense"):
         write_json(dense, {**control(recipe, data, runs, recipe.width_mult, "dense", device), **prov})
     while True:  # chosen.json is read anew after each control: a refined sweep may change it
         while not (out / "chosen.json").is_file():
@@ -288,7 +328,10 @@ def table1_controls(recipe, data, runs: Path, out: Path, command: str, device="a
                 if not (out / "controls" / f"uniform_lam{label(lam)}.json").is_file()]
         if not todo:
             return
-        lam = todo[0]
+        # a second controls process (another core) takes the next lambda nobody trains
+        lam = next((lam for lam in todo if claim(runs / f"uniform_lam{label(lam)}")), None)
+        if lam is None:  # every remaining control is being trained by another process
+            return
         path = out / "controls" / f"uniform_lam{label(lam)}.json"
         target = sweep[lam]["macs"]
         w = uniform_width_for(recipe.model, target)

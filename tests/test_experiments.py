@@ -160,3 +160,37 @@ def test_calibration_sweeps_the_other_loss_form(tmp_path, monkeypatch):
     assert seen == []  # all kept
     both = read_sweep(out)
     assert sorted(both["loss_form"].unique()) == ["code", "paper"] and len(both) == 4
+
+
+def test_two_controls_processes_share_the_work(tmp_path, monkeypatch):
+    """A lambda claimed by another live process is left to it (the next one is trained); a
+    claim whose process has ended is taken over; this process's own claim holds."""
+    import subprocess
+    import sys
+
+    import dnal_core.experiments as ex
+    from dnal_core.io import write_json
+
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    write_json(out / "controls" / "dense.json", {"top1": 80.0})
+    write_json(out / "sweep.json", {"rows": [{"lambda": lam, "macs": 5e6} for lam in (1e-3, 3e-3)]})
+    write_json(out / "chosen.json", {"lambdas": [1e-3, 3e-3]})
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        runs.mkdir()
+        (runs / "uniform_lam3e-3.claim").write_text(str(other.pid))  # a live worker trains 3e-3
+        trained = []
+
+        def control(recipe, data, runs_, w, name, device="auto"):
+            trained.append(name)
+            return {"name": name, "macs": 5e6, "top1": 70.0}
+
+        monkeypatch.setattr(ex, "control", control)
+        ex.table1_controls(get_recipe("vgg16-cifar", "smoke"), None, runs, out, "cmd", poll=0.01)
+        assert trained == ["uniform_lam1e-3"]  # 3e-3 left to the other worker, then nothing to do
+        assert not (out / "controls" / "uniform_lam3e-3.json").exists()
+    finally:
+        other.kill()
+        other.wait()
+    assert ex.claim(runs / "uniform_lam3e-3")  # its process ended: the claim is taken over
+    assert ex.claim(runs / "uniform_lam3e-3")  # and this process's own claim holds

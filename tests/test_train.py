@@ -264,3 +264,29 @@ def test_stages_one_at_a_time_and_joint(fake_cifar, tmp_path):
     assert set(joint["seconds"]) == {"weights", "joint", "finetune"} and joint["seconds"]["weights"] is None
     df = pd.read_json(tmp_path / "j" / "metrics.jsonl", lines=True)
     assert df["stage"].tolist() == ["joint", "finetune"]
+
+
+def test_denormals_flushed_while_training_on_the_cpu(fake_cifar, tmp_path, monkeypatch):
+    """run_pipeline flushes denormal floats to zero on the CPU for its duration (the weights of
+    closed channels decay into denormals, which slow CPU kernels 6.5x: benchmarks/cpu_denormal.py)
+    and restores the default afterwards."""
+    calls, real = [], torch.set_flush_denormal
+    seen = []
+
+    def record(on):
+        calls.append(on)
+        return real(on)
+
+    monkeypatch.setattr(torch, "set_flush_denormal", record)
+    import dnal_core.train.pipeline as pl
+
+    inner = pl._run_pipeline
+
+    def spy(*a, **k):
+        seen.append(torch.tensor(1e-40).item() == 0.0)  # flushed: a denormal reads as zero
+        return inner(*a, **k)
+
+    monkeypatch.setattr(pl, "_run_pipeline", spy)
+    run_pipeline(tiny_recipe(), fake_cifar, tmp_path / "run", device="cpu", stages=["weights"])
+    assert calls == [True, False] and seen == [True]
+    assert torch.tensor(1e-40).item() != 0.0  # restored

@@ -130,10 +130,16 @@ rows[[
 ]]
 
 # %% [markdown]
-# The dense control and the network every search started from:
+# The dense control and the weight stage the searches started from. One weight stage serves
+# every $\lambda_a$; when its run folder is lost (a new session on another machine keeps only
+# `results/`), the next search re-trains it with the same recipe and seed, and the table says
+# which finetuned rows come from which run of it.
 
 # %% tags=["hide-input"]
 base = finals.iloc[0]
+stages = finals.groupby("baseline_top1")["lambda"].apply(
+    lambda x: ", ".join(report.lambda_label(v) for v in sorted(x))
+)
 pd.DataFrame([
     {
         "network": (
@@ -144,11 +150,13 @@ pd.DataFrame([
         "macs_m": dense["macs"] / 1e6 if dense else float("nan"),
         "top1": dense["top1"] if dense else float("nan"),
     },
+] + [
     {
-        "network": f"dense after the weight stage ({recipe.weights.epochs} epochs)",
+        "network": f"weight stage ({recipe.weights.epochs} ep.), for lambda {lams}",
         "macs_m": base["baseline_macs"] / 1e6,
-        "top1": base["baseline_top1"],
-    },
+        "top1": top1,
+    }
+    for top1, lams in stages.items()
 ])
 
 # %% [markdown]

@@ -463,7 +463,37 @@ def fig5_runs(recipe, data, table1_runs: Path, runs: Path, out: Path, lam: float
         write_json(out / f"{recipe.model}_{strategy}.json", {**tag, **{k: final[k] for k in FINAL_KEYS}})
 
 
-NAMES = {"table1": "table1_vgg16_cifar10", "fig4": "fig4_ss_placement", "fig5": "fig5_joint_vs_sequential"}
+BUDGET_TARGETS = (0.5, 0.25, 0.1)  # fractions of the dense network's MACs (issue 10's chapter)
+
+
+def budget_name(form: str, kind: str, target: float) -> str:
+    return f"{form}_{kind}{target:g}"
+
+
+def budget_runs(recipe, data, table1_runs: Path, runs: Path, out: Path, command: str, device="auto",
+                targets=BUDGET_TARGETS, form: str = "expected-macs", kind: str = "macs") -> None:
+    """The budget chapter: the architecture stage steered to each of ``targets`` (a fraction of
+    the dense ``kind`` count; ``dnal_core.budget``) with the sparsity term ``form``, from Table I's
+    weight stage (``table1_runs``/weights, trained there when missing), then finetuned. Writes
+    out/<form>_<kind><target>.json (the final network, its widths and the budget record: target,
+    reached cost, repaired gates, lambda path) and .jsonl (every epoch) as each run ends."""
+    from .report import copy_metrics
+    from .train import run_pipeline
+
+    prov = provenance(command)
+    w = weights(recipe, data, table1_runs, device)
+    for t in targets:
+        name = budget_name(form, kind, t)
+        r = override(recipe, {"lam": None, "search.target_kind": kind, "search.target": t, "search.loss_form": form})
+        final = run_pipeline(r, data, runs / name, device=device, stages=["arch", "finetune"], weights_from=w,
+                             resume=True)
+        tag = dict(model=recipe.model, form=form, kind=kind, target=t, **prov)
+        copy_metrics(runs / name, out / f"{name}.jsonl", **tag)
+        write_json(out / f"{name}.json", {**tag, **{k: final[k] for k in FINAL_KEYS}, "budget": final["budget"]})
+
+
+NAMES = {"table1": "table1_vgg16_cifar10", "fig4": "fig4_ss_placement", "fig5": "fig5_joint_vs_sequential",
+         "budget": "budget_vgg16_cifar10"}
 
 
 def figure_lambda(out: Path, table1_out: Path, lam: float | None = None) -> float:
@@ -537,6 +567,8 @@ def main(argv=None) -> int:
         calibration(recipe, a.data, runs, out, command, a.device)
     elif a.experiment == "table1":
         table1_controls(recipe, a.data, runs, out, command, a.device)
+    elif a.experiment == "budget":  # from Table I's weight stage (its run folders)
+        budget_runs(recipe, a.data, repo_root() / "runs" / NAMES["table1"] / a.profile, runs, out, command, a.device)
     else:
         try:
             figure_runs(a.experiment, a.profile, a.data, runs, out, command, a.device, a.lam)

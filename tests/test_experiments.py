@@ -194,3 +194,23 @@ def test_two_controls_processes_share_the_work(tmp_path, monkeypatch):
         other.wait()
     assert ex.claim(runs / "uniform_lam3e-3")  # its process ended: the claim is taken over
     assert ex.claim(runs / "uniform_lam3e-3")  # and this process's own claim holds
+
+
+def test_budget_runs_land_on_their_targets(cifar_dir, tmp_path):
+    """The budget chapter's runs: from Table I's weight stage (trained there when missing), the
+    architecture stage steered to a MACs fraction, then finetuned; the result records the
+    budget and lands within [0.90, 1.03] x target."""
+    import dnal_core.experiments as ex
+    from dnal_core.io import read_json
+    from dnal_core.recipes import override
+
+    r = override(get_recipe("vgg16-cifar", "smoke"), {"width_mult": 0.125, "train_per_class": 20,
+                                                       "test_per_class": 5, "weights.epochs": 1,
+                                                       "arch.epochs": 1, "finetune.epochs": 1})
+    out = tmp_path / "out"
+    ex.budget_runs(r, cifar_dir, tmp_path / "t1", tmp_path / "runs", out, "cmd", device="cpu", targets=(0.5,))
+    assert (tmp_path / "t1" / "weights" / "weights.pt").is_file()
+    row = read_json(out / "expected-macs_macs0.5.json")
+    assert 0.90 <= row["macs"] / (0.5 * row["baseline_macs"]) <= 1.03
+    assert row["budget"]["kind"] == "macs" and row["budget"]["reached"] == row["macs"] and row["target"] == 0.5
+    assert (out / "expected-macs_macs0.5.jsonl").read_text().count('"stage": "arch"') == 1

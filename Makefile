@@ -24,7 +24,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 
 .PHONY: setup test book notebooks lab lock clean help chromium
 help:
-	@echo "make book       render every chapter's committed results and build the HTML book (PROFILE=cpu: train the cpu experiments, ~4 h; PROFILE=smoke|paper)"
+	@echo "make book       render every chapter's committed results and build the HTML book (PROFILE=cpu: train the cpu experiments, ~5 h; PROFILE=smoke|paper)"
 	@echo "make test       unit tests, notebook regression tests (nbval) and the browser check of the book"
 	@echo "make notebooks  re-execute the notebooks (smoke) and store their outputs in notebooks/*.ipynb"
 	@echo "make setup      create $(VENV) with the pinned dependencies, MathJax and chromium (run by the above)"
@@ -59,7 +59,7 @@ chromium:
 	fi
 
 # Every notebook under papermill (PROFILE=auto: each chapter renders its largest-scale committed
-# results; cpu: trains the cpu experiments, about 4 hours, resumable; smoke; paper), then the book.
+# results; cpu: trains the cpu experiments, about 5 hours, resumable; smoke; paper), then the book.
 book: setup
 	MPLBACKEND=Agg $(BIN)/python book/build.py execute --profile $(PROFILE)
 	$(BIN)/python book/build.py html

@@ -5,7 +5,7 @@
                                             run notebooks/<NAME>.py with papermill -> book/chapters/<NAME>.ipynb
                                             (P: auto, the default, renders each chapter's largest-scale
                                             committed results; cpu trains the CPU_CHAPTERS' cpu
-                                            experiments, about 4 hours on 2 cores, resumable; smoke, paper)
+                                            experiments, about 5 hours on 2 cores, resumable; smoke, paper)
   python book/build.py html [--source DIR]  jupyter-book build (offline, -W -n --keep-going) of DIR (book/)
   python book/build.py check-offline [DIR]  fail if a built page loads anything from outside (default book/_build/html)
   python book/build.py store                write the executed default-profile outputs back into notebooks/*.ipynb
@@ -38,8 +38,9 @@ DEFAULT_PROFILE = "auto"  # each chapter shows its largest-scale committed resul
 PROFILES = ("auto", "smoke", "cpu", "paper")
 # The chapters that have a cpu profile (dnal_core.experiments; results/<name>/cpu): `make book
 # PROFILE=cpu` trains them (train=True) and renders the others as `auto` would.
-CPU_CHAPTERS = ("table1_vgg16_cifar10", "fig3_gate_histograms", "fig4_ss_placement", "fig5_joint_vs_sequential")
-CPU_HOURS = 4  # measured on the 2-core machine, two processes side by side (README, The book)
+CPU_CHAPTERS = ("table1_vgg16_cifar10", "fig3_gate_histograms", "fig4_ss_placement", "fig5_joint_vs_sequential",
+                "budget_vgg16_cifar10")
+CPU_HOURS = 5  # 2-core machine, two processes: ~4 h measured (Table I, Figs. 3-5) + ~1 h estimated (budget)
 # Papermill bookkeeping that would change on every run: never stored in notebooks/*.ipynb.
 VOLATILE_CELL_KEYS = ("papermill", "execution")
 

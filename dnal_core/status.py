@@ -27,6 +27,7 @@ CLAIMS = {
     "table6_mobilenetv2_imagenet": "MobileNetV2 on ImageNet: 1.4x for 0.5 points",
     "table7_proxyless_imagenet": "a supernet searched to 3.6M params at 75.0%",
     "prune_your_own": "beyond the paper: DNAL on any CNN",
+    "budget_vgg16_cifar10": "beyond the paper: a MACs budget instead of lambda",
 }
 ALWAYS_REAL = {"fig1_scaled_sigmoid", "fig2_algorithm", "method_details", "quickstart"}  # no training profile to speak of
 

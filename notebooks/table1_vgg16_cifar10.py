@@ -247,8 +247,9 @@ if profile == "cpu":  # issue 14's bar for results that mean something
     assert dense is None or dense["top1"] >= 83.0, dense
     assert not complete or (rows["macs_x"].min() <= 2.0 and rows["macs_x"].max() >= 8.0)
 if not complete:
-    report.say(f"{len(chosen) - len(todo)} of the {len(chosen)} chosen lambdas are finetuned"
-               " so far: the experiment is still running (its command resumes it).")
+    report.say(f"{len(chosen) - len(todo)} of the {len(chosen)} chosen lambdas are"
+               " finetuned so far: the experiment is still running (its command resumes"
+               " it).")
 print(
     f"{len(rows)} lambdas, reductions {rows['macs_x'].min():.2f}x to"
     f" {rows['macs_x'].max():.2f}x; {len(u)} uniform controls"

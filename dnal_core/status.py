@@ -80,6 +80,13 @@ def verdict(name: str, profile: str, folder: Path) -> str:
         verdict = "yes" if r["drop"] <= 2.0 else "no"  # the paper: at most 1.44 points up to 5.1x
         return (f"{verdict}: a {r['drop']:.1f}-point drop at {r['macs_x']:.1f}x fewer MACs "
                 f"({profile} scale){beats}")
+    if name == "fig5_joint_vs_sequential":
+        ends = {f.stem.rsplit("_", 1)[-1]: json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))}
+        if {"sequential", "joint"} <= set(ends):
+            seq, joint = ends["sequential"], ends["joint"]
+            return (f"{'yes' if seq['top1'] > joint['top1'] else 'no'}: after finetuning, sequential "
+                    f"{seq['top1']:.1f}% at {seq['macs'] / 1e6:.1f}M MACs, joint {joint['top1']:.1f}% at "
+                    f"{joint['macs'] / 1e6:.1f}M ({profile} scale)")
     return f"{profile} results: see the chapter"
 
 

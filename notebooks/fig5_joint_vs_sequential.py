@@ -238,6 +238,13 @@ for model in MODELS:
 #   one. The paper compares strategies whose searched networks have similar MACs; here both use
 #   the same $\lambda_a$, so their MACs may differ (the table above gives both): compare their
 #   accuracies with the Table I chapter's accuracy-against-MACs curve, not only with each other.
+# - **The cpu run's history.** Both arms are Table I's recipe, but not one process: the
+#   sequential arm's architecture and finetune stages are Table I's committed run at
+#   $\lambda_a = 10^{-3}$, searched from the first run of the weight stage (80.98%); the 15
+#   weight epochs drawn before them are a re-run of that stage with the same recipe and seed
+#   (81.13% at the end), made when the run folders were lost. The joint run was stopped after
+#   its epoch 9 (1,100 s an epoch: denormal floats, README) and resumed from its checkpoint
+#   with denormals flushed to zero, which changes values below 1.2e-38 only.
 # - During the architecture stage the sequential curve shows the gated network with BatchNorm
 #   statistics re-estimated (precise BN); without that, its frozen running statistics would put
 #   it at chance and bias the figure against the sequential strategy.

@@ -1,0 +1,67 @@
+"""dnal_core.status: the intro's status table is computed from the results folders, never typed:
+each chapter's row names the largest-scale profile with results, its device and date, and a
+verdict computed from the numbers."""
+import json
+import re
+from pathlib import Path
+
+from dnal_core.status import CLAIMS, status_markdown, status_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def _root(tmp_path: Path) -> Path:
+    for name in ("table1_vgg16_cifar10", "fig5_joint_vs_sequential", "fig4_ss_placement"):
+        (tmp_path / "notebooks").mkdir(exist_ok=True)
+        (tmp_path / "notebooks" / f"{name}.py").write_text("")
+    return tmp_path
+
+
+def test_rows_follow_the_results(tmp_path):
+    root = _root(tmp_path)
+    res = root / "results"
+    tag = {"device": "cpu (1 thread)", "date": "2026-12-02"}
+    # Table I at cpu: a 1.9x network 0.8 points under the dense control, 1 point over uniform width
+    _write(res / "table1_vgg16_cifar10" / "cpu" / "lam1e-3.json",
+           {**tag, "lambda": 1e-3, "macs": 10e6, "params": 1e5, "baseline_macs": 19e6, "top1": 82.5})
+    _write(res / "table1_vgg16_cifar10" / "cpu" / "controls" / "dense.json", {"top1": 83.3, "macs": 19e6})
+    _write(res / "table1_vgg16_cifar10" / "cpu" / "controls" / "uniform_lam1e-3.json",
+           {"lambda": 1e-3, "top1": 81.5, "macs": 10.1e6})
+    _write(res / "table1_vgg16_cifar10" / "smoke" / "lam1e-3.json", {**tag, "date": "2026-01-01"})
+    # Fig. 5 at cpu: joint ahead
+    for strategy, top1 in (("sequential", 80.0), ("joint", 81.0)):
+        _write(res / "fig5_joint_vs_sequential" / "cpu" / f"vgg16-cifar_{strategy}.json",
+               {**tag, "top1": top1, "macs": 5e6})
+    # Fig. 4: only a running experiment's plan file at cpu, so smoke is shown
+    _write(res / "fig4_ss_placement" / "cpu" / "sweep.json", {"rows": []})
+    _write(res / "fig4_ss_placement" / "smoke" / "a.json", {**tag, "date": "2026-01-02"})
+    rows = {r["chapter"]: r for r in status_rows(root)}
+    assert set(rows) == {"table1_vgg16_cifar10", "fig5_joint_vs_sequential", "fig4_ss_placement"}
+    t1 = rows["table1_vgg16_cifar10"]
+    assert (t1["profile"], t1["device"], t1["date"]) == ("cpu", "cpu (1 thread)", "2026-12-02")
+    assert t1["reproduced"].startswith("yes: a 0.8-point drop at 1.9x") and "beats uniform width at 1 of 1" in t1["reproduced"]
+    assert rows["fig5_joint_vs_sequential"]["reproduced"].startswith("no: after finetuning, sequential 80.0%")
+    f4 = rows["fig4_ss_placement"]
+    assert (f4["profile"], f4["date"]) == ("smoke", "2026-01-02") and "machinery check" in f4["reproduced"]
+    # the dense control gets worse: the verdict turns
+    _write(res / "table1_vgg16_cifar10" / "cpu" / "controls" / "dense.json", {"top1": 86.0, "macs": 19e6})
+    assert status_rows(root)[0]["reproduced"].startswith("no: a 3.5-point drop")
+
+
+def test_the_repository_table_has_every_chapter_and_its_shown_profile():
+    """The table the intro includes: one row per notebook, linked, showing the profile each
+    chapter renders (the largest-scale committed results)."""
+    from dnal_core.report import best_profile
+
+    md = status_markdown(ROOT)
+    notebooks = sorted(p.stem for p in (ROOT / "notebooks").glob("*.py"))
+    assert sorted(CLAIMS) == notebooks, "every chapter needs a claim in dnal_core.status.CLAIMS"
+    for name in notebooks:
+        row = re.search(rf"^\| \[{name}\]\(chapters/{name}\) \| (\S+) \|", md, re.M)
+        assert row, name
+        assert row.group(1) in ("-", best_profile(name, ROOT / "results")), (name, row.group(1))

@@ -237,6 +237,12 @@ print(f"{len(finals)} budgets met: " + ", ".join(
 #   VGG16 and its weight stage; until then the page shows the `smoke` profile, where 30 search
 #   steps are too few for the controller and the repair does most of the landing (the
 #   `repaired` column).
+# - **The controller does not settle yet.** Its first `cpu` run (0.5 of the MACs; the record in
+#   `benchmarks/results/budget_controller_cpu.json`, the README's "A budget instead of
+#   lambda") swung $\lambda$ from 1 to -15 and back to +21 in 213 steps, while the gates it
+#   had closed saturated ($\delta$ passes 20 within the first epoch); the repair then decided
+#   about half of the gates. A damped controller is the next step; the budgets are met either
+#   way, but until then the widths are more the repair's than the search's.
 # - **What the budget does not change:** the gate, the $\delta$ schedule, the threshold, the
 #   stages and the finetuning are Table I's. Only the sparsity term and its weight differ.
 # - **Parameters instead of MACs:** `dnal run vgg16-cifar --target-params 0.3` (the

@@ -147,10 +147,11 @@ def _tiny_task(n=72, test_n=32):
 def test_fp32_fast_path_trains_as_the_eager_path():
     """The fast path in fp32 (FastStep: fused SGD on a tensor LR, the step as one function) against
     the eager path, both channels_last on the CPU, through two weight epochs and one architecture
-    epoch (delta 1 -> 1e4). Tolerances from what fp32 on the CPU gives (2-core AMD EPYC, torch
-    2.14): weight stage, losses equal to 1.1e-7 relative, the same top-1 and top-5; architecture
-    stage, where delta up to 1e4 magnifies the fused update's last-bit differences, train loss
-    1.0e-4 relative, 4 of 528 gates (0.8%), the same top-1 and hard top-1."""
+    epoch (delta 1 -> 1e4). Tolerances from what fp32 on the CPU gives (torch 2.14, 2-core AMD
+    EPYC with AVX2 / Intel Xeon with AVX-512): weight stage, losses equal to 1.1e-7 relative,
+    the same top-1 and top-5; architecture stage, where delta up to 1e4 magnifies the fused
+    update's last-bit differences, train loss 1.0e-4 / 1.7e-3 relative, 4 of 528 gates (0.8%),
+    the same top-1 and hard top-1."""
     train, test = _tiny_task()
     out = {}
     for fast in (True, False):
@@ -168,7 +169,7 @@ def test_fp32_fast_path_trains_as_the_eager_path():
         assert f["test_loss"] == pytest.approx(e["test_loss"], rel=1e-6)
         assert (f["test_top1"], f["test_top5"], f["open_gates"]) == (e["test_top1"], e["test_top5"], e["open_gates"])
     f, e = out[True][2], out[False][2]
-    assert f["train_loss"] == pytest.approx(e["train_loss"], rel=1e-3)
+    assert f["train_loss"] == pytest.approx(e["train_loss"], rel=5e-3)
     assert f["test_loss"] == pytest.approx(e["test_loss"], rel=1e-2)
     assert abs(f["open_gates"] - e["open_gates"]) <= 0.02 * e["gate_channels"]
     assert (f["test_top1"], f["hard_top1"]) == (e["test_top1"], e["hard_top1"])

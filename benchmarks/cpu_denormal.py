@@ -7,7 +7,7 @@ joint stage the weights of a channel whose gate has closed get no gradient but w
 so they shrink geometrically into denormal floats (below 1.2e-38; the gate itself,
 sigmoid(delta s), passes through that range too), and x86 CPUs take a microcode assist for
 every multiply that reads one. The Fig. 5 joint run at the cpu profile went from 84-168 s an
-epoch to 459 s and 1,100 s in epochs 8-9 (2-core AMD EPYC, 2026-12-02); a training step on its
+epoch to 459 s and 1,100 s in epochs 8-9 (2-core Intel Xeon, AVX-512, 2026-12-02); a step on its
 epoch-9 checkpoint took 2.35 s, 0.27 s with denormals flushed. This reproduces it on VGG16 x1/4:
 soft gates at delta = 100, a share of every layer's channels closed (s = -0.95, sigmoid(-95) =
 5.5e-42) with their conv weights scaled by 1e-39, one SGD step (forward, backward, update) at
@@ -58,6 +58,15 @@ def step_seconds(closed: float, ftz: bool, steps: int, layout: str, warmup: int 
         torch.set_flush_denormal(False)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo; empty elsewhere): denormal penalties differ by CPU kind."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((x.split(":", 1)[1].strip() for x in lines if x.startswith("model name")), "")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=3)
@@ -74,7 +83,7 @@ def main(argv=None) -> int:
                              "s_per_epoch": round(s * 50_000 / 128, 1)})
                 print(rows[-1], flush=True)
     write_json(Path(a.json), {"rows": rows, "date": datetime.date.today().isoformat(), "torch": torch.__version__,
-                              "machine": platform.processor() or platform.machine(), "threads": 1,
+                              "machine": cpu_model() or platform.machine(), "threads": 1,
                               "command": "python benchmarks/cpu_denormal.py"})
     return 0
 

@@ -268,7 +268,7 @@ def test_stages_one_at_a_time_and_joint(fake_cifar, tmp_path):
 
 def test_denormals_flushed_while_training_on_the_cpu(fake_cifar, tmp_path, monkeypatch):
     """run_pipeline flushes denormal floats to zero on the CPU for its duration (the weights of
-    closed channels decay into denormals, which slow CPU kernels 6.5x: benchmarks/cpu_denormal.py)
+    closed channels decay into denormals, which slow CPU kernels 7x: benchmarks/cpu_denormal.py)
     and restores the default afterwards."""
     calls, real = [], torch.set_flush_denormal
     seen = []

@@ -237,7 +237,7 @@ def run_pipeline(recipe: Recipe, data: str | Path, out: str | Path, *, device: s
     device, started = dist.init(resolve_device(device))
     # Denormal floats: the weights of a channel whose gate closed get only weight decay and shrink
     # into denormals (< 1.2e-38), and CPU kernels that read them take microcode assists: a step
-    # 6.5x slower in benchmarks/cpu_denormal.py, a joint epoch of the cpu profile 1,100 s instead
+    # 7x slower in benchmarks/cpu_denormal.py, a joint epoch of the cpu profile 1,100 s instead
     # of ~120 s. Flushing them to zero changes values below 1.2e-38 only. For this call, on the CPU.
     ftz = device.type == "cpu" and torch.set_flush_denormal(True)
     try:

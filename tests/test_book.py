@@ -183,10 +183,12 @@ def _chromium():
 
 
 def _run_chromium(exe, url, *args):
+    # virtual time: 15 s, so that MathJax and the probe finish on a loaded machine (with 5 s the
+    # probe of the Fig. 3 page did not run once while two trainings shared the 2 cores)
     with tempfile.TemporaryDirectory() as profile:
         cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={profile}", "--virtual-time-budget=5000", *args, url]
+               f"--user-data-dir={profile}", "--virtual-time-budget=15000", *args, url]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 

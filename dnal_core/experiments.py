@@ -333,7 +333,10 @@ def table1_controls(recipe, data, runs: Path, out: Path, command: str, device="a
         if lam is None:  # every remaining control is being trained by another process
             return
         path = out / "controls" / f"uniform_lam{label(lam)}.json"
-        target = sweep[lam]["macs"]
+        # the finetuned network's MACs when it exists (its search may have been re-run from
+        # another run of the weight stage than the sweep row's), else the sweep row's
+        final = out / f"lam{label(lam)}.json"
+        target = read_json(final)["macs"] if final.is_file() else sweep[lam]["macs"]
         w = uniform_width_for(recipe.model, target)
         row = control(recipe, data, runs, w, f"uniform_lam{label(lam)}", device)
         write_json(path, {**row, "lambda": lam, "target_macs": target, **prov})

@@ -166,7 +166,9 @@ def plot_widths(folder: Path | str, lams, base_widths):
         ax.grid(alpha=0.3, axis="y")
     for ax in axes[:, 0]:
         ax.set_ylabel("kept (% of dense)")
-    axes.flat[0].legend(loc="upper right", fontsize=8.5)
+    # the legend where both entries are drawn: the first panel with a uniform control
+    both = next((ax for ax, lam in zip(axes.flat, lams) if ctl.get(lam)), axes.flat[0])
+    both.legend(loc="upper right", fontsize=8.5)
     fig.tight_layout()
     return fig
 

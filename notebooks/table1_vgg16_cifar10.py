@@ -197,9 +197,8 @@ report.save_figure(fig, f"{NAME}_{profile}_widths", run.fig)
 
 # %% tags=["hide-input"]
 sweep = report_cpu.read_sweep(have)
-fig = report_cpu.plot_sweep(
-    sweep, [float(x) for x in rows["lambda"]], f"lambda sweep ({profile})"
-)
+chosen = json.loads((have / "chosen.json").read_text())["lambdas"]
+fig = report_cpu.plot_sweep(sweep, chosen, f"lambda sweep ({profile})")
 report.save_figure(fig, f"{NAME}_{profile}_sweep", run.fig)
 
 # %% [markdown]

@@ -193,7 +193,10 @@ report.save_figure(fig, f"{NAME}_{profile}_widths", run.fig)
 # searched $\lambda_a$ (the sweep), the chosen ones ringed. The map from $\lambda_a$ to
 # compression depends on the loss form, the number of gates (a quarter-width VGG16 has 1,056,
 # the paper's 4,224), the length of the search and the data, so the paper's lambdas are not
-# expected to give the paper's reductions here.
+# expected to give the paper's reductions here. Where `sweep_code.json` exists (`python -m
+# dnal_core.experiments table1 --part calibration`), the authors' delta-free form is drawn
+# beside eq. 4: the same search, the same weight stage (its re-run, for these rows), another
+# map.
 
 # %% tags=["hide-input"]
 sweep = report_cpu.read_sweep(have)

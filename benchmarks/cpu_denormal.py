@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from dnal_core import build
 from dnal_core.gate import gates, set_delta, set_mode
 from dnal_core.io import write_json
+from dnal_core.train.pipeline import cpu_model
 
 
 def step_seconds(closed: float, ftz: bool, steps: int, layout: str, warmup: int = 1) -> float:
@@ -56,15 +57,6 @@ def step_seconds(closed: float, ftz: bool, steps: int, layout: str, warmup: int 
         return (time.perf_counter() - t0) / steps
     finally:
         torch.set_flush_denormal(False)
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo; empty elsewhere): denormal penalties differ by CPU kind."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return ""
-    return next((x.split(":", 1)[1].strip() for x in lines if x.startswith("model name")), "")
 
 
 def main(argv=None) -> int:

@@ -232,31 +232,48 @@ def refine(rows: list[dict], targets=TARGET_REDUCTIONS, tol: float = REFINE_TOL)
     return None
 
 
+def lambda_sweep(recipe, data, runs: Path, path: Path, prov: dict, device="auto", grid=SWEEP, max_extra: int = 3,
+                 max_refine: int = 0, prefix: str = "", void: Path | None = None) -> list[dict]:
+    """The architecture stage at each lambda of ``grid`` from the shared weight stage, one row
+    each (``search``), written to ``path`` after every search; extended at the ends by ``extend``
+    (at most ``max_extra`` times), then bisected where a target falls in a jump by ``refine``
+    (at most ``max_refine`` times). A row ``path`` already holds (same loss form) is not searched
+    again: a session that lost its run folders keeps the committed sweep. ``void``: a file
+    removed while the sweep still grows (a choice made from a shorter sweep). Returns the rows."""
+    old = {r["lambda"]: r for r in (read_json(path)["rows"] if path.is_file() else [])
+           if r.get("loss_form") == recipe.search.loss_form}
+    rows, lams = [], list(grid)
+    while lams:
+        lam = lams.pop(0)
+        rows.append(old.get(lam) or {**search(recipe, data, runs, lam, device, prefix=prefix), **prov})
+        rows.sort(key=lambda r: r["lambda"])
+        write_json(path, {"rows": rows, **prov})
+        if not lams and max_extra > 0:
+            extra = extend(rows)
+            if extra is not None:
+                lams, max_extra = [extra], max_extra - 1
+                continue
+        if not lams and max_refine > 0:  # a target inside a jump of the map: bisect it
+            mid = refine(rows)
+            if mid is not None:
+                lams, max_refine = [mid], max_refine - 1
+        if lams and void is not None:
+            void.unlink(missing_ok=True)
+    return rows
+
+
 CODE_SWEEP = (1e-3, 1e-2, 1e-1)  # the authors' delta-free form: lambdas searched first (extended)
 
 
 def calibration(recipe, data, runs: Path, out: Path, command: str, device="auto", grid=CODE_SWEEP,
                 form: str = "code", max_extra: int = 3) -> list[dict]:
     """The lambda -> MACs reduction map of another sparsity-loss form (default the authors'
-    code, eq. 4 without delta) from Table I's weight stage: the architecture stage at each lambda
-    of ``grid``, extended at the ends like Table I's sweep, into out/sweep_<form>.json (rows
-    already there are kept). Beside Table I's eq. 4 sweep it shows that the map depends on the
-    loss form. Returns the rows."""
-    prov = provenance(command)
-    r = override(recipe, {"search.loss_form": form})
-    path = out / f"sweep_{form}.json"
-    old = {row["lambda"]: row for row in (read_json(path)["rows"] if path.is_file() else [])}
-    rows, lams = [], list(grid)
-    while lams:
-        lam = lams.pop(0)
-        rows.append(old.get(lam) or {**search(r, data, runs, lam, device, prefix=f"{form}-"), **prov})
-        rows.sort(key=lambda row: row["lambda"])
-        write_json(path, {"rows": rows, **prov})
-        if not lams and max_extra > 0:
-            extra = extend(rows)
-            if extra is not None:
-                lams, max_extra = [extra], max_extra - 1
-    return rows
+    code, eq. 4 without delta) from Table I's weight stage: ``lambda_sweep`` over ``grid``,
+    extended at the ends like Table I's, into out/sweep_<form>.json (rows already there are kept)
+    and run folders runs/<form>-lam<label>. Beside Table I's eq. 4 sweep it shows that the map
+    depends on the loss form. Returns the rows."""
+    return lambda_sweep(override(recipe, {"search.loss_form": form}), data, runs, out / f"sweep_{form}.json",
+                        provenance(command), device, grid, max_extra, prefix=f"{form}-")
 
 
 # --- Table I at one profile -----------------------------------------------------------------------
@@ -273,27 +290,9 @@ def table1_search(recipe, data, runs: Path, out: Path, command: str, device="aut
     from .report import copy_metrics
 
     prov = provenance(command)
-    # a row already in out/sweep.json (same loss form) is not searched again: a session that lost
-    # its run folders keeps the committed sweep (the searches are deterministic on one thread)
-    old = {r["lambda"]: r for r in (read_json(out / "sweep.json")["rows"] if (out / "sweep.json").is_file() else [])
-           if r.get("loss_form") == recipe.search.loss_form}
-    rows, lams = [], list(grid)
-    while lams:
-        lam = lams.pop(0)
-        rows.append(old.get(lam) or {**search(recipe, data, runs, lam, device), **prov})
-        rows.sort(key=lambda r: r["lambda"])
-        write_json(out / "sweep.json", {"rows": rows, **prov})
-        if not lams and max_extra > 0:
-            extra = extend(rows)
-            if extra is not None:
-                lams, max_extra = [extra], max_extra - 1
-                continue
-        if not lams and choose and max_refine > 0:  # a target inside a jump of the map: bisect it
-            mid = refine(rows)
-            if mid is not None:
-                lams, max_refine = [mid], max_refine - 1
-        if lams:  # the sweep goes on: a choice made from an earlier, shorter sweep is void
-            (out / "chosen.json").unlink(missing_ok=True)
+    # while the sweep goes on, a choice made from an earlier, shorter sweep is void
+    rows = lambda_sweep(recipe, data, runs, out / "sweep.json", prov, device, grid, max_extra,
+                        max_refine if choose else 0, void=out / "chosen.json")
     chosen = choose_lambdas(rows) if choose else sorted(grid)
     rule = "closest MACs reduction on a log scale, each lambda once" if choose else "every lambda searched"
     write_json(out / "chosen.json", {"lambdas": chosen, "targets": list(TARGET_REDUCTIONS), "rule": rule, **prov})
@@ -506,7 +505,7 @@ def figure_lambda(out: Path, table1_out: Path, lam: float | None = None) -> floa
     ValueError when none of these exists."""
     if lam is not None:
         return lam
-    used = {read_json(f)["lam"] for f in sorted(out.glob("*.json")) if "lam" in read_json(f)} if out.is_dir() else set()
+    used = {r["lam"] for r in map(read_json, sorted(out.glob("*.json"))) if "lam" in r} if out.is_dir() else set()
     if len(used) > 1:
         raise ValueError(f"{out} mixes results at lambdas {sorted(used)}: remove the stale ones")
     if used:

@@ -68,7 +68,7 @@ def test_refine_bisects_a_jump_of_the_map():
 
 def _fake_search(calls):
     """A stand-in for experiments.search: reduction = lambda * 1000 (no training)."""
-    def search(recipe, data, runs, lam, device="auto"):
+    def search(recipe, data, runs, lam, device="auto", prefix=""):
         calls.append(("search", lam))
         from dnal_core.experiments import label
 

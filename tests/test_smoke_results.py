@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from dnal_core.train.pipeline import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 RETRAINED = ["table4_vgg16_imagenet", "table7_proxyless_imagenet"]
 # The CPU kind the committed smoke results were made on. Float rounding differs between CPU kinds
@@ -26,13 +28,6 @@ RETRAINED = ["table4_vgg16_imagenet", "table7_proxyless_imagenet"]
 MADE_ON = "AMD EPYC"
 STRUCTURAL = ("baseline_macs", "baseline_params", "gate_channels")
 
-
-def _cpu_model() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
 TOP1_TOL = 1.0  # points: one thread, the same machine kind, so in practice equal
 EXACT = ("widths", "macs", "params", "baseline_macs", "baseline_params", "open_gates", "gate_channels")
 ACCURACY = ("top1", "top5", "test_top1", "test_top5", "hard_top1", "baseline_top1")
@@ -69,7 +64,7 @@ def test_smoke_results_are_what_the_code_makes(name, tmp_path, monkeypatch):
                         progress_bar=False, cwd=str(ROOT / "notebooks"))
     old, new = _records(committed), _records(out)
     assert sorted(new) == sorted(old), f"{name}: other result files ({sorted(new)} vs {sorted(old)})"
-    same_cpu = _cpu_model().startswith(MADE_ON)
+    same_cpu = cpu_model().startswith(MADE_ON)
     for path, rows in old.items():
         assert len(new[path]) == len(rows), path
         for a, b in zip(rows, new[path]):

@@ -64,6 +64,16 @@ def git_commit() -> str:
         return "unknown"
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ("" where there is none): float rounding and
+    denormal penalties differ between CPU kinds."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((x.split(":", 1)[1].strip() for x in lines if x.startswith("model name")), "")
+
+
 def provenance(device: torch.device) -> dict:
     dev = str(device)
     if device.type == "cuda":

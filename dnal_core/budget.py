@@ -109,15 +109,12 @@ def hard_cost(model: nn.Module, kind: str = "macs", min_channels: int = 1) -> in
 def min_cost(model: nn.Module, kind: str = "macs", min_channels: int = 1) -> int:
     """A lower bound of the cost the pruner can reach: every gate closed, each kept layer at
     ``min_channels`` channels (MobileNetV2: the blocks of a stage keeping the same positions)."""
-    from .prune.policy import keep_masks
-
     named = gates(model)
     saved = [g.s.detach().clone() for _, g in named]
     try:
         for _, g in named:
             g.s.fill_(-math.inf)  # sigmoid(delta * -inf) = 0: every hard gate closed, whatever delta
-        keep = keep_masks(model, min_channels=min_channels).keep
-        return int(round(float(expected_cost(model, kind, [k.double() for k in keep]))))
+        return hard_cost(model, kind, min_channels)
     finally:
         for (_, g), s in zip(named, saved):
             g.s.copy_(s)

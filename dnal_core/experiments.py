@@ -517,7 +517,7 @@ def figure_lambda(out: Path, table1_out: Path, lam: float | None = None) -> floa
 
 
 def figure_runs(figure: str, profile: str, data, runs: Path, out: Path, command: str, device="auto",
-                lam: float | None = None) -> None:
+                lam: float | None = None, seeds: tuple[int, ...] | None = None) -> None:
     """Fig. 4 or 5 (``figure`` "fig4" or "fig5") at ``profile``, from the Table I experiment of
     the same profile: its run folders (shared weights, reused runs) or committed results, at
     ``figure_lambda``. ValueError when no lambda can be settled."""
@@ -526,7 +526,7 @@ def figure_runs(figure: str, profile: str, data, runs: Path, out: Path, command:
     table1_out = repo_root() / "results" / NAMES["table1"] / profile
     lam = figure_lambda(out, table1_out, lam)
     run = {"fig4": fig4_runs, "fig5": fig5_runs}[figure]
-    extra = {"table1_out": table1_out} if figure == "fig5" else {}
+    extra = {"table1_out": table1_out} if figure == "fig5" else {} if seeds is None else {"seeds": tuple(seeds)}
     run(get_recipe("vgg16-cifar", profile), data, repo_root() / "runs" / NAMES["table1"] / profile, runs, out,
         lam, command, device, **extra)
 
@@ -545,6 +545,9 @@ def main(argv=None) -> int:
     p.add_argument("--lambda", dest="lam", type=float, default=None,
                    help="fig4/fig5: the lambda to search at (default: the one their results already used, "
                         "else Table I's chosen lambda nearest a 2.5x reduction)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="fig4: the seeds to run (default 0 1); two processes given one seed each run side "
+                        "by side and write different files")
     a = p.parse_args(argv)
     from .report import repo_root
 
@@ -561,8 +564,11 @@ def main(argv=None) -> int:
     out = Path(a.out) if a.out else repo_root() / "results" / name / a.profile
     part = f" --part {a.part}" if a.part else ""
     lam = f" --lambda {a.lam:g}" if a.lam is not None else ""
+    if a.seeds is not None and a.experiment != "fig4":
+        p.error("--seeds is for fig4")
+    seeds = " --seeds " + " ".join(map(str, a.seeds)) if a.seeds else ""
     command = (f"python -m dnal_core.experiments {a.experiment}{part} --profile {a.profile} "
-               f"--data $DNAL_DATA --threads {a.threads}{lam}")
+               f"--data $DNAL_DATA --threads {a.threads}{lam}{seeds}")
     if a.experiment == "table1" and a.part == "search":
         table1_search(recipe, a.data, runs, out, command, a.device)
     elif a.experiment == "table1" and a.part == "calibration":
@@ -573,7 +579,7 @@ def main(argv=None) -> int:
         budget_runs(recipe, a.data, repo_root() / "runs" / NAMES["table1"] / a.profile, runs, out, command, a.device)
     else:
         try:
-            figure_runs(a.experiment, a.profile, a.data, runs, out, command, a.device, a.lam)
+            figure_runs(a.experiment, a.profile, a.data, runs, out, command, a.device, a.lam, a.seeds)
         except ValueError as e:
             print(f"experiments: {e}", file=sys.stderr)
             return 2

@@ -77,11 +77,10 @@ class SearchConfig:
     bn_stats: str = "batch"
     # A budget instead of lambda (dnal_core.budget): the pruned network's "macs" or "params" after
     # the stage lie in [0.90, 1.03] x target; target < 1 is a fraction of the dense count, >= 1 a
-    # count. Lambda then follows a dual-ascent controller: budget_rate is its step in log lambda,
-    # budget_lambda0 its start (units of the cost-aware term). None: a fixed lambda (Recipe.lam).
+    # count. Lambda is then budget_lambda0 (units of the cost-aware term) and s is projected onto
+    # the budget after every step (dnal_core.budget). None: a fixed lambda (Recipe.lam).
     target_kind: str | None = None
     target: float | None = None
-    budget_rate: float = 0.5
     budget_lambda0: float = 1.0
 
     def __post_init__(self):
@@ -102,7 +101,7 @@ class SearchConfig:
             raise ValueError(f"threshold must lie in (0, 1), got {self.threshold}")
         if not 0 < self.delta_start <= self.delta_end:
             raise ValueError(f"delta must grow from a positive start: {self.delta_start} -> {self.delta_end}")
-        for name in ("target", "budget_rate", "budget_lambda0"):
+        for name in ("target", "budget_lambda0"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
                 raise ValueError(f"search.{name} must be a finite number, got {v!r}")
@@ -112,8 +111,8 @@ class SearchConfig:
             raise ValueError(f"unknown budget kind {self.target_kind!r}; valid: macs, params")
         if self.target is not None and not (self.target > 0 and (self.target < 1 or self.target >= 1000)):
             raise ValueError(f"search.target must be a fraction in (0, 1) or a count >= 1000, got {self.target!r}")
-        if not (self.budget_rate > 0 and self.budget_lambda0 > 0):
-            raise ValueError("search.budget_rate and search.budget_lambda0 must be > 0")
+        if not self.budget_lambda0 >= 0:
+            raise ValueError("search.budget_lambda0 must be >= 0")
 
 
 # The authors' code in one object (notes/official-code.md), for ``--code-variant``-style runs.
@@ -154,7 +153,7 @@ class Recipe:
             raise ValueError(f"lambda must be >= 0, got {lam}")
         if lam is not None and isinstance(self.search, SearchConfig) and self.search.target is not None:
             raise ValueError("a lambda and a budget (--target-macs/--target-params) exclude each other: "
-                             "the budget's controller chooses lambda")
+                             "with a budget, lambda is search.budget_lambda0")
         _check_keys(Recipe, vars(self), "")
         for name in ("test_batch_size", "image_size", "resize_size"):
             if getattr(self, name) < 1:

@@ -8,8 +8,8 @@ import os
 import pytest
 import torch
 
-from dnal_core.budget import (ABOVE, BELOW, PATH_POINTS, BudgetController, dense_cost, expected_cost,
-                              hard_cost, min_cost, parse_target, resolve_target)
+from dnal_core.budget import (ABOVE, BELOW, PATH_POINTS, BudgetController, _shifted, budget_shift, dense_cost,
+                              expected_cost, hard_cost, min_cost, parse_target, resolve_target)
 from dnal_core.cli import main
 from dnal_core.gate import gates, set_delta, set_mode, sparsity_loss
 from dnal_core.measure import count
@@ -105,9 +105,38 @@ def test_resolve_target_refuses_unreachable_and_too_large():
         resolve_target(model, "macs", 0.001)
 
 
-def test_lambda_path_is_subsampled():
+@pytest.mark.parametrize("name", CIFAR)
+def test_budget_shift_gives_the_largest_network_under_the_target(name):
+    model = build(name, width_mult=0.25)
+    _random_gates(model, 0.5, 3)
+    set_delta(model, 10.0)
+    s0 = [g.s.detach().clone() for _, g in gates(model)]
+    dense = dense_cost(model, "macs")
+    for frac in (0.7, 0.3, 0.1):
+        b = budget_shift(model, "macs", frac * dense)
+        assert all(torch.equal(g.s, s) for (_, g), s in zip(gates(model), s0))  # s left as it was
+        with _shifted(model, b):
+            assert hard_cost(model, "macs") <= frac * dense
+        margins = torch.cat(s0)
+        nearest = float(margins[margins <= b].max())  # the closed gate the next shift would open
+        with _shifted(model, nearest - 1e-4):
+            assert hard_cost(model, "macs") > frac * dense, (frac, b, nearest)
+
+
+def test_controller_projects_after_every_step():
+    model = build("vgg16-cifar", width_mult=0.25)
+    _random_gates(model, 0.9, 4)
+    target = round(0.4 * dense_cost(model, "macs"))
+    ctl = BudgetController("macs", target, 1.0)
+    assert ctl.update(model) == 1.0  # lambda stays
+    step, b, before, after = ctl.path[-1]
+    assert step == 0 and before > target >= after == hard_cost(model, "macs") and b > 0
+    assert after > 0.9 * target  # one channel of a 1/4-width VGG16 is well under 10% of this budget
+
+
+def test_path_is_subsampled():
     ctl = BudgetController("macs", 1000, 1.0)
-    ctl.path = [(i, 1.0, 1000, 1000.0) for i in range(1234)]
+    ctl.path = [(i, 0.0, 1000, 1000) for i in range(1234)]
     path = ctl.summary()
     assert len(path) == PATH_POINTS and path[0]["step"] == 0 and path[-1]["step"] == 1233
 
@@ -154,10 +183,12 @@ def test_run_lands_within_the_budget(cifar_dir, weights, tmp_path, name, flag, v
     assert b["dense"] == final[f"baseline_{kind}"] and b["target"] == round(float(value) * b["dense"])
     assert b["reached"] == final[kind]  # the cost model's number is the saved network's count
     assert BELOW * b["target"] <= final[kind] <= ABOVE * b["target"], b
-    assert b["loss_form"] == f"expected-{kind}" and 0 < len(b["lambda_path"]) <= PATH_POINTS
-    assert b["lambda_path"][0]["lambda"] == 1.0 and b["repaired"] >= 0
-    steps = [p["step"] for p in b["lambda_path"]]
+    assert b["loss_form"] == f"expected-{kind}" and 0 < len(b["path"]) <= PATH_POINTS
+    assert b["lambda"] == 1.0 and b["repaired"] >= 0
+    steps = [p["step"] for p in b["path"]]
     assert steps == sorted(steps) and steps[-1] == len(steps) - 1  # every step (fewer than 100 here)
+    # the projection holds the pruned cost at or under the target after every step
+    assert all(p["hard"] <= b["target"] for p in b["path"]), b["path"]
 
 
 def _listing(d):
@@ -175,7 +206,7 @@ def _listing(d):
     (["--target-macs", "0.3", "--lambda", "1e-3"], "--target-macs and --lambda exclude each other"),
     (["--target-macs", "1G"], "exceeds the dense vgg16-cifar's"),
     (["--target-params", "0.0001"], "unreachable: with min_channels=1"),
-    (["--target-macs", "0.3", "--set", "search.budget_rate=0"], "budget_rate and search.budget_lambda0 must be > 0"),
+    (["--target-macs", "0.3", "--set", "search.budget_lambda0=-1"], "search.budget_lambda0 must be >= 0"),
 ])
 def test_bad_targets(cifar_dir, cache, tmp_path, capsys, extra, match):
     out = tmp_path / "o"

@@ -8,8 +8,9 @@ folder without a run is refused). A NaN or infinite loss stops the run with exit
 last good epoch's checkpoint kept. ``--weights-from RUN/weights.pt`` starts
 from another run's weight stage, so one weight stage serves every lambda of a table.
 ``--target-macs X`` / ``--target-params X`` replace ``--lambda`` with a budget (a fraction of
-the dense count or a count such as 25M): lambda then follows ``dnal_core.budget``'s controller
-and final.json's ``budget`` records the target, the reached cost and the lambda path.
+the dense count or a count such as 25M): the architecture stage is then projected onto the
+budget after every step (``dnal_core.budget``) and final.json's ``budget`` records the target,
+the reached cost and the projection's path.
 Multi-GPU / multi-node: the same command under ``torchrun --nproc_per_node N`` (README).
 """
 from __future__ import annotations
@@ -50,7 +51,7 @@ def register(sub) -> None:
     b = p.add_mutually_exclusive_group()
     b.add_argument("--target-macs", metavar="X",
                    help="a budget instead of --lambda: the pruned network's MACs, a fraction of the dense "
-                        "network's (0.3) or a count (25M, 1.5e6, 800k); lambda follows a controller (README)")
+                        "network's (0.3) or a count (25M, 1.5e6, 800k); the search is projected onto it (README)")
     b.add_argument("--target-params", metavar="X", help="the same for the parameters")
     p.add_argument("--profile", help="recipe: paper (Section V-B, the default) or smoke")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
@@ -97,7 +98,7 @@ def _changes(args) -> dict:
         if raw is None:
             continue
         if args.lam is not None:
-            raise ValueError(f"--target-{kind} and --lambda exclude each other: the budget's controller chooses lambda")
+            raise ValueError(f"--target-{kind} and --lambda exclude each other: with a budget, lambda is search.budget_lambda0")
         changes.update({"search.target_kind": kind, "search.target": parse_target(raw)})
         if args.loss_form is None:  # the cost-aware term of the budget's kind
             changes["search.loss_form"] = f"expected-{kind}"

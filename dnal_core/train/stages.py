@@ -89,16 +89,10 @@ def _gate_summary(model: nn.Module, hist: bool) -> dict:
 
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
                lam: float | None = None, loss_form: str = "paper") -> tuple[torch.Tensor, torch.Tensor]:
-    """One SGD step on CE (+ the sparsity term of eq. 4 when ``lam`` is given; a negative ``lam``,
-    which only a budget's controller sets, subtracts it); returns the
+    """One SGD step on CE (+ the sparsity term of eq. 4 when ``lam`` is given); returns the
     detached (total loss, CE) without synchronising the device."""
     ce = F.cross_entropy(model(x), y)
-    if lam is None:
-        loss = ce
-    elif lam >= 0:
-        loss = ce + sparsity_loss(model, lam, loss_form)
-    else:  # a budget's multiplier below zero: the network is under its budget, cost is rewarded
-        loss = ce - sparsity_loss(model, -lam, loss_form)
+    loss = ce if lam is None else ce + sparsity_loss(model, lam, loss_form)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -115,7 +109,7 @@ class _Plan:
     lam: float | None = None
     loss_form: str = "paper"
     delta: DeltaSchedule | None = None
-    budget: object = None  # a dnal_core.budget.BudgetController: lambda follows it, step by step
+    budget: object = None  # a dnal_core.budget.BudgetController: projects s after every step
 
 
 @contextmanager
@@ -168,7 +162,7 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
         start = int(resume["epoch"]) + 1
     # the CUDA fast path (train/fast.py): default on CUDA, fast=False (dnal run --eager) for eager
     # (not under torch.distributed: FastStep calls the bare module, DDP would not average gradients)
-    # (not with a budget either: its lambda changes every step, the fast path's is fixed)
+    # (not with a budget either: its projection of s runs on the host between steps)
     fast_step = (FastStep(model, opt, plan.lam, plan.loss_form)
                  if use_fast(fast, device) and not dist.active() and plan.budget is None else None)
     if resume is not None and plan.budget is not None and resume.get("budget") is not None:
@@ -254,7 +248,8 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
                       "train_loss": tot.item() / max(steps, 1), "train_ce": ce_sum.item() / max(steps, 1),
                       "test_top1": ev["top1"], "test_top5": ev["top5"], "test_loss": ev["loss"],
                       **({"hard_top1": hard["top1"], "hard_top5": hard["top5"]} if plan.delta is not None else {}),
-                      **({"lambda": plan.budget.lam, "budget_hard": plan.budget.path[-1][2]}
+                      **({"lambda": plan.budget.lam, "budget_shift": plan.budget.path[-1][1],
+                          "budget_hard": plan.budget.path[-1][3]}
                          if plan.budget is not None and plan.budget.path else {}),
                       "precise_bn": len(calib) if calib else 0,
                       **_gate_summary(model, hist=plan.delta is not None), **size,
@@ -301,7 +296,7 @@ def start_search(model: nn.Module, search: SearchConfig = SearchConfig(), reset:
 
 
 def _budget(model, search: SearchConfig, lam, min_channels: int):
-    """The stage's budget controller (None without a target); the target checked first."""
+    """The stage's budget projection (None without a target); the target checked first."""
     if search.target is None:
         if lam is None or lam < 0:
             raise ValueError(f"lambda must be >= 0, got {lam}")
@@ -309,11 +304,11 @@ def _budget(model, search: SearchConfig, lam, min_channels: int):
     from ..budget import BudgetController, initial_lambda, resolve_target
 
     if lam is not None:
-        raise ValueError("a lambda and a budget (search.target) exclude each other: the budget's controller "
-                         "chooses lambda")
+        raise ValueError("a lambda and a budget (search.target) exclude each other: with a budget, lambda is "
+                         "search.budget_lambda0")
     target = resolve_target(model, search.target_kind, search.target, min_channels)
     return BudgetController(search.target_kind, target, initial_lambda(model, search.loss_form, search.budget_lambda0),
-                            search.budget_rate, min_channels)
+                            min_channels)
 
 
 def _finish_budget(model, search: SearchConfig, ctl, history: list[dict], resume) -> list[dict]:
@@ -331,8 +326,8 @@ def _finish_budget(model, search: SearchConfig, ctl, history: list[dict], resume
         history[-1]["budget"] = {
             "kind": ctl.kind, "given": search.target, "target": ctl.target, "dense": dense,
             "reached": reached, "fraction": reached / dense, "of_target": reached / ctl.target,
-            "repaired": repaired, "loss_form": search.loss_form, "rate": search.budget_rate,
-            "lambda0": search.budget_lambda0, "lambda_end": ctl.lam, "lambda_path": ctl.summary()}
+            "repaired": repaired, "loss_form": search.loss_form, "lambda0": search.budget_lambda0,
+            "lambda": ctl.lam, "path": ctl.summary()}
     return history
 
 
@@ -349,8 +344,9 @@ def train_architecture(model, train_data, test_data, cfg: StageConfig, *, lam: f
     ``search.bn_stats="update"``: model.train(), running statistics update (authors' code);
     ``search.train_linear``: Linear and BatchNorm1d layers keep training (authors' code).
 
-    With a budget (``search.target_kind``, ``search.target``; no ``lam``) lambda follows the
-    controller of ``dnal_core.budget`` and the pruned network (``min_channels`` as the pruner
+    With a budget (``search.target_kind``, ``search.target``; no ``lam``) lambda is fixed at
+    ``search.budget_lambda0``, s is projected onto the budget after every step
+    (``dnal_core.budget``) and the pruned network (``min_channels`` as the pruner
     will be given) ends within [0.90, 1.03] x target; the last record's ``"budget"`` says how.
     """
     if not gates(model):

@@ -30,13 +30,15 @@
 #    (tested for every CIFAR model and placement). Eq. 4 prices every channel alike; this term
 #    prices a channel of a wide early layer (large maps) far above one of the late 512-channel
 #    layers (2 x 2 maps).
-# 2. *A controller*: $\lambda$ follows the budget by dual ascent, moved after every step by
-#    `budget_rate` x `budget_lambda0` x clip(log(measured / target), -1, 1), where the measured
-#    cost blends the soft cost with the exact cost of the hard-gated network as the gates become
-#    binary ($\delta$ grows).
-# 3. *A repair*: a stage that ends outside [0.90, 1.03] x target (a stage too short for the
-#    controller) closes or opens single channels, ranked by $s$ per MACs, until inside;
-#    `final.json` says how many it changed (`repaired`).
+# 2. *A projection*: $\lambda$ stays fixed (`budget_lambda0`, 1.0 in units of the cost-aware
+#    term), and after every SGD step one scalar $b$ is subtracted from every $s_j$: the
+#    smallest shift whose hard gates ($s_j > 0$ at the paper's threshold) give a pruned
+#    network at or under the budget, found by bisection. The gradients of CE and of the cost
+#    term decide the order of the channels; the shift decides how many stay open. As $\delta$
+#    grows the gates become binary around that boundary, so the search ends at the budget.
+# 3. *A repair*: a stage that still ends outside [0.90, 1.03] x target (the last channel closed
+#    can be an expensive one) closes or opens single channels, ranked by $s$ per MACs, until
+#    inside; `final.json` says how many it changed (`repaired`).
 #
 # **Which results.** The largest-scale committed results (`profile="auto"`), from Table I's
 # weight stage at the same profile, then finetuned as Table I's networks are. At the `smoke`
@@ -111,8 +113,8 @@ report.say(
 # ## Results
 #
 # Per budget: the MACs asked for and reached (as fractions of the dense network's), how many
-# gates the repair changed (0: the controller landed on its own), the pruned network's size,
-# its top-1 after finetuning, and $\lambda$ at the end of the stage.
+# gates the repair changed (0: the projection landed on its own), the pruned network's size and
+# its top-1 after finetuning.
 
 # %% tags=["nbval-check-output"]
 budget = pd.DataFrame(list(finals["budget"]))
@@ -124,7 +126,6 @@ table = pd.DataFrame({
     "MACs (M)": (finals["macs"] / 1e6).round(2).to_numpy(),
     "params (M)": (finals["params"] / 1e6).round(3).to_numpy(),
     "top1": finals["top1"].to_numpy(),
-    "lambda_end": budget["lambda_end"].map(lambda x: f"{x:.3g}"),
 })
 table
 
@@ -195,19 +196,23 @@ fig.tight_layout()
 report.save_figure(fig, f"{NAME}_{profile}_widths", run.fig)
 
 # %% [markdown]
-# **The controller at work.** $\lambda$ and the hard-gated network's MACs (as a fraction of the
-# target) through the architecture stage, per budget.
+# **The projection at work.** Left: the shift $b$ of every step (how far the SGD step had
+# moved the boundary). Right: the hard-gated network's MACs as a fraction of the target, after
+# the SGD step (thin) and after the shift (thick), through the architecture stage.
 
 # %% tags=["hide-input"]
 fig, (a, b) = plt.subplots(1, 2, figsize=(8.4, 3.2))
 for row in finals.itertuples():
-    path = pd.DataFrame(row.budget["lambda_path"])  # step, lambda, hard (MACs)
-    a.plot(path["step"], path["lambda"], label=f"target {row.target:g}")
-    b.plot(path["step"], path["hard"] / row.budget["target"],
-           label=f"target {row.target:g}")
+    path = pd.DataFrame(row.budget["path"])  # step, shift, before, hard (MACs)
+    line, = a.plot(path["step"], path["shift"], label=f"target {row.target:g}")
+    b.plot(path["step"], path["before"] / row.budget["target"], lw=0.8, alpha=0.6,
+           color=line.get_color())
+    b.plot(path["step"], path["hard"] / row.budget["target"], lw=2,
+           color=line.get_color(), label=f"target {row.target:g}")
 b.axhspan(0.90, 1.03, color="grey", alpha=0.2, label="accepted")
 a.set_xlabel("step")
-a.set_ylabel("lambda")
+a.set_ylabel("shift b of every s")
+a.set_yscale("symlog", linthresh=1e-4)
 b.set_xlabel("step")
 b.set_ylabel("hard MACs / target")
 b.set_yscale("log")
@@ -251,9 +256,9 @@ print(f"{len(finals)} budgets met: " + ", ".join(
 # ## Exercises
 #
 # 1. Run `dnal run vgg16-cifar --profile smoke --target-macs 0.25 --set
-#    search.loss_form=paper` (eq. 4 under the same controller) and predict, before looking,
+#    search.loss_form=paper` (eq. 4 under the same projection) and predict, before looking,
 #    which layers keep more channels than with the cost-aware term.
-# 2. Halve `budget_rate` (`--set search.budget_rate=0.25`): does the repair change more or
-#    fewer gates? Why does the answer depend on the number of search steps?
+# 2. Set `--set search.budget_lambda0=0` (CE alone orders the channels; the projection still
+#    meets the budget): which layers lose more channels, and does top-1 after finetuning move?
 # 3. Ask for `--target-params 0.1` instead: which layers does the search empty first, and why
 #    is that the opposite of the MACs budget?

@@ -184,7 +184,8 @@ def test_run_lands_within_the_budget(cifar_dir, weights, tmp_path, name, flag, v
     assert b["reached"] == final[kind]  # the cost model's number is the saved network's count
     assert BELOW * b["target"] <= final[kind] <= ABOVE * b["target"], b
     assert b["loss_form"] == f"expected-{kind}" and 0 < len(b["path"]) <= PATH_POINTS
-    assert b["lambda"] == 1.0 and b["repaired"] >= 0
+    # the projection lands alone (0.993-0.999 of the target on a 2-core Xeon, 2026-12-02): no repair
+    assert b["lambda"] == 1.0 and b["repaired"] == 0 and b["path"][-1]["hard"] == b["reached"]
     steps = [p["step"] for p in b["path"]]
     assert steps == sorted(steps) and steps[-1] == len(steps) - 1  # every step (fewer than 100 here)
     # the projection holds the pruned cost at or under the target after every step

@@ -87,7 +87,41 @@ def verdict(name: str, profile: str, folder: Path) -> str:
             return (f"{'yes' if seq['top1'] > joint['top1'] else 'no'}: after finetuning, sequential "
                     f"{seq['top1']:.1f}% at {seq['macs'] / 1e6:.1f}M MACs, joint {joint['top1']:.1f}% at "
                     f"{joint['macs'] / 1e6:.1f}M ({profile} scale)")
+    if name == "fig4_ss_placement":
+        got = _placements(folder)
+        if got is not None:
+            return got + f" ({profile} scale)"
+    if name == "budget_vgg16_cifar10":
+        ends = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
+        ends = sorted((r for r in ends if r.get("budget")), key=lambda r: -r["target"])
+        if ends:
+            from .budget import ABOVE, BELOW
+
+            met = sum(BELOW <= r["budget"]["of_target"] <= ABOVE for r in ends)
+            each = ", ".join(f"{r['target']:g} -> {r['budget']['fraction']:.3f} ({r['top1']:.1f}%)" for r in ends)
+            return (f"{'yes' if met == len(ends) else 'no'}: {met} of {len(ends)} budgets met, MACs fraction "
+                    f"(top-1): {each} ({profile} scale)")
     return f"{profile} results: see the chapter"
+
+
+def _placements(folder: Path) -> str | None:
+    """Fig. 4's verdict from its final networks (<model>_<placement>_seed<k>.json): the two
+    placements after BN within the seeds' spread of each other, and Conv-SS-BN-ReLU below both
+    (top-1 after finetuning, mean over seeds). None without all three placements."""
+    from .models import PLACEMENTS
+
+    top = {}
+    for f in sorted(folder.glob("*_seed*.json")):
+        r = json.loads(f.read_text())
+        top.setdefault(r.get("placement"), []).append(r["top1"])
+    if not set(PLACEMENTS) <= set(top):
+        return None
+    mean = {p: sum(v) / len(v) for p, v in top.items()}
+    spread = max((max(v) - min(v) for v in top.values()), default=0.0)
+    a, b, c = mean["conv-bn-ss-relu"], mean["conv-bn-relu-ss"], mean["conv-ss-bn-relu"]
+    ok = abs(a - b) <= max(spread, 0.5) and c < min(a, b)
+    return (f"{'yes' if ok else 'no'}: after finetuning Conv-BN-SS-ReLU {a:.1f}%, Conv-BN-ReLU-SS {b:.1f}%, "
+            f"Conv-SS-BN-ReLU {c:.1f}% (mean of {min(map(len, top.values()))} seeds; seed spread up to {spread:.1f})")
 
 
 def status_rows(root: Path | None = None) -> list[dict]:

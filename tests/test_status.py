@@ -16,7 +16,7 @@ def _write(path: Path, obj) -> None:
 
 
 def _root(tmp_path: Path) -> Path:
-    for name in ("table1_vgg16_cifar10", "fig5_joint_vs_sequential", "fig4_ss_placement"):
+    for name in ("table1_vgg16_cifar10", "fig5_joint_vs_sequential", "fig4_ss_placement", "budget_vgg16_cifar10"):
         (tmp_path / "notebooks").mkdir(exist_ok=True)
         (tmp_path / "notebooks" / f"{name}.py").write_text("")
     return tmp_path
@@ -41,16 +41,45 @@ def test_rows_follow_the_results(tmp_path):
     _write(res / "fig4_ss_placement" / "cpu" / "sweep.json", {"rows": []})
     _write(res / "fig4_ss_placement" / "smoke" / "a.json", {**tag, "date": "2026-01-02"})
     rows = {r["chapter"]: r for r in status_rows(root)}
-    assert set(rows) == {"table1_vgg16_cifar10", "fig5_joint_vs_sequential", "fig4_ss_placement"}
+    assert set(rows) == {"table1_vgg16_cifar10", "fig5_joint_vs_sequential", "fig4_ss_placement", "budget_vgg16_cifar10"}
     t1 = rows["table1_vgg16_cifar10"]
     assert (t1["profile"], t1["device"], t1["date"]) == ("cpu", "cpu (1 thread)", "2026-12-02")
     assert t1["reproduced"].startswith("yes: a 0.8-point drop at 1.9x") and "beats uniform width at 1 of 1" in t1["reproduced"]
     assert rows["fig5_joint_vs_sequential"]["reproduced"].startswith("no: after finetuning, sequential 80.0%")
     f4 = rows["fig4_ss_placement"]
     assert (f4["profile"], f4["date"]) == ("smoke", "2026-01-02") and "machinery check" in f4["reproduced"]
+    # Fig. 4 at cpu, two seeds: the post-BN placements 0.2 apart (seed spread 0.6), pre-BN worse
+    for placement, tops in (("conv-bn-ss-relu", (80.5, 81.1)), ("conv-bn-relu-ss", (80.9, 81.1)),
+                            ("conv-ss-bn-relu", (75.0, 75.2))):
+        for seed, top1 in enumerate(tops):
+            _write(res / "fig4_ss_placement" / "cpu" / f"vgg16-cifar_{placement}_seed{seed}.json",
+                   {**tag, "placement": placement, "seed": seed, "top1": top1})
+    f4 = {r["chapter"]: r for r in status_rows(root)}["fig4_ss_placement"]
+    assert f4["profile"] == "cpu" and f4["reproduced"].startswith(
+        "yes: after finetuning Conv-BN-SS-ReLU 80.8%, Conv-BN-ReLU-SS 81.0%, Conv-SS-BN-ReLU 75.1% (mean of 2 seeds; "
+        "seed spread up to 0.6)"), f4
+    _write(res / "fig4_ss_placement" / "cpu" / "vgg16-cifar_conv-ss-bn-relu_seed1.json",
+           {**tag, "placement": "conv-ss-bn-relu", "seed": 1, "top1": 90.0})
+    assert {r["chapter"]: r for r in status_rows(root)}["fig4_ss_placement"]["reproduced"].startswith("no:")
     # the dense control gets worse: the verdict turns
     _write(res / "table1_vgg16_cifar10" / "cpu" / "controls" / "dense.json", {"top1": 86.0, "macs": 19e6})
     assert status_rows(root)[0]["reproduced"].startswith("no: a 3.5-point drop")
+
+
+def test_budget_verdict_counts_the_budgets_met(tmp_path):
+    root = _root(tmp_path)
+    folder = root / "results" / "budget_vgg16_cifar10" / "cpu"
+    for t, frac, top1 in ((0.5, 0.499, 82.0), (0.1, 0.0995, 75.5)):
+        _write(folder / f"expected-macs_macs{t:g}.json",
+               {"device": "cpu", "date": "2026-12-02", "target": t, "top1": top1,
+                "budget": {"fraction": frac, "of_target": frac / t}})
+    row = {r["chapter"]: r for r in status_rows(root)}["budget_vgg16_cifar10"]
+    assert row["reproduced"] == ("yes: 2 of 2 budgets met, MACs fraction (top-1): 0.5 -> 0.499 (82.0%), "
+                                 "0.1 -> 0.100 (75.5%) (cpu scale)")
+    _write(folder / "expected-macs_macs0.25.json", {"target": 0.25, "top1": 80.0,
+                                                    "budget": {"fraction": 0.2, "of_target": 0.8}})
+    assert {r["chapter"]: r for r in status_rows(root)}["budget_vgg16_cifar10"]["reproduced"].startswith(
+        "no: 2 of 3 budgets met")
 
 
 def test_the_repository_table_has_every_chapter_and_its_shown_profile():

@@ -266,14 +266,15 @@ CODE_SWEEP = (1e-3, 1e-2, 1e-1)  # the authors' delta-free form: lambdas searche
 
 
 def calibration(recipe, data, runs: Path, out: Path, command: str, device="auto", grid=CODE_SWEEP,
-                form: str = "code", max_extra: int = 3) -> list[dict]:
+                form: str = "code", max_extra: int = 3, max_refine: int = 3) -> list[dict]:
     """The lambda -> MACs reduction map of another sparsity-loss form (default the authors'
     code, eq. 4 without delta) from Table I's weight stage: ``lambda_sweep`` over ``grid``,
-    extended at the ends like Table I's, into out/sweep_<form>.json (rows already there are kept)
+    extended at the ends and bisected where a target reduction falls in a jump, like Table I's
+    (at most ``max_refine`` times), into out/sweep_<form>.json (rows already there are kept)
     and run folders runs/<form>-lam<label>. Beside Table I's eq. 4 sweep it shows that the map
     depends on the loss form. Returns the rows."""
     return lambda_sweep(override(recipe, {"search.loss_form": form}), data, runs, out / f"sweep_{form}.json",
-                        provenance(command), device, grid, max_extra, prefix=f"{form}-")
+                        provenance(command), device, grid, max_extra, max_refine, prefix=f"{form}-")
 
 
 # --- Table I at one profile -----------------------------------------------------------------------

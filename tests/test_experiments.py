@@ -150,16 +150,19 @@ def test_calibration_sweeps_the_other_loss_form(tmp_path, monkeypatch):
     r = get_recipe("vgg16-cifar", "smoke")
     out = tmp_path / "out"
     write_json(out / "sweep.json", {"rows": [{"lambda": 1e-3, "loss_form": "paper", "macs_reduction": 2.0}]})
-    rows = ex.calibration(r, None, tmp_path / "runs", out, "cmd", grid=(1e-2, 3e-2), max_extra=1)
+    rows = ex.calibration(r, None, tmp_path / "runs", out, "cmd", grid=(1e-2, 3e-2), max_extra=1, max_refine=0)
     # 1.0x and 3.0x: no row near 10x, so one extension (3 x 3e-2), then the extension budget is spent
     assert seen == [("code", "code-", 1e-2), ("code", "code-", 3e-2), ("code", "code-", 9e-2)]
     assert [row["lambda"] for row in read_json(out / "sweep_code.json")["rows"]] == [1e-2, 3e-2, 9e-2] \
         == [row["lambda"] for row in rows]
     seen.clear()
-    ex.calibration(r, None, tmp_path / "runs", out, "cmd", grid=(1e-2, 3e-2), max_extra=1)
+    ex.calibration(r, None, tmp_path / "runs", out, "cmd", grid=(1e-2, 3e-2), max_extra=1, max_refine=0)
     assert seen == []  # all kept
+    # refined like Table I's: 5x, the target farthest from any row, lies in the jump 3x -> 9x
+    ex.calibration(r, None, tmp_path / "runs", out, "cmd", grid=(1e-2, 3e-2), max_extra=1, max_refine=1)
+    assert seen == [("code", "code-", 5.2e-2)]
     both = read_sweep(out)
-    assert sorted(both["loss_form"].unique()) == ["code", "paper"] and len(both) == 4
+    assert sorted(both["loss_form"].unique()) == ["code", "paper"] and len(both) == 5
 
 
 def test_two_controls_processes_share_the_work(tmp_path, monkeypatch):

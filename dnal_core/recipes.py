@@ -175,8 +175,9 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Recipe":
-        """Inverse of ``to_dict`` (config.json); unknown keys raise ValueError."""
-        d = dict(d)
+        """Inverse of ``to_dict`` (config.json); unknown keys raise ValueError (retired ones:
+        ``without_retired``)."""
+        d = without_retired(d)
         _check_keys(cls, d, "")
         for f in ("weights", "arch", "finetune", "joint"):
             _check_keys(StageConfig, d[f], f + ".")
@@ -185,6 +186,27 @@ class Recipe:
             _check_keys(SearchConfig, d["search"], "search.")
             d["search"] = SearchConfig(**d["search"])
         return cls(**d)
+
+
+# Keys a stored config.json may hold that the recipe no longer has, and why they went. A retired
+# key is dropped where it did nothing (no budget); a run that used it cannot be continued.
+RETIRED_SEARCH_KEYS = {
+    "budget_rate": "the dual-ascent step of the first budget controller (2026-12-02), replaced by the "
+                   "projection of dnal_core.budget",
+}
+
+
+def without_retired(d: dict) -> dict:
+    """A recipe dict as read from a config.json, without retired keys (a copy). ValueError, one
+    line, for a budgeted run made with a retired key: what it ran no longer exists."""
+    d = dict(d)
+    search = d.get("search")
+    if isinstance(search, dict) and set(search) & set(RETIRED_SEARCH_KEYS):
+        key = sorted(set(search) & set(RETIRED_SEARCH_KEYS))[0]
+        if search.get("target") is not None:
+            raise ValueError(f"this run's budget used search.{key}, {RETIRED_SEARCH_KEYS[key]}: start it again")
+        d["search"] = {k: v for k, v in search.items() if k not in RETIRED_SEARCH_KEYS}
+    return d
 
 
 def _check_keys(cls, d: dict, prefix: str) -> None:

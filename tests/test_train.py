@@ -186,6 +186,22 @@ def test_paper_recipes_and_overrides():
     assert ("vgg16-cifar", "smoke") in RECIPES
 
 
+def test_a_stored_config_with_a_retired_key():
+    """config.json files of 2026-12-02 hold search.budget_rate (the first budget controller's):
+    inert without a budget, dropped; a budgeted run made with it cannot be continued."""
+    r = get_recipe("vgg16-cifar", "smoke")
+    d = json.loads(json.dumps(r.to_dict()))
+    d["search"]["budget_rate"] = 0.5
+    assert Recipe.from_dict(d) == r
+    d["search"].update(target_kind="macs", target=0.3)
+    with pytest.raises(ValueError, match="search.budget_rate, the dual-ascent step .* start it again"):
+        Recipe.from_dict(d)
+    d["search"]["budget_rate_typo"] = 1.0  # other unknown keys are still refused
+    d["search"].pop("budget_rate")
+    with pytest.raises(ValueError, match="unknown config key search.'budget_rate_typo'"):
+        Recipe.from_dict(d)
+
+
 @pytest.fixture(scope="module")
 def fake_cifar(tmp_path_factory):
     d = tmp_path_factory.mktemp("fake_cifar")

@@ -32,7 +32,7 @@ from ..data import cifar10_loaders, imagenet_loaders
 from ..gate import gates
 from ..measure import count
 from ..models import build
-from ..recipes import Recipe
+from ..recipes import Recipe, without_retired
 from . import dist
 from .bn import calibration_batches, recalibrate_bn
 from .stages import (derive_network, evaluate, finetune, train_architecture, train_joint,
@@ -185,7 +185,7 @@ def _check_out(out: Path, recipe: Recipe, resume: bool, data=None) -> dict | Non
         raise ValueError(f"--out {out} already holds a run; pass --resume to continue it or choose "
                          "another folder")
     stored = io.read_json(cfg_path)
-    old = stored.get("recipe", {})
+    old = without_retired(stored.get("recipe", {}))
     if old.get("model") != recipe.model:
         raise ValueError(f"--resume: {out} holds a run of {old.get('model')!r}, not {recipe.model!r}")
     new = json.loads(json.dumps(recipe.to_dict()))  # as stored: tuples become lists

@@ -103,3 +103,35 @@ def test_stage2_hard_accuracy_equals_the_pruned_network_before_finetuning(cifar_
     dn.set_mode(searched, "soft")
     test = make_loaders(recipe, cifar_dir, "cpu")[1]
     assert evaluate(hard_gated(searched), test)["top1"] <= 12.0 < arch[-1]["hard_top1"]
+
+
+@pytest.mark.parametrize("placement", dn.models.PLACEMENTS)
+def test_the_pruned_network_is_the_hard_gated_one_with_precise_bn(placement):
+    """derive_network(bn_batches=...) prunes the hard-gated network whose BN statistics were
+    re-estimated on those batches: its outputs equal that network's (what the stage's hard_top1
+    measures), for every placement. Without them a Conv-SS-BN-ReLU network folds its closed
+    channels' constants with stale statistics, which re-estimating the pruned network's BN
+    afterwards cannot undo."""
+    from dnal_core.train.bn import precise_copy
+    from dnal_core.train.stages import derive_network
+
+    torch.manual_seed(0)
+    model = dn.build("vgg16-cifar", width_mult=0.125, placement=placement)
+    for m in model.modules():  # statistics of another network, as the weight stage leaves them
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    with torch.no_grad():
+        for _, g in dn.gates(model):
+            g.s.copy_(torch.randn(g.channels) + 1.0)  # about one gate in six closed
+    loader = _loader()
+    batches = loader.calibration_batches(4)
+    x = next(iter(loader))[0]  # images like the calibration batches
+    hard = precise_copy(hard_gated(model), batches).eval()
+    pruned = derive_network(model, bn_batches=batches).model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), hard(x), rtol=1e-4, atol=1e-4)
+        # pruned from the stale statistics, then re-estimated as the pipeline used to evaluate it:
+        # the same network after BN, another one where BN follows the gate
+        stale = precise_copy(derive_network(model).model, batches).eval()(x)
+    assert (placement == "conv-ss-bn-relu") == (not torch.allclose(stale, hard(x), rtol=1e-4, atol=1e-4))

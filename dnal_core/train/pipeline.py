@@ -380,7 +380,11 @@ class _Run:
                 model.load_state_dict(state)
             return model
         searched, _ = io.load_model(self.out / "search.pt")
-        return derive_network(searched, self.recipe.search).model
+        # BN re-estimated on the batches the stage's hard_top1 used (at that stage's batch size,
+        # also when resumed in a new process): the network it measured
+        self.train.batch_size = (self.recipe.arch if self.recipe.sequential else self.recipe.joint).batch_size
+        return derive_network(searched.to(self.device), self.recipe.search,
+                              bn_batches=calibration_batches(self.train, self.recipe.precise_bn)).model
 
     def run_stage(self, stage: str) -> None:
         r, out = self.recipe, self.out
@@ -442,9 +446,11 @@ class _Run:
                 # load_model rebuilds gates "off": set this mode again to compute what was trained
                 "gate_mode": modes.pop() if len(modes) == 1 else None}
         if stage in ("arch", "joint"):
-            derived = derive_network(model, r.search)  # the pruned network, before finetuning
-            # with its BN statistics re-estimated on the batches _fit's last hard_top1 used
-            ev = evaluate(derived.model, self.test, bn_batches=calibration_batches(self.train, r.precise_bn))
+            # the pruned network before finetuning, from the hard-gated one with its BN statistics
+            # re-estimated on the batches _fit's last hard_top1 used, and evaluated so
+            calib = calibration_batches(self.train, r.precise_bn)
+            derived = derive_network(model, r.search, bn_batches=calib)
+            ev = evaluate(derived.model, self.test, bn_batches=calib)
             info.update(lam=r.lam, delta=float(gates(model)[0][1].delta), hard_top1=ev["top1"],
                         hard_top5=ev["top5"], prune=derived.report, budget=last.get("budget"))
             if last.get("budget") is not None and last["budget"]["reached"] != derived.report[

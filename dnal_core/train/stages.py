@@ -404,16 +404,25 @@ def hard_gated(model: nn.Module, search: SearchConfig | None = None) -> nn.Modul
 
 
 def derive_network(model: nn.Module, search: SearchConfig | None = None,
-                   min_channels: int = 1, round_to: int = 1):
+                   min_channels: int = 1, round_to: int = 1, bn_batches: Iterable | None = None):
     """Alg. 1 lines 9-10: prune the channels whose hard gate is closed and drop the SS layers.
 
     Returns the ``dnal_core.prune.PruneResult``: ``.model`` is a plain network with fewer
     channels that computes, in eval mode, what the hard-gated network computes (the pruner
     checks it and raises otherwise); ``.report`` says what ``min_channels``/``round_to`` did.
+    ``bn_batches`` (precise BN): the hard-gated network's BN statistics are re-estimated on
+    them first, so the pruned network is the one the stage's ``hard_top1`` measured. It matters
+    for ``conv-ss-bn-relu``, where a closed channel still emits BN's output for a zero input,
+    a constant the pruner folds into the next layer's bias: with the weight stage's statistics
+    that constant is act(beta - mean * gamma / std), with re-estimated ones act(beta).
     """
     from ..prune import prune  # the pruner imports the models; keep train importable without it
+    from .bn import recalibrate_bn
 
-    return prune(hard_gated(model, search), min_channels=min_channels, round_to=round_to)
+    net = hard_gated(model, search)
+    if bn_batches is not None:
+        recalibrate_bn(net, bn_batches)
+    return prune(net, min_channels=min_channels, round_to=round_to)
 
 
 def finetune(model, train_data, test_data, cfg: StageConfig, **kw) -> list[dict]:

@@ -422,9 +422,15 @@ def fig4_runs(recipe, data, table1_runs: Path, runs: Path, out: Path, lam: float
                                      weights_from=w, resume=True)
                 done = final, folder / "metrics.jsonl"
             final, metrics = done
-            tag = dict(model=recipe.model, placement=placement, seed=seed, lam=lam, **prov)
+            tag = dict(model=recipe.model, placement=placement, seed=seed, lam=lam, **made(prov, final))
             copy_metrics(metrics, out / f"{name}.jsonl", **tag)
             write_json(out / f"{name}.json", {**tag, **{k: final[k] for k in FINAL_KEYS}})
+
+
+def made(prov: dict, final: dict) -> dict:
+    """The provenance a result is tagged with: this command's, but the commit of the run that
+    made ``final`` (a reused run keeps the commit it was trained at)."""
+    return {**prov, "git": final.get("git") or prov.get("git")}
 
 
 FINAL_KEYS = ("macs", "params", "top1", "top5", "hard_top1", "baseline_macs", "baseline_params", "widths",
@@ -454,7 +460,7 @@ def fig5_runs(recipe, data, table1_runs: Path, runs: Path, out: Path, lam: float
     joint = run_pipeline(override(recipe, {"lam": lam, "sequential": False}), data, joint_dir, device=device,
                          resume=True), joint_dir / "metrics.jsonl"
     for strategy, (final, metrics) in (("sequential", seq), ("joint", joint)):
-        tag = dict(model=recipe.model, strategy=strategy, lam=lam, **prov)
+        tag = dict(model=recipe.model, strategy=strategy, lam=lam, **made(prov, final))
         copy_metrics(metrics, out / f"{recipe.model}_{strategy}.jsonl", **tag)
         if strategy == "sequential":  # the shared weight stage's epochs first
             text = "".join(json.dumps({**{k: v for k, v in r.items() if k not in ("seconds", "eval_seconds")}, **tag})
@@ -490,7 +496,7 @@ def budget_runs(recipe, data, table1_runs: Path, runs: Path, out: Path, command:
         r = override(recipe, {"lam": None, "search.target_kind": kind, "search.target": t, "search.loss_form": form})
         final = run_pipeline(r, data, runs / name, device=device, stages=["arch", "finetune"], weights_from=w,
                              resume=True)
-        tag = dict(model=recipe.model, form=form, kind=kind, target=t, **prov)
+        tag = dict(model=recipe.model, form=form, kind=kind, target=t, **made(prov, final))
         copy_metrics(runs / name, out / f"{name}.jsonl", **tag)
         write_json(out / f"{name}.json", {**tag, **{k: final[k] for k in FINAL_KEYS}, "budget": final["budget"]})
 

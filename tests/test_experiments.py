@@ -217,3 +217,10 @@ def test_budget_runs_land_on_their_targets(cifar_dir, tmp_path):
     assert 0.90 <= row["macs"] / (0.5 * row["baseline_macs"]) <= 1.03
     assert row["budget"]["kind"] == "macs" and row["budget"]["reached"] == row["macs"] and row["target"] == 0.5
     assert (out / "expected-macs_macs0.5.jsonl").read_text().count('"stage": "arch"') == 1
+    # run again: the finished run is reused, and its lines keep the commit it was trained at
+    import json
+    final = tmp_path / "runs" / "expected-macs_macs0.5" / "final.json"
+    final.write_text(json.dumps({**json.loads(final.read_text()), "git": "0123abc"}))
+    ex.budget_runs(r, cifar_dir, tmp_path / "t1", tmp_path / "runs", out, "cmd", device="cpu", targets=(0.5,))
+    lines = [json.loads(x) for x in (out / "expected-macs_macs0.5.jsonl").read_text().splitlines()]
+    assert {x["git"] for x in lines} == {"0123abc"} == {read_json(out / "expected-macs_macs0.5.json")["git"]}

@@ -288,20 +288,20 @@ for model in MODELS:
 # - **At the `cpu` profile** ($\lambda_a$ = 2.3e-3, two seeds, 2-core Intel Xeon, 2026-12-02):
 #   the two placements after BN end within the seeds' spread of each other (Conv-BN-SS-ReLU
 #   80.69% and 79.99%, Conv-BN-ReLU-SS 79.00% and 80.22%, at 7.6M to 8.4M MACs), and
-#   Conv-SS-BN-ReLU below both (76.20% and 78.03%), as the paper finds. But at one $\lambda_a$
+#   Conv-SS-BN-ReLU below both (76.44% and 77.66%), as the paper finds. But at one $\lambda_a$
 #   the three do not prune alike: Conv-SS-BN-ReLU ends at 4.9M and 4.6M MACs, about 1.7x
 #   fewer, and its hard-gated network at the end of the search scores 32.29% and 40.87% (BN
 #   re-normalises what the gate scaled, so closing a gate is not the small step it is after
 #   BN). At equal MACs it is not the worst: the Table I chapter's eq. 4 network at 4.07M
 #   (lambda 3.9e-3, Conv-BN-SS-ReLU) scored 73.31%.
-# - **Pruned is not hard-gated for Conv-SS-BN-ReLU.** Before finetuning, its pruned network
-#   scored 14.95% and 24.19% (`hard_top1` in the `.json` files), not the 32.29% and 40.87% of
-#   the hard-gated network above. A closed channel there still emits a constant, BN's output
-#   for a zero input, which the pruner folds into the next layer's bias (`closed_values`,
-#   `dnal_core/prune/verbs.py`) with the BN statistics of the weight stage; the hard-gated
-#   network is evaluated with statistics re-estimated on the gated network, where that
-#   constant is BN's shift alone. After BN the two placements have no such constant, and
-#   pruned and hard-gated agree to the hundredth of a point in all four runs.
+# - **Pruned equals hard-gated, for every placement.** For Conv-SS-BN-ReLU a closed channel
+#   still emits a constant, BN's output for a zero input, which the pruner folds into the next
+#   layer's bias (`closed_values`, `dnal_core/prune/verbs.py`). The pruner therefore cuts the
+#   hard-gated network after re-estimating its BN statistics on the precise-BN batches
+#   (`derive_network(bn_batches=...)`), and the pruned network before finetuning scores what
+#   the search's last `hard` measured (32.29% and 40.86% here). Before that fix it used the
+#   weight stage's statistics, and these two runs' pruned networks scored 14.95% and 24.19%
+#   (finetuned: 76.20% and 78.03%; the searches were the same).
 # - Conv-BN-SS-ReLU and Conv-BN-ReLU-SS start from the same weights with the same seed and
 #   compute the same function, yet their searches end some channels apart (8.43M against
 #   7.62M MACs for seed 0; the mean training loss of the first search epoch already differs,

@@ -275,13 +275,21 @@ print(
 #   fewer parameters for 8.5x fewer MACs), and the narrowest late layers (2-6 channels) cap
 #   what finetuning can recover. Where the uniform-width control has run, it answers the
 #   chapter's question directly: `dnal_minus_uniform` below zero means shrinking every layer
-#   alike beat the learned widths at that size, on this scale and schedule. A sparsity term
+#   alike beat the learned widths at that size, on this scale and schedule. Here the learned
+#   widths win only at the smallest reduction (1.43x: 83.04% against 82.63%, one seed each, so
+#   within run-to-run noise) and lose by 0.35 to 15.9 points from 2.36x on. A sparsity term
 #   that knows what a channel costs is the subject of the chapter "Beyond the paper: a budget
 #   instead of lambda".
 # - **How the lambdas were chosen, here**: the first sweep (3e-5 to 3e-3, extended to 9e-3)
 #   jumped from 3.5x to 130x; `experiments.refine` bisected the gaps (5.2e-3, 3.9e-3, 1.7e-3,
 #   2.3e-3) until every target had a lambda within 1.3x of it. Lambdas 1e-3 and 3e-3,
 #   finetuned before the refinement, stay in the table though no longer chosen.
+# - **The delta-free form's map** (`sweep_code.json`, the same weight stage, bisected where a
+#   target fell in a jump): 3e-4 1.17x, 1e-3 1.78x, 1.8e-3 5.59x, 3.2e-3 5.45x, 5.7e-3 13.45x,
+#   then 441x (every gate but one per layer closed) from 1e-2 on. Eq. 4 needs about twice the
+#   lambda for the same reduction around 5x (3.9e-3 for 4.90x) and is as abrupt. At one seed the
+#   map is not even monotone (1.8e-3 prunes more than 3.2e-3): near its jumps a lambda does not
+#   name a size, which is why the book offers a budget instead.
 # - **The controls** train from scratch for 30 epochs with one cosine schedule, which is at
 #   least as kind to them as DNAL's 15 + 12 (restart) schedule.
 # - **No paper-profile run exists yet**: `make book PROFILE=paper` on a GPU, or the commands in

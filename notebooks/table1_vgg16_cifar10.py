@@ -286,8 +286,9 @@ print(
 #   finetuned before the refinement, stay in the table though no longer chosen.
 # - **The delta-free form's map** (`sweep_code.json`, the same weight stage, bisected where a
 #   target fell in a jump): 3e-4 1.17x, 1e-3 1.78x, 1.8e-3 5.59x, 3.2e-3 5.45x, 5.7e-3 13.45x,
-#   then 441x (every gate but one per layer closed) from 1e-2 on. Eq. 4 needs about twice the
-#   lambda for the same reduction around 5x (3.9e-3 for 4.90x) and is as abrupt. At one seed the
+#   then 441x (every gate but one per layer closed) from 1e-2 on. Around 5x eq. 4 needs up to
+#   twice the lambda (3.9e-3 for 4.90x); below 2x and above 10x the two maps are close, and
+#   both are abrupt. At one seed the
 #   map is not even monotone (1.8e-3 prunes more than 3.2e-3): near its jumps a lambda does not
 #   name a size, which is why the book offers a budget instead.
 # - **The controls** train from scratch for 30 epochs with one cosine schedule, which is at

@@ -121,10 +121,11 @@ for layout in (torch.contiguous_format, torch.channels_last):
         torch.nn.functional.cross_entropy(out, y).backward()
         grads[p] = (out.detach(), torch.cat([g.s.grad for _, g in dn.gates(net)]))
     (o1, g1), (o2, g2) = grads.values()
+    name = "channels_last" if layout == torch.channels_last else "NCHW"
     report.say(
-        f"{'channels_last' if layout == torch.channels_last else 'NCHW'}: max |logit"
-        f" difference| {(o1 - o2).abs().max():.1e} (logits up to {o1.abs().max():.1f});"
-        f" max |grad s difference| {(g1 - g2).abs().max():.1e} (up to {g1.abs().max():.1e})"
+        f"{name}: max |logit difference| {(o1 - o2).abs().max():.1e} (logits up to"
+        f" {o1.abs().max():.1f}); max |grad s difference| {(g1 - g2).abs().max():.1e}"
+        f" (up to {g1.abs().max():.1e})"
     )
     assert torch.allclose(o1, o2, atol=1e-5) and torch.allclose(g1, g2, atol=1e-6)
 

@@ -19,9 +19,9 @@ every s,
 found by bisection over the gates' margins s_j - logit(threshold) / delta (a gate is open when
 its margin is above b; closing gates never raises the cost, so the cost falls monotonically in
 b). b is the budget's multiplier solved exactly each step, rather than integrated: it is the
-step a penalty b / lr x sum_j s_j would take, with the one strength that puts the pruned
-network at the budget. The gradient of CE and of the cost-aware term decides the order of the
-channels (which are worth keeping for what they cost); the shift decides how many stay open.
+step a penalty b / lr x sum_j s_j would take in plain SGD, with the one strength that puts the
+pruned network at the budget. The gradient of CE and of the cost-aware term decides the order
+of the channels (which are worth keeping for what they cost); the shift, how many stay open.
 As delta grows the gates become binary around the same boundary, so the network the pruner
 derives is at the budget when the stage ends: within one channel below it. An earlier design,
 dual ascent on lambda from the measured cost, did not settle at the ``cpu`` profile (lambda

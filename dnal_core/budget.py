@@ -53,6 +53,7 @@ refused with one line naming the model.
 """
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from contextlib import contextmanager
@@ -185,11 +186,11 @@ def _shifted(model: nn.Module, b: float):
 
 
 @torch.no_grad()
-def budget_shift(model: nn.Module, kind: str, target: float, min_channels: int = 1) -> float:
-    """The shift b of the projection (module docstring): after s -= b, the gates open are those
-    whose margin s - logit(threshold) / delta exceeded b, and the pruned cost is the largest one
-    at or under ``target`` that a single shift can give (every gate closed when even the
-    highest-margin gate alone is over it)."""
+def budget_shift(model: nn.Module, kind: str, target: float, min_channels: int = 1) -> tuple[float, int]:
+    """The shift b of the projection (module docstring) and the pruned cost after s -= b: the
+    gates open are those whose margin s - logit(threshold) / delta exceeded b, and the cost is
+    the largest one at or under ``target`` that a single shift can give (every gate closed when
+    even the highest-margin gate alone is over it)."""
     margins = torch.cat([g.s.detach().double().cpu() - _logit(float(g.threshold)) / float(g.delta)
                          for _, g in gates(model)])
     u = torch.unique(margins).flip(0).tolist()  # distinct margins, highest first
@@ -199,20 +200,21 @@ def budget_shift(model: nn.Module, kind: str, target: float, min_channels: int =
             return u[0] + 1.0
         return (u[i] + u[i + 1]) / 2 if i + 1 < len(u) else u[-1] - 1.0
 
+    @functools.cache
     def cost(i: int) -> int:
         with _shifted(model, shift(i)):
             return hard_cost(model, kind, min_channels)
 
     lo, hi = -1, len(u) - 1  # cost(lo) <= target is assumed (resolve_target); find the largest such i
     if cost(hi) <= target:
-        return shift(hi)
+        return shift(hi), cost(hi)
     while hi - lo > 1:  # invariant: cost(lo) <= target < cost(hi)
         mid = (lo + hi) // 2
         if cost(mid) <= target:
             lo = mid
         else:
             hi = mid
-    return shift(lo)
+    return shift(lo), cost(lo)  # measured during the bisection (the same s - b), except lo = -1
 
 
 @dataclass
@@ -230,10 +232,10 @@ class BudgetController:
     def update(self, model: nn.Module) -> float:
         """After a step: project, record; returns the lambda of the next step (unchanged)."""
         before = hard_cost(model, self.kind, self.min_channels)
-        b = budget_shift(model, self.kind, self.target, self.min_channels)
+        b, after = budget_shift(model, self.kind, self.target, self.min_channels)
         for _, g in gates(model):
-            g.s.sub_(b)
-        self.path.append((self.step_count, b, before, hard_cost(model, self.kind, self.min_channels)))
+            g.s.sub_(b)  # the same float operation _shifted measured ``after`` with
+        self.path.append((self.step_count, b, before, after))
         self.step_count += 1
         return self.lam
 

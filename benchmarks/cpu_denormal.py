@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from dnal_core import build
 from dnal_core.gate import gates, set_delta, set_mode
 from dnal_core.io import write_json
-from dnal_core.train.pipeline import cpu_model
+from dnal_core.machine import cpu_kind, cpu_model
 
 
 def step_seconds(closed: float, ftz: bool, steps: int, layout: str, warmup: int = 1) -> float:
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
                              "s_per_epoch": round(s * 50_000 / 128, 1)})
                 print(rows[-1], flush=True)
     write_json(Path(a.json), {"rows": rows, "date": datetime.date.today().isoformat(), "torch": torch.__version__,
-                              "machine": cpu_model() or platform.machine(), "threads": 1,
+                              "machine": cpu_model() or platform.machine(), "cpu_kind": cpu_kind(), "threads": 1,
                               "command": "python benchmarks/cpu_denormal.py"})
     return 0
 

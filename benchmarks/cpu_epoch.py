@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from dnal_core import build
 from dnal_core.data import CIFAR10_MEAN, CIFAR10_STD, TensorLoader
 from dnal_core.io import write_json
+from dnal_core.machine import cpu_kind, cpu_model
 
 EPOCH, BATCH = 50_000, 128
 # (model, width_mult, layout, dtype, threads)
@@ -92,10 +93,8 @@ def main(argv=None):
     for r in ROWS:
         rows.append(time_row(*r, a.steps, a.warmup))
         print(rows[-1], flush=True)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else ""
-    write_json(a.json, {"device": f"cpu: {cpu}, {os.cpu_count()} cores",
-                        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    write_json(a.json, {"device": f"cpu: {cpu_model() or platform.processor()}, {os.cpu_count()} cores",
+                        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_kind": cpu_kind(),
                         "date": datetime.date.today().isoformat(), "torch": str(torch.__version__),
                         "command": "python benchmarks/cpu_epoch.py", "rows": rows})
 

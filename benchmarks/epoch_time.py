@@ -179,7 +179,8 @@ def main(argv=None) -> int:
     out = args.json or (None if args.smoke else Path(__file__).parent / "results" / f"{args.name}.json")
 
     def result(rows, complete):
-        return {"device": prov["device"], "date": datetime.date.today().isoformat(), "torch": torch.__version__,
+        return {"device": prov["device"], "cpu_kind": prov["cpu_kind"], "date": datetime.date.today().isoformat(),
+                "torch": torch.__version__,
                 "git": prov["git"], "fast_config": dataclasses.asdict(fast_cfg),
                 "cudnn_benchmark": torch.backends.cudnn.benchmark, "loss_tol": LOSS_TOL, "top1_tol": TOP1_TOL,
                 "eager_fp32_tf32": {"cudnn_conv": torch.backends.cudnn.allow_tf32,

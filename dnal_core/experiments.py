@@ -41,6 +41,7 @@ from pathlib import Path
 import torch
 
 from .io import read_json, write_json
+from .machine import machine
 from .measure import count
 from .models import build, build_from_arch
 from .recipes import Recipe, get_recipe, override
@@ -60,7 +61,7 @@ def provenance(command: str) -> dict:
 
     return {"date": datetime.date.today().isoformat(), "torch": str(torch.__version__),
             "device": f"cpu ({torch.get_num_threads()} thread{'s' * (torch.get_num_threads() > 1)})"
-            if not torch.cuda.is_available() else "cuda", "git": git_commit(), "command": command}
+            if not torch.cuda.is_available() else "cuda", **machine(), "git": git_commit(), "command": command}
 
 
 # --- the pieces -----------------------------------------------------------------------------------
@@ -502,7 +503,7 @@ def budget_runs(recipe, data, table1_runs: Path, runs: Path, out: Path, command:
 
 
 NAMES = {"table1": "table1_vgg16_cifar10", "fig4": "fig4_ss_placement", "fig5": "fig5_joint_vs_sequential",
-         "budget": "budget_vgg16_cifar10"}
+         "budget": "budget_vgg16_cifar10", "criteria": "criteria_vgg16_cifar10"}
 
 
 def figure_lambda(out: Path, table1_out: Path, lam: float | None = None) -> float:
@@ -541,8 +542,10 @@ def figure_runs(figure: str, profile: str, data, runs: Path, out: Path, command:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m dnal_core.experiments", description=__doc__.split("\n\n")[0])
     p.add_argument("experiment", choices=sorted(NAMES))
-    p.add_argument("--part", choices=["search", "controls", "calibration"],
-                   help="table1: which of its processes (calibration: the delta-free loss form's lambda sweep)")
+    p.add_argument("--part", choices=["search", "controls", "calibration", "scratch", "collect"],
+                   help="table1: which of its processes (calibration: the delta-free loss form's lambda "
+                        "sweep); criteria: scratch (the learned widths trained from scratch) or collect "
+                        "(Table I's and the budget chapter's networks as rows)")
     p.add_argument("--profile", default="cpu")
     p.add_argument("--data", required=True)
     p.add_argument("--runs", default="", help="run folders (default runs/<experiment>/<profile>)")
@@ -558,8 +561,10 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     from .report import repo_root
 
-    if a.experiment == "table1" and not a.part:
-        p.error("table1 needs --part search or --part controls")
+    if a.experiment == "table1" and a.part not in ("search", "controls", "calibration"):
+        p.error("table1 needs --part search, controls or calibration")
+    if a.experiment == "criteria" and a.part not in ("scratch", "collect"):
+        p.error("criteria needs --part scratch or collect")
     try:
         recipe = get_recipe("vgg16-cifar", a.profile)
     except ValueError as e:
@@ -582,6 +587,15 @@ def main(argv=None) -> int:
         calibration(recipe, a.data, runs, out, command, a.device)
     elif a.experiment == "table1":
         table1_controls(recipe, a.data, runs, out, command, a.device)
+    elif a.experiment == "criteria":
+        from . import criteria
+
+        results = repo_root() / "results"
+        sources = (results / NAMES["table1"] / a.profile, results / NAMES["budget"] / a.profile)
+        if a.part == "collect":
+            criteria.collect(recipe, *sources, out)
+        else:
+            criteria.scratch(recipe, a.data, runs, out, *sources, provenance(command), a.device)
     elif a.experiment == "budget":  # from Table I's weight stage (its run folders)
         budget_runs(recipe, a.data, repo_root() / "runs" / NAMES["table1"] / a.profile, runs, out, command, a.device)
     else:

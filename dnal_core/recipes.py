@@ -134,6 +134,10 @@ class Recipe:
     sequential: bool = True          # Alg. 1; False: the joint strategy of Fig. 5
     placement: str = DEFAULT_PLACEMENT  # Fig. 4: conv-bn-ss-relu
     width_mult: float = 1.0          # scales every default width (smoke runs, tests)
+    # one width per SS gate (``model.arch()['widths']``): train that architecture as the dense
+    # network of the weight stage (a learned architecture from scratch, Liu et al. 2019); None: the
+    # default widths at width_mult
+    widths: tuple[int, ...] | None = None
     train_per_class: int | None = None  # per-class subset of the training set (None: all)
     test_per_class: int | None = None
     test_batch_size: int = 500
@@ -166,6 +170,10 @@ class Recipe:
             raise ValueError(f"need 0 < image_size <= resize_size, got {self.image_size}, {self.resize_size}")
         if self.width_mult <= 0:
             raise ValueError(f"width_mult must be > 0, got {self.width_mult}")
+        if self.widths is not None:
+            if not self.widths or any(w < 1 for w in self.widths):
+                raise ValueError(f"widths must be a list of integers >= 1, got {list(self.widths)}")
+            object.__setattr__(self, "widths", tuple(self.widths))
         for k in ("train_per_class", "test_per_class"):
             if getattr(self, k) is not None and getattr(self, k) < 1:
                 raise ValueError(f"{k} must be >= 1 or None")

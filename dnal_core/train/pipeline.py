@@ -30,6 +30,7 @@ import torch
 from .. import io
 from ..data import cifar10_loaders, imagenet_loaders
 from ..gate import gates
+from ..machine import machine
 from ..measure import count
 from ..models import build
 from ..recipes import Recipe, without_retired
@@ -64,22 +65,12 @@ def git_commit() -> str:
         return "unknown"
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo ("" where there is none): float rounding and
-    denormal penalties differ between CPU kinds."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return ""
-    return next((x.split(":", 1)[1].strip() for x in lines if x.startswith("model name")), "")
-
-
 def provenance(device: torch.device) -> dict:
     dev = str(device)
     if device.type == "cuda":
         dev += f" ({torch.cuda.get_device_name(device)})"
     return {"git": git_commit(), "torch": str(torch.__version__), "device": dev,
-            "python": platform.python_version()}
+            "python": platform.python_version(), **machine()}
 
 
 # --- RNG states (torch CPU, CUDA, python, numpy, the data generator) ------------------------------
@@ -362,7 +353,9 @@ class _Run:
 
     def dense(self):
         r = self.recipe
-        return build(r.model, placement=r.placement, width_mult=r.width_mult, num_classes=self.num_classes)
+        widths = {} if r.widths is None else {"widths": list(r.widths)}
+        return build(r.model, placement=r.placement, width_mult=r.width_mult, num_classes=self.num_classes,
+                     **widths)
 
     def meta(self, **kw) -> dict:
         return {"config": self.recipe.to_dict(), **self.prov, **kw}

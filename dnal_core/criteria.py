@@ -1,0 +1,153 @@
+"""What decides the result: DNAL's learned VGG16 widths against controls at equal MACs
+(the book's chapter "What decides the result").
+
+Table I at the ``cpu`` profile ends on a negative: from 2.4x on, the uniformly narrowed network
+beats the learned widths. The parts of this experiment each test one explanation; every trained
+network is one line of ``results/criteria_vgg16_cifar10/<profile>/rows.jsonl`` (written under a
+lock as each run ends, so two processes can share the work, each claiming the run it trains):
+
+  ``scratch``   every finetuned Table I network's widths and the budget chapter's, trained from
+                scratch with exactly the uniform control's recipe (``experiments.control_recipe``:
+                weights + architecture + finetune epochs, one cosine schedule). Liu et al.,
+                "Rethinking the Value of Network Pruning" (ICLR 2019): if the scratch network
+                matches the uniform one, the inherited weights and the short finetune are what
+                lose; if it stays below, the widths are.
+  ``collect``   the networks Table I and the budget chapter already trained (DNAL finetuned with
+                eq. 4 and with the cost-aware budget, the dense and uniform-width controls) as
+                rows, with the provenance they were made with.
+
+Run from the shell (resumable: a killed run continues from its last epoch)::
+
+    python -m dnal_core.experiments criteria --part scratch --data $DNAL_DATA
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+from pathlib import Path
+
+from .io import atomic_path, read_json
+from .measure import count
+from .recipes import Recipe, override
+
+NAME = "criteria_vgg16_cifar10"
+ROW_KEYS = ("method", "source", "width_mult", "widths", "macs", "params", "top1", "top5", "seed", "epochs",
+            "seconds", "device", "cpu_kind", "date", "command", "git", "torch")
+
+
+# --- the rows file --------------------------------------------------------------------------------
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows of ``path`` (a JSON object a line); [] when it does not exist."""
+    if not path.is_file():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def add_row(path: Path, row: dict) -> None:
+    """Append ``row`` to ``path`` under an exclusive lock (two processes share the file),
+    replacing a row with the same (method, source, seed): a re-made run's row wins. Written to
+    a temporary file and renamed, so a kill never leaves half a line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        key = (row["method"], row["source"], row["seed"])
+        rows = [r for r in read_rows(path) if (r["method"], r["source"], r["seed"]) != key] + [row]
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def has_row(path: Path, method: str, source: str, seed: int) -> bool:
+    return any((r["method"], r["source"], r["seed"]) == (method, source, seed) for r in read_rows(path))
+
+
+# --- what was learned: the architectures to train from scratch --------------------------------------
+
+def learned_architectures(table1_out: Path, budget_out: Path) -> list[dict]:
+    """Every finetuned Table I network (``lam<label>.json`` with its ``arch/``) and every budget
+    chapter network (``<form>_<kind><target>.json``) as {source, method, arch, result}, the
+    smallest network first (a session cut short keeps the most rows where the gap is largest)."""
+    out = []
+    for f in sorted(table1_out.glob("lam*.json")):
+        arch = table1_out / "arch" / f.name
+        if arch.is_file():
+            out.append({"source": f"table1/{f.stem}", "method": "dnal-eq4", "arch": read_json(arch),
+                        "result": read_json(f), "file": f})
+    for f in sorted(budget_out.glob("*_macs*.json")):
+        res = read_json(f)
+        arch = {"model": res.get("model", "vgg16-cifar"), "widths": res["widths"]}
+        out.append({"source": f"budget/{f.stem}", "method": "dnal-cost", "arch": arch, "result": res, "file": f})
+    return sorted(out, key=lambda a: a["result"]["macs"])
+
+
+def scratch_recipe(recipe: Recipe, arch: dict) -> Recipe:
+    """The uniform control's recipe (``experiments.control_recipe``: one cosine schedule over
+    weights + architecture + finetune epochs) for the network with ``arch``'s widths."""
+    from .experiments import control_recipe
+
+    return override(control_recipe(recipe, recipe.width_mult), {"widths": tuple(arch["widths"])})
+
+
+def scratch_one(recipe: Recipe, data, runs: Path, item: dict, device="auto") -> dict:
+    """Train ``item``'s architecture from scratch into runs/scratch_<source>; its row."""
+    from .io import load_model
+    from .train import run_pipeline
+
+    r = scratch_recipe(recipe, item["arch"])
+    folder = runs / ("scratch_" + item["source"].replace("/", "_"))
+    if not (folder / "weights.pt").is_file():
+        run_pipeline(r, data, folder, device=device, stages=["weights"], resume=True)
+    model, meta = load_model(folder / "weights.pt")
+    size = count(model)
+    if size["macs"] != item["result"]["macs"]:  # the learned network, channel for channel
+        raise AssertionError(f"{folder}: {size['macs']:,} MACs trained, the learned network has "
+                             f"{item['result']['macs']:,}")
+    return {"method": "dnal-scratch", "source": item["source"], "width_mult": recipe.width_mult,
+            "widths": list(model.widths), "macs": size["macs"], "params": size["params"],
+            "top1": meta.get("top1"), "top5": meta.get("top5"), "seed": r.seed, "epochs": r.weights.epochs,
+            "seconds": meta.get("seconds"), "finetuned_top1": item["result"].get("top1")}
+
+
+def scratch(recipe: Recipe, data, runs: Path, out: Path, table1_out: Path, budget_out: Path, prov: dict,
+            device="auto") -> int:
+    """Every learned architecture of Table I and the budget chapter trained from scratch, one row
+    each in out/rows.jsonl as each run ends; runs another process claimed are left to it.
+    Returns the number of rows this call added."""
+    from .experiments import claim
+
+    rows, added = out / "rows.jsonl", 0
+    for item in learned_architectures(table1_out, budget_out):
+        if has_row(rows, "dnal-scratch", item["source"], recipe.seed):
+            continue
+        if not claim(runs / ("scratch_" + item["source"].replace("/", "_"))):
+            continue
+        add_row(rows, {**scratch_one(recipe, data, runs, item, device), **prov})
+        added += 1
+    return added
+
+
+def collect(recipe: Recipe, table1_out: Path, budget_out: Path, out: Path) -> int:
+    """The networks Table I and the budget chapter trained (``recipe``'s profile), as rows, each
+    with the provenance of its own results file (date, device, command, git) and that file's
+    path under ``from``. Returns the number of rows written."""
+    from .report import repo_root
+
+    rows, n = out / "rows.jsonl", 0
+    stages = recipe.weights.epochs + recipe.arch.epochs + recipe.finetune.epochs
+    prov = ("device", "cpu_kind", "date", "command", "git", "torch")
+    for item in learned_architectures(table1_out, budget_out):
+        res = item["result"]
+        add_row(rows, {"method": item["method"], "source": item["source"], "width_mult": recipe.width_mult,
+                       **{k: res.get(k) for k in ("widths", "macs", "params", "top1", "top5")},
+                       "seed": (res.get("config") or {}).get("seed", recipe.seed), "epochs": stages,
+                       "seconds": sum(v for v in (res.get("seconds") or {}).values() if v) or None,
+                       **{k: res.get(k) for k in prov}, "from": str(item["file"].relative_to(repo_root()))})
+        n += 1
+    for f in sorted((table1_out / "controls").glob("*.json")):
+        res = read_json(f)
+        add_row(rows, {"method": "dense" if res["name"] == "dense" else "uniform", "source": f"table1/{res['name']}",
+                       **{k: res.get(k) for k in ("width_mult", "widths", "macs", "params", "top1", "top5",
+                                                  "epochs", "seconds")},
+                       "seed": recipe.seed, **{k: res.get(k) for k in prov}, "from": str(f.relative_to(repo_root()))})
+        n += 1
+    return n

@@ -126,12 +126,20 @@ def scratch(recipe: Recipe, data, runs: Path, out: Path, table1_out: Path, budge
     return added
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it lies in it (committed rows name files so)."""
+    from .report import repo_root
+
+    try:
+        return str(path.resolve().relative_to(repo_root().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def collect(recipe: Recipe, table1_out: Path, budget_out: Path, out: Path) -> int:
     """The networks Table I and the budget chapter trained (``recipe``'s profile), as rows, each
     with the provenance of its own results file (date, device, command, git) and that file's
     path under ``from``. Returns the number of rows written."""
-    from .report import repo_root
-
     rows, n = out / "rows.jsonl", 0
     stages = recipe.weights.epochs + recipe.arch.epochs + recipe.finetune.epochs
     prov = ("device", "cpu_kind", "date", "command", "git", "torch")
@@ -141,13 +149,13 @@ def collect(recipe: Recipe, table1_out: Path, budget_out: Path, out: Path) -> in
                        **{k: res.get(k) for k in ("widths", "macs", "params", "top1", "top5")},
                        "seed": (res.get("config") or {}).get("seed", recipe.seed), "epochs": stages,
                        "seconds": sum(v for v in (res.get("seconds") or {}).values() if v) or None,
-                       **{k: res.get(k) for k in prov}, "from": str(item["file"].relative_to(repo_root()))})
+                       **{k: res.get(k) for k in prov}, "from": _shown(item["file"])})
         n += 1
     for f in sorted((table1_out / "controls").glob("*.json")):
         res = read_json(f)
         add_row(rows, {"method": "dense" if res["name"] == "dense" else "uniform", "source": f"table1/{res['name']}",
                        **{k: res.get(k) for k in ("width_mult", "widths", "macs", "params", "top1", "top5",
                                                   "epochs", "seconds")},
-                       "seed": recipe.seed, **{k: res.get(k) for k in prov}, "from": str(f.relative_to(repo_root()))})
+                       "seed": recipe.seed, **{k: res.get(k) for k in prov}, "from": _shown(f)})
         n += 1
     return n

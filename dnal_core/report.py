@@ -185,16 +185,19 @@ def has_results(folder: Path | str | None) -> bool:
 def provenance(notebook: str, profile: str, threads: int, overrides: dict | None = None,
                device: str = "auto") -> dict:
     """What a notebook adds to each result it writes: the date, the call that made it, the
-    torch version and the device (the run folders' own files hold the resolved recipe and the
-    git commit too)."""
+    torch version, the device and the CPU kind (``dnal_core.machine``; the run folders' own files
+    hold the resolved recipe and the git commit too)."""
     import datetime
 
     import torch
+
+    from .machine import machine
 
     if device in (None, "auto"):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     extra = f", recipe overrides {overrides}" if overrides else ""
     return {"date": datetime.date.today().isoformat(), "torch": str(torch.__version__), "device": str(device),
+            **machine(),
             "command": f"python book/build.py execute --only {notebook} (profile {profile}, "
                        f"train when results are missing, torch threads {threads}{extra})"}
 
@@ -550,9 +553,12 @@ def shell(cmd: str, width: int = PAGE_WIDTH) -> str:
 
 
 def run_line(finals) -> str:
-    """Where results came from, from ``provenance`` fields: device, torch, date and command."""
+    """Where results came from, from ``provenance`` fields: device (and CPU kind where recorded),
+    torch, date and command."""
     r = finals.iloc[0]
-    return f"{r['device']}, torch {r['torch']}, {r['date']}; made by `{r['command']}`"
+    kind = r.get("cpu_kind")
+    device = f"{r['device']} ({kind})" if isinstance(kind, str) and kind else r["device"]
+    return f"{device}, torch {r['torch']}, {r['date']}; made by `{r['command']}`"
 
 
 def beside_paper(table: str, finals):

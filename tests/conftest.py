@@ -27,3 +27,14 @@ def cifar_dir() -> Path:
     if not d or not (Path(d) / "train.npz").is_file():
         pytest.skip("DNAL_DATA does not point at the cifar10-jpeg folder")
     return Path(d)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Tests that choose how to compare (exact on one CPU kind, structural elsewhere: the
+    committed smoke results) say which comparison they made, in the summary."""
+    lines = [f"{r.nodeid}: {v}" for r in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get(
+        "failed", []) for k, v in getattr(r, "user_properties", []) if k == "comparison"]
+    if lines:
+        terminalreporter.section("comparisons made")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -5,6 +5,7 @@ everything else runs here on the CPU (autocast to bf16, channels_last, torch.com
 aot_eager backend: the inductor backend compiles a C++ kernel per op on 2 cores, too slow)."""
 import copy
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -135,44 +136,58 @@ def test_fit_dispatch_cpu_eager_by_default_fast_on_request():
     assert (arch[0]["test_top1"], arch[0]["test_top5"], arch[0]["test_loss"]) == (ev["top1"], ev["top5"], ev["loss"])
 
 
-def _tiny_task(n=72, test_n=32):
-    g = torch.Generator().manual_seed(1)
-    imgs = torch.randint(0, 256, (n, 32, 32, 3), dtype=torch.uint8, generator=g)
-    labels = torch.randint(0, 10, (n,), generator=g)
-    kw = dict(mean=(0.5,) * 3, std=(0.25,) * 3)
-    return TensorLoader(imgs, labels, 16, train=True, **kw), TensorLoader(imgs[:test_n], labels[:test_n], test_n,
-                                                                           train=False, **kw)
+def _spread_module():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import fast_path_spread
+    finally:
+        sys.path.pop(0)
+    return fast_path_spread
+
+
+# Architecture-stage tolerances: the fast and the eager path differ by fp32 rounding, which delta
+# (up to 1e4) magnifies by an amount that depends on the CPU kind. Measured with
+# benchmarks/fast_path_spread.py (worst of seeds 0-4, torch 2.14.1; benchmarks/results/
+# fast_path_spread.json): AMD EPYC, AVX2 (2026-12-07): train loss 1.0e-4, test loss 8.0e-4
+# relative, 4 of 528 gates (0.76%), the same top-1 and hard top-1; AMD EPYC, AVX512-BF16 (issue
+# 28, seed 0): test loss 1.5e-2. Each limit is about three times the worst seen on any kind.
+ARCH_TRAIN_LOSS_REL = 5e-3
+ARCH_TEST_LOSS_REL = 5e-2
+ARCH_GATES_SHARE = 0.02
+ARCH_TOP1_POINTS = 100 / 32  # one of the 32 test images
 
 
 def test_fp32_fast_path_trains_as_the_eager_path():
     """The fast path in fp32 (FastStep: fused SGD on a tensor LR, the step as one function) against
     the eager path, both channels_last on the CPU, through two weight epochs and one architecture
-    epoch (delta 1 -> 1e4). Tolerances from what fp32 on the CPU gives (torch 2.14, 2-core AMD
-    EPYC with AVX2 / Intel Xeon with AVX-512): weight stage, losses equal to 1.1e-7 relative,
-    the same top-1 and top-5; architecture stage, where delta up to 1e4 magnifies the fused
-    update's last-bit differences, train loss 1.0e-4 / 1.7e-3 relative, 4 of 528 gates (0.8%),
-    the same top-1 and hard top-1."""
-    train, test = _tiny_task()
-    out = {}
-    for fast in (True, False):
-        torch.manual_seed(0)
-        model = build("vgg16-cifar", width_mult=0.125)
-        with prefer_fast(True, FastConfig(autocast=False)):
-            hist = train_weights(model, train, test, StageConfig(epochs=2, lr=0.05, milestones=(1,), batch_size=16),
-                                 fast=fast)
-            hist += train_architecture(model, train, test, StageConfig(epochs=1, lr=0.1, batch_size=16), lam=1e-3,
-                                       fast=fast)
-        assert model.features[0].conv.weight.is_contiguous(memory_format=torch.channels_last)
-        out[fast] = hist
+    epoch (delta 1 -> 1e4), both computed here on this machine. Weight stage: the same losses to
+    1e-6 relative (measured 1.1e-7 on an AMD EPYC with AVX2, an Intel Xeon with AVX-512 and an
+    AMD EPYC with AVX512-BF16), the same top-1 and top-5. Architecture stage: within the limits
+    above, which say on which kinds their spread was measured."""
+    out = _spread_module().both_paths(seed=0)
     for f, e in zip(out[True][:2], out[False][:2]):
         assert f["train_loss"] == pytest.approx(e["train_loss"], rel=1e-6)
         assert f["test_loss"] == pytest.approx(e["test_loss"], rel=1e-6)
         assert (f["test_top1"], f["test_top5"], f["open_gates"]) == (e["test_top1"], e["test_top5"], e["open_gates"])
     f, e = out[True][2], out[False][2]
-    assert f["train_loss"] == pytest.approx(e["train_loss"], rel=5e-3)
-    assert f["test_loss"] == pytest.approx(e["test_loss"], rel=1e-2)
-    assert abs(f["open_gates"] - e["open_gates"]) <= 0.02 * e["gate_channels"]
-    assert (f["test_top1"], f["hard_top1"]) == (e["test_top1"], e["hard_top1"])
+    assert f["delta"] == e["delta"] and math.isfinite(f["train_loss"]) and math.isfinite(f["test_loss"])
+    assert f["train_loss"] == pytest.approx(e["train_loss"], rel=ARCH_TRAIN_LOSS_REL)
+    assert f["test_loss"] == pytest.approx(e["test_loss"], rel=ARCH_TEST_LOSS_REL)
+    assert abs(f["open_gates"] - e["open_gates"]) <= ARCH_GATES_SHARE * e["gate_channels"]
+    assert abs(f["test_top1"] - e["test_top1"]) <= ARCH_TOP1_POINTS + 1e-9
+    assert abs(f["hard_top1"] - e["hard_top1"]) <= ARCH_TOP1_POINTS + 1e-9
+
+
+def test_fast_path_spread_measures_both_paths():
+    """The benchmark behind the limits above reports a zero drift for two identical histories and
+    the relative and absolute differences otherwise."""
+    m = _spread_module()
+    rec = {"train_loss": 2.0, "test_loss": 2.0, "test_top1": 10.0, "open_gates": 10, "gate_channels": 100,
+           "hard_top1": 10.0}
+    same = {True: [rec, rec, rec], False: [rec, rec, rec]}
+    assert set(m.drift(same).values()) == {0.0}
+    d = m.drift({True: [rec, rec, {**rec, "test_loss": 2.2, "open_gates": 12}], False: [rec, rec, rec]})
+    assert d["arch_test_loss_rel"] == pytest.approx(0.1) and d["arch_gates_share"] == pytest.approx(0.02)
 
 
 def test_fast_config_needs_a_warmup_step():

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..io import read_json
+from ..machine import cpu_kind
 from ..measure import count_macs, latency
 from ..prune import REPORT_FILE, build_pruned, load_pruned
 
@@ -96,7 +97,8 @@ def run(args) -> int:
         device_names["cuda"] = torch.cuda.get_device_name()
     print(json.dumps({"dir": str(d), "model": pruned.name, "macs_dense": macs_dense,
                       "macs_pruned": macs_pruned, "macs_ratio": macs_pruned / macs_dense,
-                      "torch": torch.__version__, "devices": device_names, "rounds": args.rounds,
+                      "torch": torch.__version__, "devices": device_names, "cpu_kind": cpu_kind(),
+                      "rounds": args.rounds,
                       "iters": args.iters,
                       "ratio": "pruned / dense", "rows": rows}))
     return 0

@@ -1,0 +1,86 @@
+"""dnal_core.criteria: the learned architectures trained from scratch, and the rows file."""
+import json
+import threading
+
+import dnal_core as dn
+from dnal_core.criteria import add_row, collect, learned_architectures, read_rows, scratch, scratch_recipe
+from dnal_core.io import write_json
+from dnal_core.recipes import get_recipe, override
+
+
+def _fake_results(tmp_path, width_mult=0.125):
+    """A Table I results folder with one finetuned lambda and a budget folder with one target,
+    as the experiments write them (final.json fields, the arch file)."""
+    t1, bud = tmp_path / "t1", tmp_path / "budget"
+    base = dn.build("vgg16-cifar", width_mult=width_mult)
+    small = dn.build("vgg16-cifar", width_mult=width_mult, widths=[w // 2 for w in base.default_widths])
+    tiny = dn.build("vgg16-cifar", width_mult=width_mult, widths=[max(1, w // 4) for w in base.default_widths])
+    prov = {"date": "2026-12-02", "device": "cpu (1 thread)", "command": "cmd", "git": "abc", "torch": "2.14.1"}
+    write_json(t1 / "lam1e-3.json", {**dn.count(small), "top1": 50.0, "top5": 90.0, "widths": small.widths,
+                                     "config": {"seed": 0}, "seconds": {"weights": 1.0, "arch": 2.0}, **prov})
+    write_json(t1 / "arch" / "lam1e-3.json", small.arch())
+    write_json(t1 / "controls" / "dense.json", {"name": "dense", "width_mult": width_mult, "widths": base.widths,
+                                                **dn.count(base), "top1": 60.0, "epochs": 3, **prov})
+    write_json(bud / "expected-macs_macs0.1.json", {"model": "vgg16-cifar", "widths": tiny.widths,
+                                                    **dn.count(tiny), "top1": 30.0, **prov})
+    return t1, bud, small, tiny
+
+
+def test_learned_architectures_smallest_first(tmp_path):
+    t1, bud, small, tiny = _fake_results(tmp_path)
+    items = learned_architectures(t1, bud)
+    assert [(i["source"], i["method"]) for i in items] == [("budget/expected-macs_macs0.1", "dnal-cost"),
+                                                           ("table1/lam1e-3", "dnal-eq4")]
+    assert items[1]["arch"]["widths"] == small.widths
+
+
+def test_scratch_recipe_is_the_uniform_controls_with_the_learned_widths():
+    r = get_recipe("vgg16-cifar", "cpu")
+    s = scratch_recipe(r, {"widths": [3] * 13})
+    assert s.weights.epochs == 30 and s.weights.schedule == "cosine" and s.widths == (3,) * 13
+    assert (s.width_mult, s.weights.lr, s.seed) == (r.width_mult, r.weights.lr, r.seed)
+
+
+def test_scratch_trains_each_learned_network_once(cifar_dir, tmp_path):
+    """Every learned architecture trained from scratch into one row each, with the finetuned
+    network's MACs exactly; a second call trains nothing."""
+    t1, bud, small, tiny = _fake_results(tmp_path)
+    r = override(get_recipe("vgg16-cifar", "smoke"), {"width_mult": 0.125, "train_per_class": 10,
+                                                       "test_per_class": 5, "weights.epochs": 1, "arch.epochs": 0,
+                                                       "finetune.epochs": 1})
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    prov = {"date": "today", "device": "cpu", "cpu_kind": "k", "command": "cmd", "git": "g", "torch": "t"}
+    assert scratch(r, cifar_dir, runs, out, t1, bud, prov, device="cpu") == 2
+    rows = read_rows(out / "rows.jsonl")
+    assert [(x["method"], x["source"], x["macs"], x["epochs"]) for x in rows] == [
+        ("dnal-scratch", "budget/expected-macs_macs0.1", dn.count(tiny)["macs"], 2),
+        ("dnal-scratch", "table1/lam1e-3", dn.count(small)["macs"], 2)]
+    assert all(0 <= x["top1"] <= 100 and x["cpu_kind"] == "k" for x in rows)
+    assert rows[1]["finetuned_top1"] == 50.0
+    assert scratch(r, cifar_dir, runs, out, t1, bud, prov, device="cpu") == 0
+
+
+def test_collect_keeps_each_results_provenance(tmp_path):
+    t1, bud, small, _ = _fake_results(tmp_path)
+    r = override(get_recipe("vgg16-cifar", "cpu"), {"width_mult": 0.125})
+    assert collect(r, t1, bud, tmp_path / "out") == 3
+    rows = {x["source"]: x for x in read_rows(tmp_path / "out" / "rows.jsonl")}
+    assert rows["table1/lam1e-3"]["method"] == "dnal-eq4" and rows["table1/lam1e-3"]["epochs"] == 30
+    assert rows["table1/lam1e-3"]["seconds"] == 3.0 and rows["table1/lam1e-3"]["date"] == "2026-12-02"
+    assert rows["table1/dense"]["method"] == "dense" and rows["budget/expected-macs_macs0.1"]["method"] == "dnal-cost"
+    assert collect(r, t1, bud, tmp_path / "out") == 3  # again: the same rows replace themselves
+    assert len(read_rows(tmp_path / "out" / "rows.jsonl")) == 3
+
+
+def test_rows_from_two_writers_are_all_kept(tmp_path):
+    path = tmp_path / "rows.jsonl"
+
+    def write(k):
+        for i in range(20):
+            add_row(path, {"method": f"m{k}", "source": f"s{i}", "seed": 0})
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    rows = read_rows(path)
+    assert len(rows) == 40 and all(json.dumps(r) for r in rows)

@@ -105,7 +105,8 @@ def scratch_one(recipe: Recipe, data, runs: Path, item: dict, device="auto") -> 
     return {"method": "dnal-scratch", "source": item["source"], "width_mult": recipe.width_mult,
             "widths": list(model.widths), "macs": size["macs"], "params": size["params"],
             "top1": meta.get("top1"), "top5": meta.get("top5"), "seed": r.seed, "epochs": r.weights.epochs,
-            "seconds": meta.get("seconds"), "finetuned_top1": item["result"].get("top1")}
+            "seconds": meta.get("seconds"), "finetuned_top1": item["result"].get("top1"),
+            "precision": (meta.get("precision") or {}).get("used", "fp32")}
 
 
 def scratch(recipe: Recipe, data, runs: Path, out: Path, table1_out: Path, budget_out: Path, prov: dict,

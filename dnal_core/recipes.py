@@ -148,6 +148,10 @@ class Recipe:
     # Precise BN (dnal_core/train/bn.py): every reported accuracy is measured after BatchNorm
     # statistics are re-estimated on this many fixed training batches (0: as the model holds them)
     precise_bn: int = 20
+    # CPU training arithmetic (dnal_core/train/precision.py): fp32; bf16 (autocast of the forward
+    # pass); auto (bf16 where the CPU has bf16 matrix instructions and a probe on the run's model
+    # finds it faster, else fp32), resolved once per run and kept on resume
+    precision: str = "fp32"
 
     def __post_init__(self):
         lam = self.lam  # named as the command line names it (--lambda)
@@ -164,6 +168,8 @@ class Recipe:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.placement not in PLACEMENTS:
             raise ValueError(f"unknown placement {self.placement!r}; valid: {', '.join(PLACEMENTS)}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"unknown precision {self.precision!r}; valid: auto, fp32, bf16")
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; valid: {', '.join(DATASETS)}")
         if not 0 < self.image_size <= self.resize_size:

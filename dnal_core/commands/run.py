@@ -32,7 +32,7 @@ _VALUE_OPTS = {"lam": "lam", "seed": "seed", "threshold": "search.threshold",
                "placement": "placement", "width_mult": "width_mult",
                "per_class": "train_per_class", "test_per_class": "test_per_class",
                "epochs_weights": "weights.epochs", "epochs_arch": "arch.epochs",
-               "epochs_finetune": "finetune.epochs", "epochs_joint": "joint.epochs"}
+               "epochs_finetune": "finetune.epochs", "epochs_joint": "joint.epochs", "precision": "precision"}
 _FLAG_OPTS = {"train_linear": ("search.train_linear", True), "bn_train": ("search.bn_stats", "update"),
               "joint": ("sequential", False)}
 
@@ -58,6 +58,10 @@ def register(sub) -> None:
     p.add_argument("--eager", action="store_true",
                    help="on CUDA, train eagerly in fp32 instead of the fast path (bf16, channels_last, "
                         "CUDA graphs; README: Fast training on one GPU)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                   help="CPU training arithmetic: fp32 (default), bf16 (autocast of the forward pass), auto "
+                        "(bf16 where the CPU has bf16 matrix instructions and a probe on this model finds it "
+                        "faster); resolved once and kept on --resume (README: Training)")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars, no per-epoch lines")

@@ -289,7 +289,7 @@ def _run_pipeline(recipe, data, out, device, resume, quiet, stages, weights_from
         from ..budget import resolve_target
         resolve_target(build(recipe.model, placement=recipe.placement, width_mult=recipe.width_mult,
                              num_classes=num_classes), recipe.search.target_kind, recipe.search.target)
-    prov = provenance(device)
+    prov = {**provenance(device), "precision": _precision(recipe, stored, train, device, num_classes)}
     config = {"recipe": recipe.to_dict(), "data": str(Path(data).resolve()),
               "weights_from": weights_from, **prov}
     if dist.is_main() and (stored is None or stored.get("recipe", {}).get("lam") != recipe.lam):
@@ -302,6 +302,33 @@ def _run_pipeline(recipe, data, out, device, resume, quiet, stages, weights_from
     if (out / "final.pt").is_file() and "finetune" in stages:
         return io.read_json(out / "final.json")
     return {"stages": [s for s in order if (out / OUTPUT[s]).is_file()]}
+
+
+def _precision(recipe: Recipe, stored: dict | None, train, device, num_classes: int) -> dict:
+    """The run's precision (``train.precision.resolve``): the one stored in config.json when
+    resuming a run that asked for the same, else resolved now (the probe of ``auto`` uses one
+    training batch; the loader's state is restored after it, so the run is the same)."""
+    from .precision import resolve
+
+    old = (stored or {}).get("precision")
+    if isinstance(old, dict) and old.get("requested") == recipe.precision:
+        return old
+    batch = None
+    if recipe.precision == "auto":
+        state = train.state_dict() if hasattr(train, "state_dict") else None
+        x, y = next(iter(train))
+        batch = (x.to(device), y.to(device))
+        if state is not None:
+            train.load_state_dict(state)
+    return resolve(recipe.precision, dense_model(recipe, num_classes).to(device), batch, device)
+
+
+def dense_model(recipe: Recipe, num_classes: int):
+    """The network the weight stage trains: the recipe's model at ``width_mult``, or with the
+    recipe's ``widths`` (a given architecture) where it has them."""
+    widths = {} if recipe.widths is None else {"widths": list(recipe.widths)}
+    return build(recipe.model, placement=recipe.placement, width_mult=recipe.width_mult,
+                 num_classes=num_classes, **widths)
 
 
 def make_loaders(recipe: Recipe, data, device, download: bool = False, workers: int = 8):
@@ -352,10 +379,7 @@ class _Run:
         self.weights_from, self.wmeta = weights_from, wmeta
 
     def dense(self):
-        r = self.recipe
-        widths = {} if r.widths is None else {"widths": list(r.widths)}
-        return build(r.model, placement=r.placement, width_mult=r.width_mult, num_classes=self.num_classes,
-                     **widths)
+        return dense_model(self.recipe, self.num_classes)
 
     def meta(self, **kw) -> dict:
         return {"config": self.recipe.to_dict(), **self.prov, **kw}
@@ -422,7 +446,8 @@ class _Run:
                      "rng": rng_state(self.train), "record": st["record"], "budget": st.get("budget"),
                      "seconds": prior + time.perf_counter() - t0, **self.meta()}, ckpt_path)
 
-        kw = dict(log=log, on_epoch=on_epoch, resume=resume, progress=self.progress, precise_bn=r.precise_bn)
+        kw = dict(log=log, on_epoch=on_epoch, resume=resume, progress=self.progress, precise_bn=r.precise_bn,
+                  precision=self.prov["precision"]["used"])
         if stage == "weights":
             hist = train_weights(model, self.train, self.test, cfg, **kw)
         elif stage == "arch":

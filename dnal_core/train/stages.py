@@ -88,10 +88,17 @@ def _gate_summary(model: nn.Module, hist: bool) -> dict:
 # --- the per-step code: one place for every stage -------------------------------------------------
 
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
-               lam: float | None = None, loss_form: str = "paper") -> tuple[torch.Tensor, torch.Tensor]:
+               lam: float | None = None, loss_form: str = "paper",
+               bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """One SGD step on CE (+ the sparsity term of eq. 4 when ``lam`` is given); returns the
-    detached (total loss, CE) without synchronising the device."""
-    ce = F.cross_entropy(model(x), y)
+    detached (total loss, CE) without synchronising the device. ``bf16``: the forward pass under
+    bf16 autocast (``train.precision``); CE, the sparsity term and the update stay fp32."""
+    if bf16:
+        with autocast(x.device, True):
+            logits = model(x)
+        ce = F.cross_entropy(logits.float(), y)
+    else:
+        ce = F.cross_entropy(model(x), y)
     loss = ce if lam is None else ce + sparsity_loss(model, lam, loss_form)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -139,7 +146,7 @@ def channels_last_safe(model: nn.Module) -> bool:
 
 def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=None, log=None,
          on_epoch=None, resume=None, progress=False, fast=None, channels_last=None,
-         precise_bn: int = PRECISE_BN_BATCHES) -> list[dict]:
+         precise_bn: int = PRECISE_BN_BATCHES, precision: str = "fp32") -> list[dict]:
     import math
     from . import fast as fast_mod
     from .fast import NonFiniteLossError, normalise_eager_optimizer
@@ -170,12 +177,18 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
     # channels_last on the eager path: default on the CPU, where it is never slower for the CIFAR
     # models (benchmarks/results/cpu_2core.json, 2-core AMD EPYC, batch 128: VGG16 x1/4 109 vs
     # 139 s an epoch on 1 thread, 58 vs 80 on 2; MobileNetV2 x1/2 473 vs 699; ResNet56 x1/2 302
-    # vs 303). bf16 autocast stays off on the CPU: 13x slower there (no bf16 instructions on
-    # AVX2). The fast path sets its own layout. Only the memory layout changes, not the maths.
+    # vs 303). bf16 autocast on the CPU only where ``precision`` says so (13x slower on AVX2,
+    # which has no bf16 instructions). The fast path sets its own layout. Only the memory layout
+    # changes, not the maths.
     cl = (device.type == "cpu" and channels_last_safe(model) if channels_last is None
           else bool(channels_last)) and fast_step is None
     if cl:
         model.to(memory_format=torch.channels_last)
+    # ``precision`` (train/precision.py, resolved per run): "bf16" autocasts the eager path's
+    # forward pass on the CPU; evaluation and precise BN stay fp32
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"_fit needs a resolved precision (fp32 or bf16), got {precision!r}")
+    bf16 = precision == "bf16" and device.type == "cpu" and fast_step is None
     if resume is not None and fast_step is None:  # e.g. a checkpoint of the fast path, resumed eagerly
         normalise_eager_optimizer(opt, sched)  # after the layout change: buffers take the params' strides
     # a NaN or infinite loss stops the stage (NonFiniteLossError) before anything of its epoch is
@@ -211,7 +224,7 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
                 if cl and x.dim() == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
                 lam = plan.budget.lam if plan.budget is not None else plan.lam
-                loss, ce = fast_step(x, y) if fast_step else train_step(net, x, y, opt, lam, plan.loss_form)
+                loss, ce = fast_step(x, y) if fast_step else train_step(net, x, y, opt, lam, plan.loss_form, bf16)
                 if plan.budget is not None:
                     plan.budget.update(model)
                 tot += loss

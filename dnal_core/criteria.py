@@ -160,3 +160,94 @@ def collect(recipe: Recipe, table1_out: Path, budget_out: Path, out: Path) -> in
                        "seed": recipe.seed, **{k: res.get(k) for k in prov}, "from": _shown(f)})
         n += 1
     return n
+
+
+# --- what the chapter shows ------------------------------------------------------------------------
+
+EQUAL_MACS = 0.02  # two networks compare "at equal MACs" when their MACs differ by at most this
+
+
+def uniform_at(rows: list[dict], macs: float) -> tuple[float | None, str]:
+    """Top-1 of the uniform-width network at ``macs``, from the uniform and dense rows: a trained
+    control within ``EQUAL_MACS`` ("trained"), else linear in log MACs between the two nearest
+    controls on either side ("interpolated"); (None, "outside") beyond the controls' range."""
+    import math
+
+    ctl = sorted((r for r in rows if r["method"] in ("uniform", "dense")), key=lambda r: r["macs"])
+    for r in ctl:
+        if abs(r["macs"] / macs - 1) <= EQUAL_MACS:
+            return r["top1"], "trained"
+    for lo, hi in zip(ctl, ctl[1:]):
+        if lo["macs"] < macs < hi["macs"]:
+            t = (math.log(macs) - math.log(lo["macs"])) / (math.log(hi["macs"]) - math.log(lo["macs"]))
+            return lo["top1"] + t * (hi["top1"] - lo["top1"]), "interpolated"
+    return None, "outside"
+
+
+def scratch_table(rows: list[dict]):
+    """One line per learned network (smallest first): its MACs, the reduction against the dense
+    control, top-1 finetuned (as DNAL does) and trained from scratch (NaN: not run yet), the
+    uniform-width network at the same MACs (how it was obtained) and the differences, in points."""
+    import pandas as pd
+
+    dense = next((r for r in rows if r["method"] == "dense"), None)
+    scratch = {r["source"]: r for r in rows if r["method"] == "dnal-scratch"}
+    out = []
+    for r in sorted((r for r in rows if r["method"] in ("dnal-eq4", "dnal-cost")), key=lambda r: r["macs"]):
+        s = scratch.get(r["source"])
+        u, how = uniform_at(rows, r["macs"])
+        out.append({"network": r["source"], "method": r["method"], "macs_m": r["macs"] / 1e6,
+                    "reduction": dense["macs"] / r["macs"] if dense else float("nan"),
+                    "finetuned": r["top1"], "scratch": s["top1"] if s else float("nan"),
+                    "uniform": u if u is not None else float("nan"), "uniform_from": how})
+    t = pd.DataFrame(out)
+    if len(t):
+        t["scratch_minus_finetuned"] = t["scratch"] - t["finetuned"]
+        t["scratch_minus_uniform"] = t["scratch"] - t["uniform"]
+    return t
+
+
+def scratch_verdict(table) -> str:
+    """What the scratch rows say, in one sentence, computed from ``scratch_table``."""
+    done = table.dropna(subset=["scratch"])
+    if not len(done):
+        return "no learned architecture has been trained from scratch yet"
+    n = len(done)
+    better = int((done["scratch_minus_finetuned"] > 0).sum())
+    vs_u = done.dropna(subset=["uniform"])
+    part = (f"trained from scratch, {better} of {n} learned networks score above their finetuned selves "
+            f"(mean {done['scratch_minus_finetuned'].mean():+.2f} points)")
+    if len(vs_u):
+        above = int((vs_u["scratch_minus_uniform"] > 0).sum())
+        part += (f"; against uniform width at the same MACs, {above} of {len(vs_u)} score above "
+                 f"(mean {vs_u['scratch_minus_uniform'].mean():+.2f} points)")
+    return part
+
+
+def plot_methods(rows: list[dict], title: str = "VGG16 x1/4, CIFAR-10: top-1 against MACs"):
+    """Top-1 against MACs (millions, log scale) of every method in ``rows``, one line each.
+    Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    from .report_cpu import _ticker
+
+    style = {"dnal-eq4": ("DNAL, eq. 4, finetuned", "tab:red", "D", "--"),
+             "dnal-cost": ("DNAL, cost-aware budget, finetuned", "tab:orange", "v", "--"),
+             "dnal-scratch": ("DNAL's widths, from scratch", "tab:purple", "^", "-."),
+             "uniform": ("uniform width, from scratch", "tab:green", "s", ":"),
+             "dense": ("dense, from scratch", "black", "*", "none")}
+    fig, ax = plt.subplots(figsize=(6.8, 4.6))
+    for method, (name, color, marker, ls) in style.items():
+        pts = sorted(((r["macs"] / 1e6, r["top1"]) for r in rows if r["method"] == method))
+        if pts:
+            ax.plot(*zip(*pts), linestyle=ls, marker=marker, color=color, label=name, ms=7 if method != "dense" else 12)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(_ticker())
+    ax.xaxis.set_minor_formatter(_ticker())
+    ax.set_xlabel("MACs (millions, log scale)")
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig

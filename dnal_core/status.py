@@ -28,7 +28,18 @@ CLAIMS = {
     "table7_proxyless_imagenet": "a supernet searched to 3.6M params at 75.0%",
     "prune_your_own": "beyond the paper: DNAL on any CNN",
     "budget_vgg16_cifar10": "beyond the paper: a MACs budget instead of lambda",
+    "criteria_vgg16_cifar10": "beyond the paper: what decides the result (scratch training, width)",
 }
+EQUAL_MACS = 0.02  # two networks are compared only when their MACs differ by at most this
+
+
+def _word(ok: bool, profile: str) -> str:
+    """The verdict's first word: "reproduced", or "not reproduced at <profile> scale"."""
+    return "reproduced" if ok else f"not reproduced at {profile} scale"
+
+
+def _equal_macs(a: float, b: float) -> bool:
+    return abs(a / b - 1) <= EQUAL_MACS
 ALWAYS_REAL = {"fig1_scaled_sigmoid", "fig2_algorithm", "method_details", "quickstart"}  # no training profile to speak of
 
 
@@ -65,7 +76,7 @@ def verdict(name: str, profile: str, folder: Path) -> str:
         return "shown (exact or self-checking)"
     if name == "fig3_gate_histograms" and _binary_at_the_end(folder) is not None:
         ok = _binary_at_the_end(folder)
-        return f"{'yes' if ok else 'no'}: gates {'all' if ok else 'not all'} 0 or 1 at the end of the search ({profile} scale)"
+        return f"{_word(ok, profile)}: gates {'all' if ok else 'not all'} 0 or 1 at the end of the search"
     if profile == "smoke":
         return "machinery check only (chance-level accuracy)"
     if name == "table1_vgg16_cifar10" and any(folder.glob("lam*.json")):
@@ -74,23 +85,18 @@ def verdict(name: str, profile: str, folder: Path) -> str:
         rows = table1_rows(folder)
         r = rows.iloc[(rows["macs_x"] - 2).abs().argmin()]
         u = rows.dropna(subset=["uniform_top1"])
-        beats = f"; beats uniform width at {int((u['dnal_minus_uniform'] > 0).sum())} of {len(u)} sizes" if len(u) else ""
+        beats = (f"; above uniform width at equal MACs at {int((u['dnal_minus_uniform'] > 0).sum())} of {len(u)} "
+                 f"sizes" if len(u) else "")
         if r["drop"] != r["drop"]:
-            return f"at {r['macs_x']:.1f}x fewer MACs: no dense control yet ({profile} scale){beats}"
-        verdict = "yes" if r["drop"] <= 2.0 else "no"  # the paper: at most 1.44 points up to 5.1x
-        return (f"{verdict}: a {r['drop']:.1f}-point drop at {r['macs_x']:.1f}x fewer MACs "
-                f"({profile} scale){beats}")
+            return f"at {r['macs_x']:.1f}x fewer MACs: no dense control yet{beats}"
+        ok = r["drop"] <= 2.0  # the paper: at most 1.44 points up to 5.1x
+        return f"{_word(ok, profile)}: a {r['drop']:.1f}-point drop at {r['macs_x']:.1f}x fewer MACs{beats}"
     if name == "fig5_joint_vs_sequential":
-        ends = {f.stem.rsplit("_", 1)[-1]: json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))}
-        if {"sequential", "joint"} <= set(ends):
-            seq, joint = ends["sequential"], ends["joint"]
-            return (f"{'yes' if seq['top1'] > joint['top1'] else 'no'}: after finetuning, sequential "
-                    f"{seq['top1']:.1f}% at {seq['macs'] / 1e6:.1f}M MACs, joint {joint['top1']:.1f}% at "
-                    f"{joint['macs'] / 1e6:.1f}M ({profile} scale)")
+        return _fig5(folder, profile) or f"{profile} results: see the chapter"
     if name == "fig4_ss_placement":
-        got = _placements(folder)
+        got = _placements(folder, profile)
         if got is not None:
-            return got + f" ({profile} scale)"
+            return got
     if name == "budget_vgg16_cifar10":
         ends = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
         ends = sorted((r for r in ends if r.get("budget")), key=lambda r: -r["target"])
@@ -99,29 +105,60 @@ def verdict(name: str, profile: str, folder: Path) -> str:
 
             met = sum(BELOW <= r["budget"]["of_target"] <= ABOVE for r in ends)
             each = ", ".join(f"{r['target']:g} -> {r['budget']['fraction']:.3f} ({r['top1']:.1f}%)" for r in ends)
-            return (f"{'yes' if met == len(ends) else 'no'}: {met} of {len(ends)} budgets met, MACs fraction "
-                    f"(top-1): {each} ({profile} scale)")
+            return (f"{_word(met == len(ends), profile)}: {met} of {len(ends)} budgets met, MACs fraction "
+                    f"(top-1): {each}")
+    if name == "criteria_vgg16_cifar10" and (folder / "rows.jsonl").is_file():
+        from .criteria import read_rows, scratch_table, scratch_verdict
+
+        return scratch_verdict(scratch_table(read_rows(folder / "rows.jsonl")))
     return f"{profile} results: see the chapter"
 
 
-def _placements(folder: Path) -> str | None:
+def _fig5(folder: Path, profile: str) -> str | None:
+    """Fig. 5's verdict at equal MACs: its own sequential and joint networks where their MACs
+    agree within 2%, else the joint network against the Table I network (the sequential search
+    at the same profile) within 2% of its MACs; a sentence saying it cannot compare otherwise."""
+    ends = {f.stem.rsplit("_", 1)[-1]: json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))}
+    if not {"sequential", "joint"} <= set(ends):
+        return None
+    seq, joint = ends["sequential"], ends["joint"]
+    if not _equal_macs(seq["macs"], joint["macs"]):
+        table1 = folder.parent.parent / "table1_vgg16_cifar10" / profile
+        twins = [json.loads(f.read_text()) for f in sorted(table1.glob("lam*.json"))]
+        twins = [t for t in twins if t.get("macs") and _equal_macs(t["macs"], joint["macs"])]
+        if not twins:
+            return (f"cannot compare at equal MACs: sequential {seq['top1']:.1f}% at {seq['macs'] / 1e6:.1f}M, "
+                    f"joint {joint['top1']:.1f}% at {joint['macs'] / 1e6:.1f}M")
+        seq = min(twins, key=lambda t: abs(t["macs"] / joint["macs"] - 1))
+    return (f"{_word(seq['top1'] > joint['top1'], profile)}: at equal MACs ({joint['macs'] / 1e6:.2f}M), "
+            f"sequential {seq['top1']:.1f}%, joint {joint['top1']:.1f}% after finetuning")
+
+
+def _placements(folder: Path, profile: str) -> str | None:
     """Fig. 4's verdict from its final networks (<model>_<placement>_seed<k>.json): the two
     placements after BN within the seeds' spread of each other, and Conv-SS-BN-ReLU below both
     (top-1 after finetuning, mean over seeds). None without all three placements."""
     from .models import PLACEMENTS
 
-    top = {}
+    top, macs = {}, {}
     for f in sorted(folder.glob("*_seed*.json")):
         r = json.loads(f.read_text())
         top.setdefault(r.get("placement"), []).append(r["top1"])
+        if r.get("macs"):
+            macs.setdefault(r.get("placement"), []).append(r["macs"])
     if not set(PLACEMENTS) <= set(top):
         return None
     mean = {p: sum(v) / len(v) for p, v in top.items()}
     spread = max((max(v) - min(v) for v in top.values()), default=0.0)
     a, b, c = mean["conv-bn-ss-relu"], mean["conv-bn-relu-ss"], mean["conv-ss-bn-relu"]
     ok = abs(a - b) <= max(spread, 0.5) and c < min(a, b)
-    return (f"{'yes' if ok else 'no'}: after finetuning Conv-BN-SS-ReLU {a:.1f}%, Conv-BN-ReLU-SS {b:.1f}%, "
-            f"Conv-SS-BN-ReLU {c:.1f}% (mean of {min(map(len, top.values()))} seeds; seed spread up to {spread:.1f})")
+    text = (f"after finetuning Conv-BN-SS-ReLU {a:.1f}%, Conv-BN-ReLU-SS {b:.1f}%, Conv-SS-BN-ReLU {c:.1f}% "
+            f"(mean of {min(map(len, top.values()))} seeds; seed spread up to {spread:.1f})")
+    m = {p: sum(v) / len(v) for p, v in macs.items()}
+    if set(PLACEMENTS) <= set(m) and not all(_equal_macs(m[p], m["conv-bn-ss-relu"]) for p in PLACEMENTS):
+        sizes = ", ".join(f"{m[p] / 1e6:.1f}M" for p in ("conv-bn-ss-relu", "conv-bn-relu-ss", "conv-ss-bn-relu"))
+        return f"cannot compare at equal MACs (one lambda: mean MACs {sizes}): {text}"
+    return f"{_word(ok, profile)}: {text}"
 
 
 def status_rows(root: Path | None = None) -> list[dict]:

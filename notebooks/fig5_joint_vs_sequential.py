@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -262,6 +264,9 @@ for model in MODELS:
 # %% [markdown]
 # ## Notes
 #
+# - **Why DNAL loses to uniform width here** is the question of the chapter
+#   [What decides the result](criteria_vgg16_cifar10): the learned widths trained from scratch,
+#   and (to come) classic criteria, the width trend and seeds, all at equal MACs.
 # - **No paper-profile run exists yet** unless `results/fig5_joint_vs_sequential/paper/` holds
 #   one. The paper compares strategies whose searched networks have similar MACs; here both use
 #   the same $\lambda_a$, so their MACs may differ (the table above gives both): compare their

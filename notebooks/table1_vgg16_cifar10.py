@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -260,6 +262,9 @@ print(
 # %% [markdown]
 # ## Notes
 #
+# - **Why DNAL loses to uniform width here** is the question of the chapter
+#   [What decides the result](criteria_vgg16_cifar10): the learned widths trained from scratch,
+#   and (to come) classic criteria, the width trend and seeds, all at equal MACs.
 # - **What departs from Section V-B at the `cpu` profile** (the recipe's comment in
 #   `dnal_core/recipes.py` says why): a quarter-width VGG16 (20.0M MACs instead of 313M),
 #   15 + 3 + 12 epochs with cosine learning rates instead of 100 + 20 + 130. The search itself

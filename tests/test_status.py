@@ -44,8 +44,10 @@ def test_rows_follow_the_results(tmp_path):
     assert set(rows) == {"table1_vgg16_cifar10", "fig5_joint_vs_sequential", "fig4_ss_placement", "budget_vgg16_cifar10"}
     t1 = rows["table1_vgg16_cifar10"]
     assert (t1["profile"], t1["device"], t1["date"]) == ("cpu", "cpu (1 thread)", "2026-12-02")
-    assert t1["reproduced"].startswith("yes: a 0.8-point drop at 1.9x") and "beats uniform width at 1 of 1" in t1["reproduced"]
-    assert rows["fig5_joint_vs_sequential"]["reproduced"].startswith("no: after finetuning, sequential 80.0%")
+    assert t1["reproduced"].startswith("reproduced: a 0.8-point drop at 1.9x")
+    assert "above uniform width at equal MACs at 1 of 1" in t1["reproduced"]
+    assert rows["fig5_joint_vs_sequential"]["reproduced"] == (
+        "not reproduced at cpu scale: at equal MACs (5.00M), sequential 80.0%, joint 81.0% after finetuning")
     f4 = rows["fig4_ss_placement"]
     assert (f4["profile"], f4["date"]) == ("smoke", "2026-01-02") and "machinery check" in f4["reproduced"]
     # Fig. 4 at cpu, two seeds: the post-BN placements 0.2 apart (seed spread 0.6), pre-BN worse
@@ -56,14 +58,15 @@ def test_rows_follow_the_results(tmp_path):
                    {**tag, "placement": placement, "seed": seed, "top1": top1})
     f4 = {r["chapter"]: r for r in status_rows(root)}["fig4_ss_placement"]
     assert f4["profile"] == "cpu" and f4["reproduced"].startswith(
-        "yes: after finetuning Conv-BN-SS-ReLU 80.8%, Conv-BN-ReLU-SS 81.0%, Conv-SS-BN-ReLU 75.1% (mean of 2 seeds; "
+        "reproduced: after finetuning Conv-BN-SS-ReLU 80.8%, Conv-BN-ReLU-SS 81.0%, Conv-SS-BN-ReLU 75.1% (mean of 2 seeds; "
         "seed spread up to 0.6)"), f4
     _write(res / "fig4_ss_placement" / "cpu" / "vgg16-cifar_conv-ss-bn-relu_seed1.json",
            {**tag, "placement": "conv-ss-bn-relu", "seed": 1, "top1": 90.0})
-    assert {r["chapter"]: r for r in status_rows(root)}["fig4_ss_placement"]["reproduced"].startswith("no:")
+    assert {r["chapter"]: r for r in status_rows(root)}["fig4_ss_placement"]["reproduced"].startswith(
+        "not reproduced at cpu scale:")
     # the dense control gets worse: the verdict turns
     _write(res / "table1_vgg16_cifar10" / "cpu" / "controls" / "dense.json", {"top1": 86.0, "macs": 19e6})
-    assert status_rows(root)[0]["reproduced"].startswith("no: a 3.5-point drop")
+    assert status_rows(root)[0]["reproduced"].startswith("not reproduced at cpu scale: a 3.5-point drop")
 
 
 def test_budget_verdict_counts_the_budgets_met(tmp_path):
@@ -74,12 +77,12 @@ def test_budget_verdict_counts_the_budgets_met(tmp_path):
                {"device": "cpu", "date": "2026-12-02", "target": t, "top1": top1,
                 "budget": {"fraction": frac, "of_target": frac / t}})
     row = {r["chapter"]: r for r in status_rows(root)}["budget_vgg16_cifar10"]
-    assert row["reproduced"] == ("yes: 2 of 2 budgets met, MACs fraction (top-1): 0.5 -> 0.499 (82.0%), "
-                                 "0.1 -> 0.100 (75.5%) (cpu scale)")
+    assert row["reproduced"] == ("reproduced: 2 of 2 budgets met, MACs fraction (top-1): 0.5 -> 0.499 (82.0%), "
+                                 "0.1 -> 0.100 (75.5%)")
     _write(folder / "expected-macs_macs0.25.json", {"target": 0.25, "top1": 80.0,
                                                     "budget": {"fraction": 0.2, "of_target": 0.8}})
     assert {r["chapter"]: r for r in status_rows(root)}["budget_vgg16_cifar10"]["reproduced"].startswith(
-        "no: 2 of 3 budgets met")
+        "not reproduced at cpu scale: 2 of 3 budgets met")
 
 
 def test_the_repository_table_has_every_chapter_and_its_shown_profile():
@@ -94,3 +97,24 @@ def test_the_repository_table_has_every_chapter_and_its_shown_profile():
         row = re.search(rf"^\| \[{name}\]\(chapters/{name}\) \| (\S+) \|", md, re.M)
         assert row, name
         assert row.group(1) in ("-", best_profile(name, ROOT / "results")), (name, row.group(1))
+
+
+def test_fig5_and_fig4_verdicts_compare_at_equal_macs_or_say_they_cannot(tmp_path):
+    """Fig. 5: sequential and joint at other MACs are compared through the Table I network of the
+    joint one's MACs (within 2%), or not at all; Fig. 4: placements at other MACs say so."""
+    root = _root(tmp_path)
+    res = root / "results"
+    tag = {"device": "cpu", "date": "2026-12-02"}
+    _write(res / "fig5_joint_vs_sequential" / "cpu" / "vgg16-cifar_sequential.json", {**tag, "top1": 82.3, "macs": 11.8e6})
+    _write(res / "fig5_joint_vs_sequential" / "cpu" / "vgg16-cifar_joint.json", {**tag, "top1": 79.3, "macs": 5.70e6})
+    row = lambda: {r["chapter"]: r for r in status_rows(root)}["fig5_joint_vs_sequential"]["reproduced"]  # noqa: E731
+    assert row().startswith("cannot compare at equal MACs: sequential 82.3% at 11.8M, joint 79.3% at 5.7M")
+    _write(res / "table1_vgg16_cifar10" / "cpu" / "lam3e-3.json",
+           {**tag, "lambda": 3e-3, "top1": 73.9, "macs": 5.72e6, "params": 1e5, "baseline_macs": 19e6})
+    _write(res / "table1_vgg16_cifar10" / "cpu" / "controls" / "dense.json", {"top1": 83.3, "macs": 19e6})
+    assert row() == "not reproduced at cpu scale: at equal MACs (5.70M), sequential 73.9%, joint 79.3% after finetuning"
+    for p, macs in (("conv-bn-ss-relu", 8.4e6), ("conv-bn-relu-ss", 7.6e6), ("conv-ss-bn-relu", 4.9e6)):
+        _write(res / "fig4_ss_placement" / "cpu" / f"vgg16-cifar_{p}_seed0.json",
+               {**tag, "placement": p, "seed": 0, "top1": 80.0, "macs": macs})
+    f4 = {r["chapter"]: r for r in status_rows(root)}["fig4_ss_placement"]["reproduced"]
+    assert f4.startswith("cannot compare at equal MACs (one lambda: mean MACs 8.4M, 7.6M, 4.9M)")

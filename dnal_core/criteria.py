@@ -12,6 +12,9 @@ lock as each run ends, so two processes can share the work, each claiming the ru
                 "Rethinking the Value of Network Pruning" (ICLR 2019): if the scratch network
                 matches the uniform one, the inherited weights and the short finetune are what
                 lose; if it stays below, the widths are.
+  ``classic``   the classic criteria (L1 norm, BN scale, Taylor, random; per layer and global,
+                scored by Torch-Pruning: ``dnal_core.prune.classic``) at each Table I network's
+                MACs (within 2%), from Table I's weight stage, finetuned exactly as DNAL's networks.
   ``collect``   the networks Table I and the budget chapter already trained (DNAL finetuned with
                 eq. 4 and with the cost-aware budget, the dense and uniform-width controls) as
                 rows, with the provenance they were made with.
@@ -63,7 +66,7 @@ def has_row(path: Path, method: str, source: str, seed: int) -> bool:
 
 # --- what was learned: the architectures to train from scratch --------------------------------------
 
-def learned_architectures(table1_out: Path, budget_out: Path) -> list[dict]:
+def learned_architectures(table1_out: Path, budget_out: Path | None = None) -> list[dict]:
     """Every finetuned Table I network (``lam<label>.json`` with its ``arch/``) and every budget
     chapter network (``<form>_<kind><target>.json``) as {source, method, arch, result}, the
     smallest network first (a session cut short keeps the most rows where the gap is largest)."""
@@ -73,7 +76,7 @@ def learned_architectures(table1_out: Path, budget_out: Path) -> list[dict]:
         if arch.is_file():
             out.append({"source": f"table1/{f.stem}", "method": "dnal-eq4", "arch": read_json(arch),
                         "result": read_json(f), "file": f})
-    for f in sorted(budget_out.glob("*_macs*.json")):
+    for f in sorted(budget_out.glob("*_macs*.json")) if budget_out is not None else []:
         res = read_json(f)
         arch = {"model": res.get("model", "vgg16-cifar"), "widths": res["widths"]}
         out.append({"source": f"budget/{f.stem}", "method": "dnal-cost", "arch": arch, "result": res, "file": f})
@@ -124,6 +127,78 @@ def scratch(recipe: Recipe, data, runs: Path, out: Path, table1_out: Path, budge
             continue
         add_row(rows, {**scratch_one(recipe, data, runs, item, device), **prov})
         added += 1
+    return added
+
+
+def classic_targets(table1_out: Path) -> list[dict]:
+    """The MACs the classic criteria prune to: every finetuned Table I network's (smallest first)."""
+    return [{"source": i["source"], "macs": i["result"]["macs"]}
+            for i in learned_architectures(table1_out)]
+
+
+def classic_one(recipe: Recipe, data, runs: Path, weights: Path, criterion: str, global_ranking: bool,
+                target: dict, device="auto", grad_batches: int = 8) -> dict:
+    """One classic criterion at one MACs target: from the shared weight stage (``weights``),
+    Torch-Pruning's scores close the gates (``dnal_core.prune.classic``), then the recipe's
+    finetune stage runs exactly as after a DNAL search (the pruner, precise BN, 12 epochs at the
+    ``cpu`` profile). Run folder runs/classic_<method>_<source>; resumable. Its row."""
+    import time
+
+    from . import io
+    from .prune.classic import close_gates, select_to_macs
+    from .train import run_pipeline
+    from .train.bn import calibration_batches
+    from .train.pipeline import make_loaders, seed_everything
+
+    method = f"{criterion}-{'global' if global_ranking else 'layer'}"
+    folder = runs / f"classic_{method}_{target['source'].replace('/', '_')}"
+    r = override(recipe, {"lam": None})
+    if not (folder / "search.pt").is_file():
+        run_pipeline(r, data, folder, device=device, stages=[], resume=True, weights_from=weights)
+        t0 = time.perf_counter()
+        model, wmeta = io.load_model(weights)
+        seed_everything(r.seed)
+        batches = None
+        if criterion == "taylor":  # fixed training batches, the ones precise BN uses first
+            train, _, _ = make_loaders(r, data, "cpu")
+            train.batch_size = r.finetune.batch_size
+            batches = calibration_batches(train, grad_batches)
+        sel = select_to_macs(model, criterion, target["macs"], global_ranking, grad_batches=batches, seed=r.seed)
+        close_gates(model, sel["keep"])
+        io.save_model(model, folder / "search.pt",
+                      {"stage": "arch", "seconds": time.perf_counter() - t0, "criterion": method,
+                       "target_macs": target["macs"], "selected_macs": sel["macs"], "top1": None, "hard_top1": None,
+                       "config": r.to_dict(), "weights_top1": wmeta.get("top1")})
+    final = run_pipeline(r, data, folder, device=device, stages=["finetune"], resume=True, weights_from=weights)
+    return {"method": method, "source": target["source"], "width_mult": recipe.width_mult,
+            "widths": final["widths"], "macs": final["macs"], "params": final["params"], "top1": final["top1"],
+            "top5": final["top5"], "seed": r.seed, "epochs": r.weights.epochs + r.finetune.epochs,
+            "seconds": sum(v for v in final["seconds"].values() if v), "target_macs": target["macs"],
+            "precision": (final.get("precision") or {}).get("used", "fp32")}
+
+
+def classic(recipe: Recipe, data, runs: Path, out: Path, table1_runs: Path, table1_out: Path, prov: dict,
+            device="auto", criteria_=None, modes=(False, True)) -> int:
+    """Every classic criterion (per layer and global) at every Table I network's MACs, from
+    Table I's weight stage (table1_runs/weights, trained there when missing), one row each in
+    out/rows.jsonl as each run ends; runs another process claimed are left to it. Returns the
+    number of rows this call added."""
+    from .experiments import claim, weights
+    from .prune.classic import CRITERIA
+
+    rows, added = out / "rows.jsonl", 0
+    targets = classic_targets(table1_out)
+    for target in targets:
+        for criterion in criteria_ or CRITERIA:
+            for g in modes:
+                method = f"{criterion}-{'global' if g else 'layer'}"
+                if has_row(rows, method, target["source"], recipe.seed):
+                    continue
+                if not claim(runs / f"classic_{method}_{target['source'].replace('/', '_')}"):
+                    continue
+                w = weights(recipe, data, table1_runs, device)
+                add_row(rows, {**classic_one(recipe, data, runs, w, criterion, g, target, device), **prov})
+                added += 1
     return added
 
 

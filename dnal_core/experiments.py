@@ -542,10 +542,11 @@ def figure_runs(figure: str, profile: str, data, runs: Path, out: Path, command:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m dnal_core.experiments", description=__doc__.split("\n\n")[0])
     p.add_argument("experiment", choices=sorted(NAMES))
-    p.add_argument("--part", choices=["search", "controls", "calibration", "scratch", "collect"],
+    p.add_argument("--part", choices=["search", "controls", "calibration", "scratch", "classic", "collect"],
                    help="table1: which of its processes (calibration: the delta-free loss form's lambda "
-                        "sweep); criteria: scratch (the learned widths trained from scratch) or collect "
-                        "(Table I's and the budget chapter's networks as rows)")
+                        "sweep); criteria: scratch (the learned widths trained from scratch), classic "
+                        "(classic criteria at Table I's MACs) or collect (Table I's and the budget "
+                        "chapter's networks as rows)")
     p.add_argument("--profile", default="cpu")
     p.add_argument("--data", required=True)
     p.add_argument("--runs", default="", help="run folders (default runs/<experiment>/<profile>)")
@@ -563,8 +564,8 @@ def main(argv=None) -> int:
 
     if a.experiment == "table1" and a.part not in ("search", "controls", "calibration"):
         p.error("table1 needs --part search, controls or calibration")
-    if a.experiment == "criteria" and a.part not in ("scratch", "collect"):
-        p.error("criteria needs --part scratch or collect")
+    if a.experiment == "criteria" and a.part not in ("scratch", "classic", "collect"):
+        p.error("criteria needs --part scratch, classic or collect")
     try:
         recipe = get_recipe("vgg16-cifar", a.profile)
     except ValueError as e:
@@ -594,6 +595,9 @@ def main(argv=None) -> int:
         sources = (results / NAMES["table1"] / a.profile, results / NAMES["budget"] / a.profile)
         if a.part == "collect":
             criteria.collect(recipe, *sources, out)
+        elif a.part == "classic":
+            criteria.classic(recipe, a.data, runs, out, repo_root() / "runs" / NAMES["table1"] / a.profile,
+                             sources[0], provenance(command), a.device)
         else:
             criteria.scratch(recipe, a.data, runs, out, *sources, provenance(command), a.device)
     elif a.experiment == "budget":  # from Table I's weight stage (its run folders)

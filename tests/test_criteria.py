@@ -84,3 +84,40 @@ def test_rows_from_two_writers_are_all_kept(tmp_path):
     [t.join() for t in threads]
     rows = read_rows(path)
     assert len(rows) == 40 and all(json.dumps(r) for r in rows)
+
+
+def test_classic_criteria_prune_to_the_macs_and_finetune(cifar_dir, tmp_path):
+    """From a weight stage (trained here, tiny), a classic criterion closes gates until the
+    pruned network has the Table I network's MACs within 2%, and the finetune stage runs as after
+    a search: one row per (criterion, ranking, target); a second call trains nothing."""
+    from dnal_core.criteria import classic
+
+    t1, _, small, _ = _fake_results(tmp_path)
+    r = override(get_recipe("vgg16-cifar", "smoke"), {"width_mult": 0.125, "train_per_class": 10,
+                                                       "test_per_class": 5, "weights.epochs": 1, "arch.epochs": 1,
+                                                       "finetune.epochs": 1})
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    prov = {"date": "today", "device": "cpu", "cpu_kind": "k", "command": "cmd", "git": "g", "torch": "t"}
+    n = classic(r, cifar_dir, runs, out, tmp_path / "t1runs", t1, prov, device="cpu",
+                criteria_=("l1", "taylor"), modes=(False, True))
+    assert n == 4 and (tmp_path / "t1runs" / "weights" / "weights.pt").is_file()
+    rows = read_rows(out / "rows.jsonl")
+    assert sorted(x["method"] for x in rows) == ["l1-global", "l1-layer", "taylor-global", "taylor-layer"]
+    target = dn.count(small)["macs"]
+    for x in rows:
+        assert abs(x["macs"] / target - 1) <= 0.02 and x["source"] == "table1/lam1e-3", x
+        assert 0 <= x["top1"] <= 100 and x["epochs"] == 2
+    assert classic(r, cifar_dir, runs, out, tmp_path / "t1runs", t1, prov, device="cpu",
+                   criteria_=("l1", "taylor"), modes=(False, True)) == 0
+
+
+def test_keep_masks_close_the_lowest_scores():
+    import torch
+
+    from dnal_core.prune.classic import keep_masks
+
+    scores = [torch.tensor([3.0, 1.0, 2.0, 4.0]), torch.tensor([0.5, 0.1])]
+    assert [k.tolist() for k in keep_masks(scores, False, 0.5)] == [[True, False, False, True], [True, False]]
+    # one ranking: the three lowest are 0.1, 0.5 (both of layer 2, which keeps one) and 1.0
+    assert [k.tolist() for k in keep_masks(scores, True, 3)] == [[True, False, False, True], [True, False]]
+    assert [k.tolist() for k in keep_masks(scores, True, 0)] == [[True] * 4, [True] * 2]

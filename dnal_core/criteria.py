@@ -299,12 +299,34 @@ def scratch_verdict(table) -> str:
     return part
 
 
+def classic_table(rows: list[dict]):
+    """One line per MACs target (a Table I network), one column per method: top-1 (%) of DNAL
+    (eq. 4, finetuned), its widths from scratch, the uniform-width network at the same MACs and
+    every classic criterion that has run there; None when no classic criterion has run."""
+    import pandas as pd
+
+    classic = [r for r in rows if r["method"] not in ("dnal-eq4", "dnal-cost", "dnal-scratch", "uniform", "dense")]
+    if not classic:
+        return None
+    out = []
+    for t in sorted({r["source"] for r in classic}, key=lambda s: next(r["macs"] for r in classic if r["source"] == s)):
+        dnal = next((r for r in rows if r["method"] == "dnal-eq4" and r["source"] == t), None)
+        line = {"target": t, "MACs (M)": round(dnal["macs"] / 1e6, 2) if dnal else None,
+                "dnal-eq4": dnal["top1"] if dnal else None,
+                "dnal-scratch": next((r["top1"] for r in rows if r["method"] == "dnal-scratch" and r["source"] == t),
+                                     None),
+                "uniform": uniform_at(rows, dnal["macs"])[0] if dnal else None}
+        line.update({r["method"]: r["top1"] for r in classic if r["source"] == t})
+        out.append(line)
+    return pd.DataFrame(out).set_index("target")
+
+
 def plot_methods(rows: list[dict], title: str = "VGG16 x1/4, CIFAR-10: top-1 against MACs"):
     """Top-1 against MACs (millions, log scale) of every method in ``rows``, one line each.
     Returns the figure."""
     import matplotlib.pyplot as plt
 
-    from .report_cpu import _ticker
+    from .report_cpu import log_macs_axis
 
     style = {"dnal-eq4": ("DNAL, eq. 4, finetuned", "tab:red", "D", "--"),
              "dnal-cost": ("DNAL, cost-aware budget, finetuned", "tab:orange", "v", "--"),
@@ -312,17 +334,17 @@ def plot_methods(rows: list[dict], title: str = "VGG16 x1/4, CIFAR-10: top-1 aga
              "uniform": ("uniform width, from scratch", "tab:green", "s", ":"),
              "dense": ("dense, from scratch", "black", "*", "none")}
     fig, ax = plt.subplots(figsize=(6.8, 4.6))
+    others = sorted({r["method"] for r in rows} - set(style))  # the classic criteria: thin grey lines
+    for i, method in enumerate(others):
+        style[method] = (method, plt.cm.Greys(0.35 + 0.5 * i / max(len(others) - 1, 1)), "o", "-")
     for method, (name, color, marker, ls) in style.items():
         pts = sorted(((r["macs"] / 1e6, r["top1"]) for r in rows if r["method"] == method))
         if pts:
-            ax.plot(*zip(*pts), linestyle=ls, marker=marker, color=color, label=name, ms=7 if method != "dense" else 12)
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(_ticker())
-    ax.xaxis.set_minor_formatter(_ticker())
-    ax.set_xlabel("MACs (millions, log scale)")
+            ax.plot(*zip(*pts), linestyle=ls, marker=marker, color=color, label=name, ms=7 if method != "dense" else 12,
+                    lw=1 if method in others else 1.5)
+    log_macs_axis(ax)
     ax.set_ylabel("top-1 (%)")
     ax.set_title(title)
-    ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig

@@ -36,6 +36,15 @@ def _ticker():
     return FuncFormatter(_plain_fmt)
 
 
+def log_macs_axis(ax, xlabel: str = "MACs (millions, log scale)") -> None:
+    """A log-scale x axis of MACs with plain tick labels (1, 2, 3, 5 x 10^k) and a grid."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(_ticker())
+    ax.xaxis.set_minor_formatter(_ticker())
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3)
+
+
 def _read(path: Path):
     return json.loads(Path(path).read_text())
 
@@ -105,14 +114,10 @@ def plot_table1(rows, dense: dict | None, base_macs: float, table: str, title: s
         a.plot(u["uniform_macs_m"], u["uniform_top1"], ":", label="uniform width, same MACs", **STYLE["uniform"])
     if dense:
         a.plot(dense["macs"] / 1e6, dense["top1"], linestyle="none", label="dense, same epochs", **STYLE["dense"])
-    a.set_xscale("log")
-    a.xaxis.set_major_formatter(_ticker())
-    a.xaxis.set_minor_formatter(_ticker())
-    a.set_xlabel("MACs (millions, log scale)")
+    log_macs_axis(a)
     a.set_ylabel("top-1 (%)")
     a.set_title(title)
     a.legend(loc="best")
-    a.grid(alpha=0.3)
     paper = paper_relative(table)
     b.plot(100 / paper["macs_x"], paper["drop"], "-", label="DNAL, paper (full width, GPU)", **STYLE["paper"])
     if dense:
@@ -121,14 +126,10 @@ def plot_table1(rows, dense: dict | None, base_macs: float, table: str, title: s
             b.plot(100 * u["uniform_macs_m"] * 1e6 / base_macs, dense["top1"] - u["uniform_top1"], ":",
                    label="uniform width, ours", **STYLE["uniform"])
     b.axhline(0, color="0.5", lw=0.8)
-    b.set_xscale("log")
-    b.xaxis.set_major_formatter(_ticker())
-    b.xaxis.set_minor_formatter(_ticker())
-    b.set_xlabel("MACs (% of the same side's dense network, log scale)")
+    log_macs_axis(b, "MACs (% of the same side's dense network, log scale)")
     b.set_ylabel("top-1 drop from dense (points)")
     b.set_title("drop against relative MACs")
     b.legend(loc="best")
-    b.grid(alpha=0.3)
     if smoke:
         a.axhline(10.0, color="0.4", lw=1, ls=":", label="chance (10 classes)")
         a.legend(loc="lower right")

@@ -26,6 +26,16 @@ def _fake_results(tmp_path, width_mult=0.125):
     return t1, bud, small, tiny
 
 
+PROV = {"date": "today", "device": "cpu", "cpu_kind": "k", "command": "cmd", "git": "g", "torch": "t"}
+
+
+def _tiny_recipe(arch_epochs=0):
+    """A 1/8-width VGG16 on 10 images a class, one epoch a stage."""
+    return override(get_recipe("vgg16-cifar", "smoke"), {"width_mult": 0.125, "train_per_class": 10,
+                                                          "test_per_class": 5, "weights.epochs": 1,
+                                                          "arch.epochs": arch_epochs, "finetune.epochs": 1})
+
+
 def test_learned_architectures_smallest_first(tmp_path):
     t1, bud, small, tiny = _fake_results(tmp_path)
     items = learned_architectures(t1, bud)
@@ -45,19 +55,16 @@ def test_scratch_trains_each_learned_network_once(cifar_dir, tmp_path):
     """Every learned architecture trained from scratch into one row each, with the finetuned
     network's MACs exactly; a second call trains nothing."""
     t1, bud, small, tiny = _fake_results(tmp_path)
-    r = override(get_recipe("vgg16-cifar", "smoke"), {"width_mult": 0.125, "train_per_class": 10,
-                                                       "test_per_class": 5, "weights.epochs": 1, "arch.epochs": 0,
-                                                       "finetune.epochs": 1})
+    r = _tiny_recipe()
     out, runs = tmp_path / "out", tmp_path / "runs"
-    prov = {"date": "today", "device": "cpu", "cpu_kind": "k", "command": "cmd", "git": "g", "torch": "t"}
-    assert scratch(r, cifar_dir, runs, out, t1, bud, prov, device="cpu") == 2
+    assert scratch(r, cifar_dir, runs, out, t1, bud, PROV, device="cpu") == 2
     rows = read_rows(out / "rows.jsonl")
     assert [(x["method"], x["source"], x["macs"], x["epochs"]) for x in rows] == [
         ("dnal-scratch", "budget/expected-macs_macs0.1", dn.count(tiny)["macs"], 2),
         ("dnal-scratch", "table1/lam1e-3", dn.count(small)["macs"], 2)]
     assert all(0 <= x["top1"] <= 100 and x["cpu_kind"] == "k" for x in rows)
     assert rows[1]["finetuned_top1"] == 50.0
-    assert scratch(r, cifar_dir, runs, out, t1, bud, prov, device="cpu") == 0
+    assert scratch(r, cifar_dir, runs, out, t1, bud, PROV, device="cpu") == 0
 
 
 def test_collect_keeps_each_results_provenance(tmp_path):
@@ -93,12 +100,9 @@ def test_classic_criteria_prune_to_the_macs_and_finetune(cifar_dir, tmp_path):
     from dnal_core.criteria import classic
 
     t1, _, small, _ = _fake_results(tmp_path)
-    r = override(get_recipe("vgg16-cifar", "smoke"), {"width_mult": 0.125, "train_per_class": 10,
-                                                       "test_per_class": 5, "weights.epochs": 1, "arch.epochs": 1,
-                                                       "finetune.epochs": 1})
+    r = _tiny_recipe(arch_epochs=1)
     out, runs = tmp_path / "out", tmp_path / "runs"
-    prov = {"date": "today", "device": "cpu", "cpu_kind": "k", "command": "cmd", "git": "g", "torch": "t"}
-    n = classic(r, cifar_dir, runs, out, tmp_path / "t1runs", t1, prov, device="cpu",
+    n = classic(r, cifar_dir, runs, out, tmp_path / "t1runs", t1, PROV, device="cpu",
                 criteria_=("l1", "taylor"), modes=(False, True))
     assert n == 4 and (tmp_path / "t1runs" / "weights" / "weights.pt").is_file()
     rows = read_rows(out / "rows.jsonl")
@@ -107,7 +111,7 @@ def test_classic_criteria_prune_to_the_macs_and_finetune(cifar_dir, tmp_path):
     for x in rows:
         assert abs(x["macs"] / target - 1) <= 0.02 and x["source"] == "table1/lam1e-3", x
         assert 0 <= x["top1"] <= 100 and x["epochs"] == 2
-    assert classic(r, cifar_dir, runs, out, tmp_path / "t1runs", t1, prov, device="cpu",
+    assert classic(r, cifar_dir, runs, out, tmp_path / "t1runs", t1, PROV, device="cpu",
                    criteria_=("l1", "taylor"), modes=(False, True)) == 0
 
 

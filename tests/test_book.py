@@ -225,7 +225,7 @@ def test_page_renders_in_chromium(html, tmp_path, page, has_table, has_img):
     if 'class="math' in source:
         assert "<mjx-container" in dom, f"{page}: MathJax did not render (is it loaded offline?)"
     assert "<mjx-merror" not in dom and "Math input error" not in dom
-    found = re.search(r'<pre id="probe-result">(.*?)</pre>', dom, re.S)
+    found = re.search(r'<pre id="probe-result"[^>]*>(.*?)</pre>', dom, re.S)  # the theme may add tabindex
     assert found, f"{page}: the layout probe did not run"
     result = json.loads(html_unescape(found.group(1)))
     assert not result["wide"], f"{page}: cut at the page edge (scrollWidth > width): {result['wide'][:5]}"

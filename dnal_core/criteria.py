@@ -177,28 +177,50 @@ def classic_one(recipe: Recipe, data, runs: Path, weights: Path, criterion: str,
             "precision": (final.get("precision") or {}).get("used", "fp32")}
 
 
-def classic(recipe: Recipe, data, runs: Path, out: Path, table1_runs: Path, table1_out: Path, prov: dict,
-            device="auto", criteria_=None, modes=(False, True)) -> int:
-    """Every classic criterion (per layer and global) at every Table I network's MACs, from
-    Table I's weight stage (table1_runs/weights, trained there when missing), one row each in
-    out/rows.jsonl as each run ends; runs another process claimed are left to it. Returns the
-    number of rows this call added."""
-    from .experiments import claim, weights
+def classic_methods() -> tuple[str, ...]:
+    """Every classic method's name: ``<criterion>-layer`` (the same share in every layer) and
+    ``<criterion>-global`` (one ranking over the network) for each of Torch-Pruning's criteria."""
     from .prune.classic import CRITERIA
 
+    return tuple(f"{c}-{m}" for c in CRITERIA for m in ("layer", "global"))
+
+
+def classic_plan(table1_out: Path, methods=None, targets=None) -> tuple[tuple[str, ...], list[dict]]:
+    """The methods and MACs targets ``classic`` would run (see there); ValueError naming the
+    valid choices for an unknown method or a Table I network that was not finetuned."""
+    methods = tuple(methods or classic_methods())
+    if bad := [m for m in methods if m not in classic_methods()]:
+        raise ValueError(f"unknown classic method {bad[0]!r}; valid: {', '.join(classic_methods())}")
+    every = {t["source"]: t for t in classic_targets(table1_out)}
+    chosen = list(every.values()) if not targets else [every.get(f"table1/{t}") for t in targets]
+    if None in chosen:
+        raise ValueError(f"no finetuned Table I network {targets[chosen.index(None)]!r}; "
+                         f"valid: {', '.join(s.split('/')[1] for s in every)}")
+    return methods, chosen
+
+
+def classic(recipe: Recipe, data, runs: Path, out: Path, table1_runs: Path, table1_out: Path, prov: dict,
+            device="auto", methods=None, targets=None) -> int:
+    """The classic ``methods`` (default: every one of ``classic_methods``, in that order) at
+    the MACs of the Table I networks ``targets`` names (e.g. "lam3e-3"; default every finetuned
+    one, smallest first), one target after the other, from Table I's weight stage
+    (table1_runs/weights, trained there when missing); one row each in out/rows.jsonl as each
+    run ends; runs another process claimed are left to it. Returns the number of rows added."""
+    from .experiments import claim, weights
+
+    methods, chosen = classic_plan(table1_out, methods, targets)
     rows, added = out / "rows.jsonl", 0
-    targets = classic_targets(table1_out)
-    for target in targets:
-        for criterion in criteria_ or CRITERIA:
-            for g in modes:
-                method = f"{criterion}-{'global' if g else 'layer'}"
-                if has_row(rows, method, target["source"], recipe.seed):
-                    continue
-                if not claim(runs / f"classic_{method}_{target['source'].replace('/', '_')}"):
-                    continue
-                w = weights(recipe, data, table1_runs, device)
-                add_row(rows, {**classic_one(recipe, data, runs, w, criterion, g, target, device), **prov})
-                added += 1
+    for target in chosen:
+        for method in methods:
+            if has_row(rows, method, target["source"], recipe.seed):
+                continue
+            if not claim(runs / f"classic_{method}_{target['source'].replace('/', '_')}"):
+                continue
+            criterion, mode = method.rsplit("-", 1)
+            w = weights(recipe, data, table1_runs, device)
+            add_row(rows, {**classic_one(recipe, data, runs, w, criterion, mode == "global", target, device),
+                           **prov})
+            added += 1
     return added
 
 

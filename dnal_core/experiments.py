@@ -559,6 +559,12 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="fig4: the seeds to run (default 0 1); two processes given one seed each run side "
                         "by side and write different files")
+    p.add_argument("--methods", nargs="+", default=None,
+                   help="criteria --part classic: the methods to run, in order (default all: "
+                        "l1|bn|taylor|random, each -layer and -global)")
+    p.add_argument("--targets", nargs="+", default=None,
+                   help="criteria --part classic: the Table I networks whose MACs to prune to, in order, "
+                        "e.g. lam3e-3 (default every finetuned one, smallest first)")
     a = p.parse_args(argv)
     from .report import repo_root
 
@@ -579,9 +585,12 @@ def main(argv=None) -> int:
     lam = f" --lambda {a.lam:g}" if a.lam is not None else ""
     if a.seeds is not None and a.experiment != "fig4":
         p.error("--seeds is for fig4")
+    if (a.methods or a.targets) and a.part != "classic":
+        p.error("--methods and --targets are for criteria --part classic")
     seeds = " --seeds " + " ".join(map(str, a.seeds)) if a.seeds else ""
+    only = "".join(f" --{k} " + " ".join(v) for k, v in (("methods", a.methods), ("targets", a.targets)) if v)
     command = (f"python -m dnal_core.experiments {a.experiment}{part} --profile {a.profile} "
-               f"--data $DNAL_DATA --threads {a.threads}{lam}{seeds}")
+               f"--data $DNAL_DATA --threads {a.threads}{lam}{seeds}{only}")
     if a.experiment == "table1" and a.part == "search":
         table1_search(recipe, a.data, runs, out, command, a.device)
     elif a.experiment == "table1" and a.part == "calibration":
@@ -596,8 +605,13 @@ def main(argv=None) -> int:
         if a.part == "collect":
             criteria.collect(recipe, *sources, out)
         elif a.part == "classic":
+            try:
+                criteria.classic_plan(sources[0], a.methods, a.targets)
+            except ValueError as e:
+                print(f"experiments: {e}", file=sys.stderr)
+                return 2
             criteria.classic(recipe, a.data, runs, out, repo_root() / "runs" / NAMES["table1"] / a.profile,
-                             sources[0], provenance(command), a.device)
+                             sources[0], provenance(command), a.device, a.methods, a.targets)
         else:
             criteria.scratch(recipe, a.data, runs, out, *sources, provenance(command), a.device)
     elif a.experiment == "budget":  # from Table I's weight stage (its run folders)

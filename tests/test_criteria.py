@@ -2,6 +2,8 @@
 import json
 import threading
 
+import pytest
+
 import dnal_core as dn
 from dnal_core.criteria import add_row, collect, learned_architectures, read_rows, scratch, scratch_recipe
 from dnal_core.io import write_json
@@ -103,7 +105,7 @@ def test_classic_criteria_prune_to_the_macs_and_finetune(cifar_dir, tmp_path):
     r = _tiny_recipe(arch_epochs=1)
     out, runs = tmp_path / "out", tmp_path / "runs"
     n = classic(r, cifar_dir, runs, out, tmp_path / "t1runs", t1, PROV, device="cpu",
-                criteria_=("l1", "taylor"), modes=(False, True))
+                methods=("l1-layer", "l1-global", "taylor-layer", "taylor-global"))
     assert n == 4 and (tmp_path / "t1runs" / "weights" / "weights.pt").is_file()
     rows = read_rows(out / "rows.jsonl")
     assert sorted(x["method"] for x in rows) == ["l1-global", "l1-layer", "taylor-global", "taylor-layer"]
@@ -112,7 +114,7 @@ def test_classic_criteria_prune_to_the_macs_and_finetune(cifar_dir, tmp_path):
         assert abs(x["macs"] / target - 1) <= 0.02 and x["source"] == "table1/lam1e-3", x
         assert 0 <= x["top1"] <= 100 and x["epochs"] == 2
     assert classic(r, cifar_dir, runs, out, tmp_path / "t1runs", t1, PROV, device="cpu",
-                   criteria_=("l1", "taylor"), modes=(False, True)) == 0
+                   methods=("l1-layer", "l1-global", "taylor-layer", "taylor-global")) == 0
 
 
 def test_keep_masks_close_the_lowest_scores():
@@ -125,3 +127,19 @@ def test_keep_masks_close_the_lowest_scores():
     # one ranking: the three lowest are 0.1, 0.5 (both of layer 2, which keeps one) and 1.0
     assert [k.tolist() for k in keep_masks(scores, True, 3)] == [[True, False, False, True], [True, False]]
     assert [k.tolist() for k in keep_masks(scores, True, 0)] == [[True] * 4, [True] * 2]
+
+
+def test_classic_cli_refuses_an_unknown_method_or_target_in_one_line(capsys):
+    """criteria --part classic with a method or Table I network that does not exist: exit 2 and
+    one line naming the valid choices, before anything trains."""
+    from dnal_core.experiments import main
+
+    assert main(["criteria", "--part", "classic", "--data", "/nonexistent", "--methods", "l2-layer"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "'l2-layer'" in err and "l1-global" in err
+    assert main(["criteria", "--part", "classic", "--data", "/nonexistent", "--targets", "lam9e-9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "'lam9e-9'" in err and "lam3e-3" in err
+    with pytest.raises(SystemExit) as e:
+        main(["criteria", "--part", "scratch", "--data", "/nonexistent", "--methods", "l1-layer"])
+    assert e.value.code == 2

@@ -66,13 +66,19 @@ def provenance(command: str) -> dict:
 
 # --- the pieces -----------------------------------------------------------------------------------
 
-def weights(recipe: Recipe, data, runs: Path, device="auto") -> Path:
-    """The shared weight stage (runs/weights/weights.pt); resumes a killed one."""
+def weights(recipe: Recipe, data, runs: Path, device="auto", poll: float = 30.0) -> Path:
+    """The shared weight stage (runs/weights/weights.pt); resumes a killed one. Processes that
+    share ``runs`` train it once: the one holding its claim trains, the others wait for it."""
+    import time
+
     from .train import run_pipeline
 
     path = runs / "weights" / "weights.pt"
-    if not path.is_file():
-        run_pipeline(recipe, data, path.parent, device=device, stages=["weights"], resume=True)
+    while not path.is_file():
+        if claim(path.parent):
+            run_pipeline(recipe, data, path.parent, device=device, stages=["weights"], resume=True)
+        else:
+            time.sleep(poll)
     return path
 
 

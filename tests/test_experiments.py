@@ -224,3 +224,31 @@ def test_budget_runs_land_on_their_targets(cifar_dir, tmp_path):
     ex.budget_runs(r, cifar_dir, tmp_path / "t1", tmp_path / "runs", out, "cmd", device="cpu", targets=(0.5,))
     lines = [json.loads(x) for x in (out / "expected-macs_macs0.5.jsonl").read_text().splitlines()]
     assert {x["git"] for x in lines} == {"0123abc"} == {read_json(out / "expected-macs_macs0.5.json")["git"]}
+
+
+def test_a_second_process_waits_for_the_weight_stage_another_trains(tmp_path, monkeypatch):
+    """weights(): while another live process holds the weight stage's claim, this one trains
+    nothing and waits for weights.pt; a dead process's claim would be taken over."""
+    import subprocess
+    import sys
+    import threading
+
+    import dnal_core.train as train_pkg
+    from dnal_core.experiments import weights
+    from dnal_core.recipes import get_recipe
+
+    def refuse(*a, **k):
+        raise AssertionError("trained although another process holds the claim")
+
+    monkeypatch.setattr(train_pkg, "run_pipeline", refuse)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        folder = tmp_path / "weights"
+        folder.mkdir()
+        (tmp_path / "weights.claim").write_text(str(other.pid))
+        done = threading.Timer(0.3, lambda: (folder / "weights.pt").write_bytes(b"x"))
+        done.start()
+        path = weights(get_recipe("vgg16-cifar", "smoke"), "/nonexistent", tmp_path, "cpu", poll=0.05)
+        assert path == folder / "weights.pt" and path.read_bytes() == b"x"
+    finally:
+        other.kill()

@@ -1,7 +1,8 @@
 """dnal_core: Differentiable Neural Architecture Learning (Guo, Wu, Kittler, Feng).
 
 The pieces, each with one home:
-  gate     the SS layer, the delta schedule, the sparsity loss (Section III-C)
+  gate     the SS layer, the delta schedule (Section III-C)
+  loss     the sparsity loss: eq. 4, the authors' delta-free form, the cost-aware term
   models   model builders by name (``build``, ``list_models``)
   measure  MACs (the paper's "FLOPs"), params, latency
   io       atomic writes, model files that carry their architecture
@@ -15,7 +16,8 @@ The pieces, each with one home:
 __version__ = "0.1.0"
 
 from .gate import (DeltaSchedule, SSGate, arch_parameters, gate_probs, gates, open_counts,
-                   reset_gates, set_delta, set_mode, set_threshold, sparsity_loss)
+                   reset_gates, set_delta, set_mode, set_threshold)
+from .loss import sparsity_loss
 from .io import load_model, save_model
 from .measure import count, count_macs, count_params, latency
 from .models import PLACEMENTS, build, build_from_arch, list_models

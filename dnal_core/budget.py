@@ -1,8 +1,8 @@
-"""A budget instead of a lambda: the cost-aware sparsity term and the controller that steers the
-architecture stage to a requested number of MACs or parameters.
+"""A budget instead of a lambda: the cost model of the cost-aware sparsity term and the controller
+that steers the architecture stage to a requested number of MACs or parameters.
 
 **The cost-aware term** (loss forms ``expected-macs`` and ``expected-params``, beside eq. 4's
-``paper`` and the authors' ``code``): ``lam * C(v) / C_dense``, where v_j = sigmoid(delta s_j)
+``paper`` and the authors' ``code``; ``dnal_core.loss``): ``lam * C(v) / C_dense``, where v_j = sigmoid(delta s_j)
 are the gate values and C the cost polynomial of ``dnal_core.prune.cost``: the MACs (params) of
 the network the pruner would cut, each conv costing (open inputs) x (open outputs) x its
 kernel and map size. At 0/1 gates C is the exact ``dnal_core.count`` of the pruned network, so a
@@ -122,12 +122,6 @@ def min_cost(model: nn.Module, kind: str = "macs", min_channels: int = 1) -> int
     ``min_channels`` channels (MobileNetV2: the blocks of a stage keeping the same positions)."""
     with _shifted(model, math.inf):  # sigmoid(delta * -inf) = 0: every hard gate closed, whatever delta
         return hard_cost(model, kind, min_channels)
-
-
-def cost_loss(model: nn.Module, kind: str) -> torch.Tensor:
-    """C(sigmoid(delta s)) / C_dense: the cost-aware sparsity term without lambda."""
-    cm = cost_model(model)
-    return cm.evaluate(gate_values(model), kind) / cm.dense[kind]
 
 
 # --- targets ----------------------------------------------------------------------------------

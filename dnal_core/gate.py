@@ -1,4 +1,5 @@
-"""The scaled-sigmoid (SS) channel gate, the delta schedule and the sparsity loss.
+"""The scaled-sigmoid (SS) channel gate and the delta schedule (the sparsity loss that pulls
+the gates shut is ``dnal_core.loss``).
 
 Paper, Section III-C: every gated channel j carries one architecture parameter s_j and
 is multiplied by p_j = sigmoid(delta * s_j). As delta grows from 1 to 1e4 the gate
@@ -21,9 +22,6 @@ import torch
 from torch import nn
 
 MODES = ("off", "soft", "hard")
-# "paper": eq. 4; "code": the authors' delta-free form; "expected-macs"/"expected-params": the
-# cost-aware term of dnal_core.budget (the pruned network's MACs/params as a function of the gates)
-LOSS_FORMS = ("paper", "code", "expected-macs", "expected-params")
 # The delta schedule's forms (DeltaSchedule): "iteration" grows every step (our default);
 # "epoch-paper" is Alg. 1 (delta indexed by epoch, delta_1 = 1); "epoch-code" the authors' code
 # (10^(4(k+1)/E), never 1). "epoch" is the name config files stored before "epoch-paper"
@@ -182,27 +180,3 @@ class DeltaSchedule:
             frac = 1.0 if total == 1 else t / (total - 1)
         frac = min(max(frac, 0.0), 1.0)
         return float(self.start * math.exp(log_ratio * frac))
-
-
-# --- the sparsity loss --------------------------------------------------------------------
-
-def sparsity_loss(model: nn.Module, lam: float, form: str = "paper") -> torch.Tensor:
-    """The second term of eq. 4.
-
-    ``form="paper"``: lam * sum_j sigmoid(delta * s_j) (eq. 4);
-    ``form="code"``:  lam * sum_j sigmoid(s_j), without delta (the authors' code);
-    ``form="expected-macs"`` / ``"expected-params"``: lam * C(sigmoid(delta s)) / C_dense, the
-    MACs / params of the network the pruner would derive, as a smooth function of the gate values
-    (``dnal_core.budget``; exact at 0/1 gates).
-    """
-    if form not in LOSS_FORMS:
-        raise ValueError(f"unknown sparsity loss form {form!r}; valid: {', '.join(LOSS_FORMS)}")
-    if not (math.isfinite(lam) and lam >= 0):
-        raise ValueError(f"lambda must be finite and >= 0, got {lam}")
-    if not gates(model):
-        raise ValueError("the model has no SS gates")
-    if form.startswith("expected-"):
-        from .budget import cost_loss  # the cost model needs the pruner, which imports this module
-        return lam * cost_loss(model, form.split("-", 1)[1])
-    terms = [(g.probs() if form == "paper" else torch.sigmoid(g.s)).sum() for _, g in gates(model)]
-    return lam * torch.stack(terms).sum()

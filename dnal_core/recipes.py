@@ -19,7 +19,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from .gate import CODE_THRESHOLD, LOSS_FORMS, PAPER_THRESHOLD, SCHEDULE_UNITS
+from .gate import CODE_THRESHOLD, PAPER_THRESHOLD, SCHEDULE_UNITS
+from .loss import LOSS_FORMS
 from .models import DEFAULT_PLACEMENT, PLACEMENTS
 
 

@@ -11,7 +11,8 @@ import torch
 from dnal_core.budget import (ABOVE, BELOW, PATH_POINTS, BudgetController, _shifted, budget_shift, dense_cost,
                               expected_cost, hard_cost, min_cost, parse_target, resolve_target)
 from dnal_core.cli import main
-from dnal_core.gate import gates, set_delta, set_mode, sparsity_loss
+from dnal_core.gate import gates, set_delta, set_mode
+from dnal_core.loss import sparsity_loss
 from dnal_core.measure import count
 from dnal_core.models import PLACEMENTS, build
 from dnal_core.prune import prune

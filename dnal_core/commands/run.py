@@ -19,7 +19,8 @@ import json
 import sys
 
 from ..budget import parse_target
-from ..gate import LOSS_FORMS, SCHEDULE_UNITS
+from ..gate import SCHEDULE_UNITS
+from ..loss import LOSS_FORMS
 from ..io import check_out_folder
 from ..models import PLACEMENTS, list_models
 from ..recipes import get_recipe, override, profiles, valid_keys

@@ -41,7 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..gate import gates, sparsity_loss
+from ..gate import gates
+from ..loss import sparsity_loss
 
 # [the default of ``use_fast`` on CUDA, the FastConfig that _fit's FastStep uses (None: defaults)]
 _PREFER: list = [True, None]

@@ -17,7 +17,8 @@ from torch import nn
 from tqdm import tqdm  # plain text bars: ipywidgets is not a dependency
 
 from ..gate import (DeltaSchedule, arch_parameters, gate_probs, gates, open_counts, reset_gates,
-                    set_delta, set_mode, set_threshold, sparsity_loss)
+                    set_delta, set_mode, set_threshold)
+from ..loss import sparsity_loss
 from ..measure import count_macs, gated_macs
 from ..recipes import SearchConfig, StageConfig
 from .bn import PRECISE_BN_BATCHES, calibration_batches, precise_copy, recalibrate_bn

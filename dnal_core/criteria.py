@@ -66,20 +66,22 @@ def has_row(path: Path, method: str, source: str, seed: int) -> bool:
 
 # --- what was learned: the architectures to train from scratch --------------------------------------
 
-def learned_architectures(table1_out: Path, budget_out: Path | None = None) -> list[dict]:
+def learned_architectures(table1_out: Path, budget_out: Path | None = None, prefix: str = "") -> list[dict]:
     """Every finetuned Table I network (``lam<label>.json`` with its ``arch/``) and every budget
     chapter network (``<form>_<kind><target>.json``) as {source, method, arch, result}, the
-    smallest network first (a session cut short keeps the most rows where the gap is largest)."""
+    smallest network first (a session cut short keeps the most rows where the gap is largest).
+    Sources are "table1/<file>" and "budget/<file>", or "<prefix>/<file>" for a variant."""
     out = []
     for f in sorted(table1_out.glob("lam*.json")):
         arch = table1_out / "arch" / f.name
         if arch.is_file():
-            out.append({"source": f"table1/{f.stem}", "method": "dnal-eq4", "arch": read_json(arch),
+            out.append({"source": f"{prefix or 'table1'}/{f.stem}", "method": "dnal-eq4", "arch": read_json(arch),
                         "result": read_json(f), "file": f})
     for f in sorted(budget_out.glob("*_macs*.json")) if budget_out is not None else []:
         res = read_json(f)
         arch = {"model": res.get("model", "vgg16-cifar"), "widths": res["widths"]}
-        out.append({"source": f"budget/{f.stem}", "method": "dnal-cost", "arch": arch, "result": res, "file": f})
+        out.append({"source": f"{prefix or 'budget'}/{f.stem}", "method": "dnal-cost", "arch": arch, "result": res,
+                    "file": f})
     return sorted(out, key=lambda a: a["result"]["macs"])
 
 
@@ -130,10 +132,10 @@ def scratch(recipe: Recipe, data, runs: Path, out: Path, table1_out: Path, budge
     return added
 
 
-def classic_targets(table1_out: Path) -> list[dict]:
+def classic_targets(table1_out: Path, prefix: str = "") -> list[dict]:
     """The MACs the classic criteria prune to: every finetuned Table I network's (smallest first)."""
     return [{"source": i["source"], "macs": i["result"]["macs"]}
-            for i in learned_architectures(table1_out)]
+            for i in learned_architectures(table1_out, prefix=prefix)]
 
 
 def classic_one(recipe: Recipe, data, runs: Path, weights: Path, criterion: str, global_ranking: bool,
@@ -185,14 +187,14 @@ def classic_methods() -> tuple[str, ...]:
     return tuple(f"{c}-{m}" for c in CRITERIA for m in ("layer", "global"))
 
 
-def classic_plan(table1_out: Path, methods=None, targets=None) -> tuple[tuple[str, ...], list[dict]]:
+def classic_plan(table1_out: Path, methods=None, targets=None, prefix: str = "") -> tuple[tuple[str, ...], list[dict]]:
     """The methods and MACs targets ``classic`` would run (see there); ValueError naming the
     valid choices for an unknown method or a Table I network that was not finetuned."""
     methods = tuple(methods or classic_methods())
     if bad := [m for m in methods if m not in classic_methods()]:
         raise ValueError(f"unknown classic method {bad[0]!r}; valid: {', '.join(classic_methods())}")
-    every = {t["source"]: t for t in classic_targets(table1_out)}
-    chosen = list(every.values()) if not targets else [every.get(f"table1/{t}") for t in targets]
+    every = {t["source"]: t for t in classic_targets(table1_out, prefix)}
+    chosen = list(every.values()) if not targets else [every.get(f"{prefix or 'table1'}/{t}") for t in targets]
     if None in chosen:
         raise ValueError(f"no finetuned Table I network {targets[chosen.index(None)]!r}; "
                          f"valid: {', '.join(s.split('/')[1] for s in every)}")
@@ -200,7 +202,7 @@ def classic_plan(table1_out: Path, methods=None, targets=None) -> tuple[tuple[st
 
 
 def classic(recipe: Recipe, data, runs: Path, out: Path, table1_runs: Path, table1_out: Path, prov: dict,
-            device="auto", methods=None, targets=None) -> int:
+            device="auto", methods=None, targets=None, prefix: str = "") -> int:
     """The classic ``methods`` (default: every one of ``classic_methods``, in that order) at
     the MACs of the Table I networks ``targets`` names (e.g. "lam3e-3"; default every finetuned
     one, smallest first), one target after the other, from Table I's weight stage
@@ -208,7 +210,7 @@ def classic(recipe: Recipe, data, runs: Path, out: Path, table1_runs: Path, tabl
     run ends; runs another process claimed are left to it. Returns the number of rows added."""
     from .experiments import claim, weights
 
-    methods, chosen = classic_plan(table1_out, methods, targets)
+    methods, chosen = classic_plan(table1_out, methods, targets, prefix)
     rows, added = out / "rows.jsonl", 0
     for target in chosen:
         for method in methods:
@@ -224,6 +226,41 @@ def classic(recipe: Recipe, data, runs: Path, out: Path, table1_runs: Path, tabl
     return added
 
 
+# --- variants: the same experiment at another width or seed ----------------------------------------
+
+WIDTH_REDUCTIONS = (2.4, 4.0)  # the width trend's two sizes (issue 20)
+SEED_REDUCTIONS = (2.36, 3.49)  # the seeds' two sizes: Table I's networks at lambda 2.3e-3 and 3e-3
+
+
+def variant_name(width_mult: float, seed: int) -> str:
+    return f"w{width_mult:g}-seed{seed}"
+
+
+def variant(recipe: Recipe, data, runs: Path, out: Path, width_mult: float, seed: int, reductions, command: str,
+            device="auto", dense: bool = False, methods=(), grid=None, max_extra: int = 3,
+            max_refine: int = 4) -> int:
+    """Table I's experiment for one width and seed, at the MACs ``reductions`` only: its own
+    weight stage; the eq. 4 sweep (first ``grid``, default Table I's; extended and bisected
+    towards the reductions) and the lambda closest to each reduction, finetuned; the uniform-width
+    network trained at each one's MACs (``dense``: the dense network too); the cost-aware budget
+    (``expected-macs``) steered to 1/r of the dense MACs; the classic ``methods`` at the eq. 4
+    networks' MACs. Run folders under runs/<name>, results under out/<name> (``variant_name``),
+    every part resumable; then every network of the variant becomes a row of out/rows.jsonl with
+    sources "<name>/...". Returns the number of rows collected."""
+    from .experiments import SWEEP, budget_runs, provenance, table1_controls, table1_search
+
+    name = variant_name(width_mult, seed)
+    r = override(recipe, {"width_mult": width_mult, "seed": seed})
+    vr, vo, reductions = runs / name, out / name, tuple(reductions)
+    table1_search(r, data, vr, vo, command, device, grid=tuple(grid or SWEEP), max_extra=max_extra,
+                  max_refine=max_refine, targets=reductions)
+    table1_controls(r, data, vr, vo, command, device, dense=dense)
+    budget_runs(r, data, vr, vr, vo, command, device, targets=tuple(round(1 / x, 4) for x in reductions))
+    if methods:
+        classic(r, data, vr, out, vr, vo, provenance(command), device, methods, prefix=name)
+    return collect(r, vo, vo, out, prefix=name)
+
+
 def _shown(path: Path) -> str:
     """``path`` relative to the repository when it lies in it (committed rows name files so)."""
     from .report import repo_root
@@ -234,14 +271,15 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def collect(recipe: Recipe, table1_out: Path, budget_out: Path, out: Path) -> int:
+def collect(recipe: Recipe, table1_out: Path, budget_out: Path, out: Path, prefix: str = "") -> int:
     """The networks Table I and the budget chapter trained (``recipe``'s profile), as rows, each
     with the provenance of its own results file (date, device, command, git) and that file's
-    path under ``from``. Returns the number of rows written."""
+    path under ``from``; ``prefix`` names a variant's sources (``variant``). Returns the number
+    of rows written."""
     rows, n = out / "rows.jsonl", 0
     stages = recipe.weights.epochs + recipe.arch.epochs + recipe.finetune.epochs
     prov = ("device", "cpu_kind", "date", "command", "git", "torch")
-    for item in learned_architectures(table1_out, budget_out):
+    for item in learned_architectures(table1_out, budget_out, prefix):
         res = item["result"]
         add_row(rows, {"method": item["method"], "source": item["source"], "width_mult": recipe.width_mult,
                        **{k: res.get(k) for k in ("widths", "macs", "params", "top1", "top5")},
@@ -251,7 +289,7 @@ def collect(recipe: Recipe, table1_out: Path, budget_out: Path, out: Path) -> in
         n += 1
     for f in sorted((table1_out / "controls").glob("*.json")):
         res = read_json(f)
-        add_row(rows, {"method": "dense" if res["name"] == "dense" else "uniform", "source": f"table1/{res['name']}",
+        add_row(rows, {"method": "dense" if res["name"] == "dense" else "uniform", "source": f"{prefix or 'table1'}/{res['name']}",
                        **{k: res.get(k) for k in ("width_mult", "widths", "macs", "params", "top1", "top5",
                                                   "epochs", "seconds")},
                        "seed": recipe.seed, **{k: res.get(k) for k in prov}, "from": _shown(f)})

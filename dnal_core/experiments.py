@@ -240,13 +240,15 @@ def refine(rows: list[dict], targets=TARGET_REDUCTIONS, tol: float = REFINE_TOL)
 
 
 def lambda_sweep(recipe, data, runs: Path, path: Path, prov: dict, device="auto", grid=SWEEP, max_extra: int = 3,
-                 max_refine: int = 0, prefix: str = "", void: Path | None = None) -> list[dict]:
+                 max_refine: int = 0, prefix: str = "", void: Path | None = None,
+                 targets=TARGET_REDUCTIONS) -> list[dict]:
     """The architecture stage at each lambda of ``grid`` from the shared weight stage, one row
     each (``search``), written to ``path`` after every search; extended at the ends by ``extend``
     (at most ``max_extra`` times), then bisected where a target falls in a jump by ``refine``
     (at most ``max_refine`` times). A row ``path`` already holds (same loss form) is not searched
     again: a session that lost its run folders keeps the committed sweep. ``void``: a file
-    removed while the sweep still grows (a choice made from a shorter sweep). Returns the rows."""
+    removed while the sweep still grows (a choice made from a shorter sweep). ``targets``: the
+    MACs reductions the extension and bisection aim at. Returns the rows."""
     old = {r["lambda"]: r for r in (read_json(path)["rows"] if path.is_file() else [])
            if r.get("loss_form") == recipe.search.loss_form}
     rows, lams = [], list(grid)
@@ -256,12 +258,12 @@ def lambda_sweep(recipe, data, runs: Path, path: Path, prov: dict, device="auto"
         rows.sort(key=lambda r: r["lambda"])
         write_json(path, {"rows": rows, **prov})
         if not lams and max_extra > 0:
-            extra = extend(rows)
+            extra = extend(rows, targets)
             if extra is not None:
                 lams, max_extra = [extra], max_extra - 1
                 continue
         if not lams and max_refine > 0:  # a target inside a jump of the map: bisect it
-            mid = refine(rows)
+            mid = refine(rows, targets)
             if mid is not None:
                 lams, max_refine = [mid], max_refine - 1
         if lams and void is not None:
@@ -287,23 +289,24 @@ def calibration(recipe, data, runs: Path, out: Path, command: str, device="auto"
 # --- Table I at one profile -----------------------------------------------------------------------
 
 def table1_search(recipe, data, runs: Path, out: Path, command: str, device="auto", grid=SWEEP,
-                  max_extra: int = 3, choose: bool = True, max_refine: int = 4) -> list[float]:
+                  max_extra: int = 3, choose: bool = True, max_refine: int = 4,
+                  targets=TARGET_REDUCTIONS) -> list[float]:
     """Weights, the eq. 4 sweep (written to out/sweep.json after every search; extended at the
     ends by ``extend``, then bisected where a target falls in a jump by ``refine``), the choice
     of lambdas (out/chosen.json; ``choose=False``: every lambda of ``grid``, e.g. the paper's),
     then each chosen lambda's finetuning (out/lam<label>.json, out/arch/, out/metrics/).
     What out/ already holds is kept: a swept row is not searched again, a finetuned lambda not
     finetuned again (its search re-runs only when a chosen lambda lost its run folder).
-    Returns the chosen lambdas."""
+    ``targets``: the MACs reductions the lambdas are chosen for. Returns the chosen lambdas."""
     from .report import copy_metrics
 
     prov = provenance(command)
     # while the sweep goes on, a choice made from an earlier, shorter sweep is void
     rows = lambda_sweep(recipe, data, runs, out / "sweep.json", prov, device, grid, max_extra,
-                        max_refine if choose else 0, void=out / "chosen.json")
-    chosen = choose_lambdas(rows) if choose else sorted(grid)
+                        max_refine if choose else 0, void=out / "chosen.json", targets=targets)
+    chosen = choose_lambdas(rows, targets) if choose else sorted(grid)
     rule = "closest MACs reduction on a log scale, each lambda once" if choose else "every lambda searched"
-    write_json(out / "chosen.json", {"lambdas": chosen, "targets": list(TARGET_REDUCTIONS), "rule": rule, **prov})
+    write_json(out / "chosen.json", {"lambdas": chosen, "targets": list(targets), "rule": rule, **prov})
     for lam in sorted(chosen, reverse=True):  # the smallest network first: a cut session keeps the most
         if (out / f"lam{label(lam)}.json").is_file():  # finetuned and committed earlier
             continue
@@ -318,13 +321,14 @@ def table1_search(recipe, data, runs: Path, out: Path, command: str, device="aut
 
 
 def table1_controls(recipe, data, runs: Path, out: Path, command: str, device="auto",
-                    poll: float = 60.0) -> None:
-    """The dense control (out/controls/dense.json), then, once out/chosen.json exists, the
-    uniform-width network at each chosen lambda's pruned MACs (out/controls/uniform_lam<label>.json).
-    Two such processes side by side share the work: each claims the lambda it trains (``claim``)."""
+                    poll: float = 60.0, dense: bool = True) -> None:
+    """The dense control (out/controls/dense.json; ``dense=False``: not trained), then, once
+    out/chosen.json exists, the uniform-width network at each chosen lambda's pruned MACs
+    (out/controls/uniform_lam<label>.json). Two such processes side by side share the work:
+    each claims the lambda it trains (``claim``)."""
     prov = provenance(command)
-    dense = out / "controls" / "dense.json"
-    if not dense.is_file() and claim(runs / "dense"):
+    want, dense = dense, out / "controls" / "dense.json"
+    if want and not dense.is_file() and claim(runs / "dense"):
         write_json(dense, {**control(recipe, data, runs, recipe.width_mult, "dense", device), **prov})
     while True:  # chosen.json is read anew after each control: a refined sweep may change it
         while not (out / "chosen.json").is_file():
@@ -548,11 +552,12 @@ def figure_runs(figure: str, profile: str, data, runs: Path, out: Path, command:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m dnal_core.experiments", description=__doc__.split("\n\n")[0])
     p.add_argument("experiment", choices=sorted(NAMES))
-    p.add_argument("--part", choices=["search", "controls", "calibration", "scratch", "classic", "collect"],
+    p.add_argument("--part", choices=["search", "controls", "calibration", "scratch", "classic", "collect", "variant"],
                    help="table1: which of its processes (calibration: the delta-free loss form's lambda "
                         "sweep); criteria: scratch (the learned widths trained from scratch), classic "
-                        "(classic criteria at Table I's MACs) or collect (Table I's and the budget "
-                        "chapter's networks as rows)")
+                        "(classic criteria at Table I's MACs), collect (Table I's and the budget "
+                        "chapter's networks as rows) or variant (Table I at --width-mult and --seed, "
+                        "at --reductions only: the width trend and the seeds)")
     p.add_argument("--profile", default="cpu")
     p.add_argument("--data", required=True)
     p.add_argument("--runs", default="", help="run folders (default runs/<experiment>/<profile>)")
@@ -566,18 +571,32 @@ def main(argv=None) -> int:
                    help="fig4: the seeds to run (default 0 1); two processes given one seed each run side "
                         "by side and write different files")
     p.add_argument("--methods", nargs="+", default=None,
-                   help="criteria --part classic: the methods to run, in order (default all: "
-                        "l1|bn|taylor|random, each -layer and -global)")
+                   help="criteria --part classic|variant: the classic methods to run, in order (classic's "
+                        "default all: l1|bn|taylor|random, each -layer and -global; variant's none)")
     p.add_argument("--targets", nargs="+", default=None,
                    help="criteria --part classic: the Table I networks whose MACs to prune to, in order, "
                         "e.g. lam3e-3 (default every finetuned one, smallest first)")
+    p.add_argument("--width-mult", type=float, default=None, help="criteria --part variant: the network width")
+    p.add_argument("--seed", type=int, default=None, help="criteria --part variant: the seed (default the recipe's)")
+    p.add_argument("--reductions", type=float, nargs="+", default=None,
+                   help="criteria --part variant: the MACs reductions (default 2.4 4)")
+    p.add_argument("--grid", type=float, nargs="+", default=None,
+                   help="criteria --part variant: the lambdas searched first (default Table I's sweep)")
+    p.add_argument("--dense", action="store_true", help="criteria --part variant: train the dense network too")
     a = p.parse_args(argv)
     from .report import repo_root
 
     if a.experiment == "table1" and a.part not in ("search", "controls", "calibration"):
         p.error("table1 needs --part search, controls or calibration")
-    if a.experiment == "criteria" and a.part not in ("scratch", "classic", "collect"):
-        p.error("criteria needs --part scratch, classic or collect")
+    if a.experiment == "criteria" and a.part not in ("scratch", "classic", "collect", "variant"):
+        p.error("criteria needs --part scratch, classic, collect or variant")
+    given = [k for k in ("width_mult", "seed", "reductions", "grid") if getattr(a, k) is not None] + ["dense"] * a.dense
+    if given and a.part != "variant":
+        p.error(f"--{given[0].replace('_', '-')} is for criteria --part variant")
+    if a.part == "variant" and (a.width_mult is None or not 0 < a.width_mult <= 1):
+        p.error("criteria --part variant needs --width-mult in (0, 1]")
+    if any(x <= 1 for x in a.reductions or ()) or any(x <= 0 for x in a.grid or ()):
+        p.error("--reductions must be above 1 and --grid lambdas above 0")
     try:
         recipe = get_recipe("vgg16-cifar", a.profile)
     except ValueError as e:
@@ -591,10 +610,13 @@ def main(argv=None) -> int:
     lam = f" --lambda {a.lam:g}" if a.lam is not None else ""
     if a.seeds is not None and a.experiment != "fig4":
         p.error("--seeds is for fig4")
-    if (a.methods or a.targets) and a.part != "classic":
-        p.error("--methods and --targets are for criteria --part classic")
+    if a.targets and a.part != "classic" or a.methods and a.part not in ("classic", "variant"):
+        p.error("--methods is for criteria --part classic or variant, --targets for classic")
     seeds = " --seeds " + " ".join(map(str, a.seeds)) if a.seeds else ""
-    only = "".join(f" --{k} " + " ".join(v) for k, v in (("methods", a.methods), ("targets", a.targets)) if v)
+    only = "".join(f" --{k} " + " ".join(map(str, v)) for k, v in (
+        ("methods", a.methods), ("targets", a.targets), ("width-mult", [a.width_mult] if a.width_mult else None),
+        ("seed", [a.seed] if a.seed is not None else None), ("reductions", a.reductions), ("grid", a.grid)) if v)
+    only += " --dense" * a.dense
     command = (f"python -m dnal_core.experiments {a.experiment}{part} --profile {a.profile} "
                f"--data $DNAL_DATA --threads {a.threads}{lam}{seeds}{only}")
     if a.experiment == "table1" and a.part == "search":
@@ -610,6 +632,15 @@ def main(argv=None) -> int:
         sources = (results / NAMES["table1"] / a.profile, results / NAMES["budget"] / a.profile)
         if a.part == "collect":
             criteria.collect(recipe, *sources, out)
+        elif a.part == "variant":
+            try:
+                criteria.classic_plan(sources[0], a.methods)  # the names only: the variant's targets come later
+            except ValueError as e:
+                print(f"experiments: {e}", file=sys.stderr)
+                return 2
+            criteria.variant(recipe, a.data, runs, out, a.width_mult, recipe.seed if a.seed is None else a.seed,
+                             a.reductions or criteria.WIDTH_REDUCTIONS, command, a.device, a.dense,
+                             a.methods or (), a.grid)
         elif a.part == "classic":
             try:
                 criteria.classic_plan(sources[0], a.methods, a.targets)

@@ -143,3 +143,28 @@ def test_classic_cli_refuses_an_unknown_method_or_target_in_one_line(capsys):
     with pytest.raises(SystemExit) as e:
         main(["criteria", "--part", "scratch", "--data", "/nonexistent", "--methods", "l1-layer"])
     assert e.value.code == 2
+
+
+def test_variant_is_table1_at_another_width_and_seed(cifar_dir, tmp_path):
+    """criteria.variant: its own weight stage, the eq. 4 lambda closest to each reduction
+    finetuned, the uniform-width control and a classic criterion at that network's MACs, the
+    cost-aware budget; every network a row named after the variant, with its width and seed.
+    A second call trains nothing and writes the same rows."""
+    from dnal_core.criteria import variant
+
+    r = _tiny_recipe(arch_epochs=1)
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    kw = dict(device="cpu", methods=("l1-global",), grid=(1e-3,), max_extra=0, max_refine=0)
+    n = variant(r, cifar_dir, runs, out, 0.0625, 3, (2.0,), "cmd", **kw)
+    rows = read_rows(out / "rows.jsonl")
+    by = {x["method"]: x for x in rows}
+    assert n == 3 and sorted(by) == ["dnal-cost", "dnal-eq4", "l1-global", "uniform"], sorted(by)
+    assert all(x["source"].startswith("w0.0625-seed3/") and x["seed"] == 3 for x in rows), rows
+    assert by["dnal-eq4"]["width_mult"] == by["l1-global"]["width_mult"] == 0.0625
+    for m in ("uniform", "l1-global"):  # at the learned network's MACs
+        assert abs(by[m]["macs"] / by["dnal-eq4"]["macs"] - 1) <= 0.02, m
+    assert (runs / "w0.0625-seed3" / "weights" / "weights.pt").is_file()
+    stamp = sorted((p, p.stat().st_mtime) for p in runs.rglob("*.pt"))
+    assert variant(r, cifar_dir, runs, out, 0.0625, 3, (2.0,), "cmd", **kw) == n
+    assert len(read_rows(out / "rows.jsonl")) == len(rows)
+    assert sorted((p, p.stat().st_mtime) for p in runs.rglob("*.pt")) == stamp

@@ -2,6 +2,7 @@
 
     python benchmarks/cpu_epoch.py                    # writes benchmarks/results/cpu_2core.json
     python benchmarks/cpu_epoch.py --steps 2 --json /tmp/x.json   # a quick check
+    python benchmarks/cpu_epoch.py --widths 0.125 0.25 0.5 --json benchmarks/results/vgg16_widths.json
 
 What it answers: which CPU settings the trainer should use by default (``_fit`` turns on
 channels_last on the CPU; bf16 autocast is left off on the CPU), and how much of an epoch is
@@ -86,17 +87,26 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--json", default=str(Path(__file__).parent / "results" / "cpu_2core.json"))
+    p.add_argument("--widths", type=float, nargs="+", default=None,
+                   help="only VGG16 at these width multipliers (1 thread, channels_last, fp32): what an "
+                        "experiment at another width costs")
     a = p.parse_args(argv)
     if a.steps < 1 or a.warmup < 1:
         p.error("--steps and --warmup must be >= 1")
-    rows = []
-    for r in ROWS:
+    if a.widths and not all(0 < w <= 1 for w in a.widths):
+        p.error("--widths must lie in (0, 1]")
+    rows, load = [], os.getloadavg()[0]
+    for r in ROWS if not a.widths else [("vgg16-cifar", w, "channels_last", "fp32", 1) for w in a.widths]:
         rows.append(time_row(*r, a.steps, a.warmup))
         print(rows[-1], flush=True)
     write_json(a.json, {"device": f"cpu: {cpu_model() or platform.processor()}, {os.cpu_count()} cores",
                         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_kind": cpu_kind(),
                         "date": datetime.date.today().isoformat(), "torch": str(torch.__version__),
-                        "command": "python benchmarks/cpu_epoch.py", "rows": rows})
+                        "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2),
+                        "command": "python benchmarks/cpu_epoch.py" + "".join(
+                            f" {k} {v}" for k, v in (("--steps", a.steps), ("--warmup", a.warmup)) if v)
+                        + (" --widths " + " ".join(f"{w:g}" for w in a.widths) if a.widths else ""),
+                        "rows": rows})
 
 
 if __name__ == "__main__":

@@ -194,6 +194,23 @@ def _gate_group(dg, group, names, shapes) -> tuple[GateGroup | None, str]:
                      consumers=tuple(names[m] for m in consumers)), ""
 
 
+def apply_keep(dg, model: nn.Module, specs, keep) -> None:
+    """Prune ``model`` (ungated, traced into ``dg``) in place: group ``specs[i]`` keeps the
+    channels ``keep[i]`` (indices), in every layer of the group. Torch-Pruning removes them; the
+    probe and the builder below use it, and so does ``dnal_core.prune.generic``'s surgery."""
+    if len(keep) != len(specs):
+        raise ValueError(f"{len(keep)} kept-channel lists for {len(specs)} gate groups")
+    for spec, k in zip(specs, keep):
+        kept = {int(i) for i in k}
+        if not kept or min(kept) < 0 or max(kept) >= spec.channels:
+            raise ValueError(f"{spec.gate}: kept channels must be 1 to {spec.channels} indices in "
+                             f"[0, {spec.channels}), got {sorted(kept)[:8]}")
+        drop = [i for i in range(spec.channels) if i not in kept]
+        if drop:
+            root = model.get_submodule(spec.root)
+            dg.get_pruning_group(root, dg.get_pruner_of_module(root).prune_out_channels, drop).prune()
+
+
 # --- gates in, gates out ----------------------------------------------------------------------
 
 def _insert_gates(model: nn.Module, specs: list[GateGroup]) -> None:
@@ -242,8 +259,6 @@ def _describe(model: nn.Module, arch: dict, groups, ungated, template) -> nn.Mod
 def _probe(model: nn.Module, x: torch.Tensor, ignored: tuple[str, ...]) -> None:
     """Remove one channel of every group from a copy and run it: an op that DepGraph couples
     wrongly fails here, named, rather than inside a later prune."""
-    from .prune.generic import apply_keep
-
     probe = copy.deepcopy(model)
     dg, specs, _ = trace_groups(probe, x, ignored)
     apply_keep(dg, probe, specs, [range(max(s.channels - 1, 1)) for s in specs])
@@ -387,8 +402,6 @@ def build_generic(constructor=None, kwargs=None, template=None, input_size=None,
         return _describe(plain, arch, specs, ungated, t)
     if keep is None:
         keep = [range(max(1, min(int(w), c))) for w, c in zip(widths, full)]
-    from .prune.generic import apply_keep
-
     keep = [sorted(int(i) for i in k) for k in keep]
     apply_keep(dg, plain, specs, keep)
     arch.update(widths=[len(k) for k in keep], keep=keep)

@@ -72,8 +72,8 @@ _CACHE: "weakref.WeakKeyDictionary[nn.Module, object]" = weakref.WeakKeyDictiona
 
 def cost_model(model: nn.Module):
     """The ``prune.cost.CostModel`` of a gated ``model`` (built once per model object)."""
-    from .prune import family_of
     from .prune.cost import build_cost_model
+    from .prune.registry import family_of
 
     cm = _CACHE.get(model)
     if cm is None:

@@ -6,73 +6,37 @@ fewer channels and no SS layers, checked against the hard-gated one.
     res.model, res.arch, res.report                  # nn.Module, model.arch(), counts + check
     save_pruned(res, "out/"); load_pruned("out/")    # arch.json + weights.pt (+ report.json)
 
-Layout: ``verbs`` is the mechanism (slice a conv/BN/linear, fold constants), ``policy`` decides
-which channels stay (``keep_masks``), ``cifar`` (and the other family modules) say how each
-architecture couples its channels and apply the verbs. This file ties them together.
+Layout, each module importing only those before it: ``verbs`` is the mechanism (slice a
+conv/BN/linear, fold constants); ``coupling`` the types that say how channels are coupled
+(``Branch``, ``Group``) and what a family gives the pruner (``Family``); ``cifar``,
+``imagenet`` and ``generic`` (networks of ``attach_gates``) say how each architecture couples
+its channels and apply the verbs; ``registry`` finds a model's family; ``policy`` decides which
+channels stay (``keep_masks``); ``files`` writes and reads pruned networks. This file ties them
+together: ``prune`` and its check against the hard gates.
 """
 from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
-from .. import io
 from ..gate import SSGate, gates, open_counts
 from ..measure import count, count_macs
-from ..models import build_from_arch
-from . import cifar as _cifar
-from . import imagenet as _imagenet
-from .policy import Branch, Group, KeepPlan, keep_masks
+from .coupling import Branch, Family, Group
+from .files import ARCH_FILE, REPORT_FILE, WEIGHTS_FILE, build_pruned, load_pruned, save_pruned
+from .policy import KeepPlan, keep_masks
+from .registry import family_of, register_family
 from .verbs import (closed_values, fold_conv_in, shift_bn, slice_bn, slice_conv_in, slice_conv_out,
                     slice_depthwise, slice_linear_in, slice_linear_out)
 
-ARCH_FILE, WEIGHTS_FILE, REPORT_FILE = "arch.json", "weights.pt", "report.json"
 CHECK_RTOL = 1e-4  # brief: pruned logits equal the hard-gated logits within 1e-4 relative
 
 
 class PruneCheckError(RuntimeError):
     """The pruned network does not compute what the hard-gated network computes."""
-
-
-@dataclass(frozen=True)
-class Family:
-    structure: Callable[[nn.Module], list[Group]]   # how channels are coupled (policy input)
-    surgery: Callable[[nn.Module, list], tuple]     # (src, keep) -> (arch, state_dict)
-    cost: Callable[[nn.Module], list] | None = None  # the widths surgery leaves (prune.cost), or None
-
-
-_FAMILIES: list[tuple[type, Family]] = []
-
-
-def register_family(cls: type, structure, surgery, cost=None) -> None:
-    """Teach the pruner a model class: its coupling ``structure`` and its ``surgery``, and, for
-    cost-aware search and budgets (``dnal_core.budget``), the widths its surgery leaves."""
-    _FAMILIES.append((cls, Family(structure, surgery, cost)))
-
-
-register_family(_cifar.VGGCifar, _cifar.vgg_structure, _cifar.vgg_surgery, _cifar.vgg_cost)
-register_family(_cifar.ResNetCifar, _cifar.resnet_structure, _cifar.resnet_surgery, _cifar.resnet_cost)
-register_family(_cifar.MobileNetV2Cifar, _cifar.mbv2_structure, _cifar.mbv2_surgery,  # + ImageNet's
-                _cifar.mbv2_cost)
-register_family(_imagenet.VGGImageNet, _imagenet.vgg_structure, _imagenet.vgg_surgery)
-register_family(_imagenet.ResNet50ImageNet, _imagenet.resnet50_structure, _imagenet.resnet50_surgery)
-register_family(_imagenet.ProxylessSupernet, _imagenet.supernet_structure, _imagenet.supernet_surgery)
-
-
-def family_of(model: nn.Module) -> Family:
-    for cls, fam in reversed(_FAMILIES):
-        if isinstance(model, cls):
-            return fam
-    if getattr(model, "dnal_groups", None) is not None:  # any class gated by attach_gates
-        from .generic import FAMILY  # Torch-Pruning's surgery (imported only when needed)
-        return FAMILY
-    known = ", ".join(c.__name__ for c, _ in _FAMILIES)
-    raise ValueError(f"no pruner for {type(model).__name__}; known: {known}")
 
 
 @dataclass(frozen=True)
@@ -185,15 +149,6 @@ def _prune(fam, src, device, min_channels, round_to, check, batch_size, seed, rt
     return PruneResult(pruned, pruned.arch(), report, plan)
 
 
-def build_pruned(arch: dict) -> nn.Module:
-    """``build_from_arch`` for a pruned arch; a builder that cannot express one says so."""
-    try:
-        return build_from_arch(arch)
-    except TypeError as e:  # a builder without the gated/folded/stream_bias keys
-        raise ValueError(f"{arch.get('model')}: its builder cannot build a pruned network yet ({e}); "
-                         "it needs the keys described at the end of dnal_core/models/layers.py") from None
-
-
 def _build(fam: Family, src: nn.Module, keep: list[torch.Tensor]) -> nn.Module:
     arch, state = fam.surgery(src, keep)
     pruned = build_pruned(arch)
@@ -210,36 +165,6 @@ def _folded(model: nn.Module) -> dict:
     return {"conv_maps": [n for n, m in model.named_modules() if isinstance(m, FoldedConv2d)],
             "stream_biases": [n for n, m in model.named_modules()
                               if isinstance(m, Place) and m.bias is not None]}
-
-
-# --- files -----------------------------------------------------------------------------------
-
-def save_pruned(result: PruneResult | nn.Module, out_dir: str | Path, report: dict | None = None) -> Path:
-    """Write ``weights.pt`` (state_dict), ``arch.json`` (``model.arch()``) and, with a report,
-    ``report.json`` into ``out_dir``; each file is written atomically, arch.json after the
-    weights it describes."""
-    model = result.model if isinstance(result, PruneResult) else result
-    report = report if report is not None else getattr(result, "report", None)
-    out = Path(out_dir)
-    io.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, out / WEIGHTS_FILE)
-    io.write_json(out / ARCH_FILE, model.arch())
-    if report is not None:
-        io.write_json(out / REPORT_FILE, report)
-    return out
-
-
-def load_pruned(path: str | Path, map_location="cpu") -> nn.Module:
-    """Rebuild a pruned network from ``arch.json`` and load ``weights.pt`` (weights_only)."""
-    d = Path(path)
-    if not d.is_dir():
-        raise ValueError(f"pruned model directory not found: {d}")
-    model = build_pruned(io.read_json(d / ARCH_FILE))
-    state = io.load(d / WEIGHTS_FILE, map_location)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"{d / WEIGHTS_FILE} does not match {d / ARCH_FILE}: {str(e).splitlines()[0]}") from None
-    return model.eval()
 
 
 __all__ = ["prune", "PruneResult", "PruneCheckError", "keep_masks", "KeepPlan", "Branch", "Group",

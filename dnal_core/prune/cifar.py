@@ -11,7 +11,7 @@ import torch
 from ..models.cifar import MobileNetV2Cifar, ResNetCifar, VGGCifar
 from ..models.layers import ConvUnit, FoldedConv2d
 from .cost import Any, Full, Layer, Live, Open
-from .policy import Branch, Group
+from .coupling import Branch, Group
 from .verbs import (closed_values, fold_conv_in, module_state, shift_bn, slice_bn, slice_conv_out,
                     slice_depthwise, slice_linear_in)
 

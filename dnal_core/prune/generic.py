@@ -25,25 +25,10 @@ import torch
 from torch import nn
 
 from .. import io
+from ..attach import _constructor_ref, apply_keep, strip_gates, trace_groups
 from ..gate import gates
-from . import ARCH_FILE, WEIGHTS_FILE, Family, build_pruned
-from .policy import Branch, Group
-
-
-def apply_keep(dg, model: nn.Module, specs, keep) -> None:
-    """Prune ``model`` (ungated, traced into ``dg``) in place: group ``specs[i]`` keeps the
-    channels ``keep[i]`` (indices), in every layer of the group."""
-    if len(keep) != len(specs):
-        raise ValueError(f"{len(keep)} kept-channel lists for {len(specs)} gate groups")
-    for spec, k in zip(specs, keep):
-        kept = {int(i) for i in k}
-        if not kept or min(kept) < 0 or max(kept) >= spec.channels:
-            raise ValueError(f"{spec.gate}: kept channels must be 1 to {spec.channels} indices in "
-                             f"[0, {spec.channels}), got {sorted(kept)[:8]}")
-        drop = [i for i in range(spec.channels) if i not in kept]
-        if drop:
-            root = model.get_submodule(spec.root)
-            dg.get_pruning_group(root, dg.get_pruner_of_module(root).prune_out_channels, drop).prune()
+from .coupling import Branch, Family, Group
+from .files import ARCH_FILE, WEIGHTS_FILE, build_pruned
 
 
 def structure(model: nn.Module) -> list[Group]:
@@ -53,8 +38,6 @@ def structure(model: nn.Module) -> list[Group]:
 
 def surgery(src: nn.Module, keep: list[torch.Tensor]) -> tuple[dict, dict]:
     """(the pruned network's arch, its state_dict) from the gated ``src`` and the keep masks."""
-    from ..attach import strip_gates, trace_groups
-
     arch = src.arch()
     plain = strip_gates(copy.deepcopy(src)).cpu()
     dg, specs, _ = trace_groups(plain, torch.zeros((1, *arch["input_size"])), tuple(arch["ignored_layers"]))
@@ -73,8 +56,6 @@ def load(path: str | Path, constructor=None, map_location="cpu") -> nn.Module:
     """``load_pruned`` for a pruned generic network, with the constructor given here (a network
     gated without ``constructor=``, or one whose constructor moved): "module:name", a function
     or a ``functools.partial`` with keyword arguments, as for attach_gates."""
-    from ..attach import _constructor_ref
-
     d = Path(path)
     arch = io.read_json(d / ARCH_FILE)
     if constructor is not None:

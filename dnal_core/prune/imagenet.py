@@ -14,7 +14,7 @@ from ..models.imagenet import ResNet50ImageNet, VGGImageNet
 from ..models.layers import ConvUnit
 from ..models.proxyless import ProxylessSupernet
 from .cifar import ones, prune_unit, pruned_arch, stages, stream_positions
-from .policy import Branch, Group
+from .coupling import Branch, Group
 from .verbs import (closed_values, const_shift, module_state, shift_bn, slice_bn, slice_conv_in,
                     slice_conv_out, slice_depthwise, slice_linear_in)
 

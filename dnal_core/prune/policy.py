@@ -1,9 +1,10 @@
 """Policy: which channels the pruned network keeps, read from the hard gates (Alg. 1 line 9).
 
 A network's gates are grouped by how channels are coupled (each family says so, see
-``families``): a *branch* is a chain of gated layers whose last gate (``output``) feeds a sum or
+``registry``): a *branch* is a chain of gated layers whose last gate (``output``) feeds a sum or
 the next layer; a *group* is the set of branches that feed one point (one branch for a plain
-layer, several candidates for a supernet edge), with or without a shortcut beside them.
+layer, several candidates for a supernet edge), with or without a shortcut beside them
+(``coupling.Branch``, ``coupling.Group``).
 
 Rules:
   - a branch whose output gates all close is removed as a whole (its inner channels are dead),
@@ -24,19 +25,8 @@ import torch
 from torch import nn
 
 from ..gate import gates
-
-
-@dataclass(frozen=True)
-class Branch:
-    gates: tuple[int, ...]  # gate indices (``dnal_core.gates`` order) of the branch's layers
-    output: int             # the gate whose closure removes the branch
-
-
-@dataclass(frozen=True)
-class Group:
-    name: str                       # module name, for reports
-    branches: tuple[Branch, ...]
-    shortcut: bool                  # a residual sum keeps the signal if every branch goes
+from .coupling import Branch, Group
+from .registry import family_of
 
 
 @dataclass(frozen=True)
@@ -74,7 +64,6 @@ def keep_masks(model: nn.Module, groups: list[Group] | None = None, min_channels
     """The keep plan of ``model``'s hard gates under the coupling ``groups`` (by default its
     family's, see ``dnal_core.prune.register_family``)."""
     if groups is None:
-        from . import family_of  # the registry lives in the package; imported late (cycle)
         groups = family_of(model).structure(model)
     if not isinstance(min_channels, int) or min_channels < 1:
         raise ValueError(f"min_channels must be an integer >= 1, got {min_channels!r}")

@@ -6,7 +6,9 @@
                                             (P: auto, the default, renders each chapter's largest-scale
                                             committed results; cpu trains the CPU_CHAPTERS' cpu
                                             experiments, about 5 hours on 2 cores, resumable; smoke, paper)
-  python book/build.py html [--source DIR]  jupyter-book build (offline, -W -n --keep-going) of DIR (book/)
+  python book/build.py html [--source DIR]  jupyter-book build (offline, -W -n --keep-going) of DIR (book/);
+                                            DNAL_REPOSITORY_URL/_BRANCH: the address of the page buttons
+                                            (book/_ext/dnal_book_buttons.py; a placeholder without them)
   python book/build.py check-offline [DIR]  fail if a built page loads anything from outside (default book/_build/html)
   python book/build.py store                write the executed default-profile outputs back into notebooks/*.ipynb
   python book/build.py stage DEST

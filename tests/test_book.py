@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import jupytext
 import nbformat
@@ -25,12 +26,18 @@ NAMES = sorted(p.stem for p in NOTEBOOKS.glob("*.py"))
 _spec = importlib.util.spec_from_file_location("book_build", ROOT / "book" / "build.py")
 build = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(build)
+_spec = importlib.util.spec_from_file_location("book_buttons", ROOT / "book" / "_ext" / "dnal_book_buttons.py")
+buttons = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(buttons)
 
 # Pages the browser test renders: every page, (page, must have a <table>, must have an <img>).
 # The front page has the status table; every chapter shows at least one figure.
 PAGES = [("intro.html", True, False)] + [(f"chapters/{n}.html", False, True) for n in NAMES]
 SKELETON = ["What it reproduces", "## Set-up", "## Run", "## Results", "## Check", "## Notes"]
 PARAMETERS = ("profile", "data_dir", "device", "out_dir", "fig_dir")
+# The address the test build's buttons must carry: what a workflow's context would give
+# (book/_ext/dnal_book_buttons.py reads it from the environment).
+REPO, BRANCH = "https://github.com/example-owner/example-book", "test-branch"
 
 
 def test_there_are_notebooks():
@@ -149,6 +156,21 @@ def test_offline_check_flags_fetched_urls_not_links(tmp_path):
     assert any("cdn.jsdelivr" in b for b in bad) and any("s.css" in b for b in bad)
 
 
+def test_repository_address_comes_from_the_environment():
+    """No variable: the buttons keep _config.yml's placeholder; a workflow's values are used
+    (a trailing .git or slash dropped); a malformed one fails the build with its name."""
+    from sphinx.errors import ConfigError
+
+    assert buttons.repository_options({}) == {}
+    env = {buttons.URL_ENV: "https://github.com/o-1/r.x.git", buttons.BRANCH_ENV: "release/1.0"}
+    assert buttons.repository_options(env) == {"repository_url": "https://github.com/o-1/r.x",
+                                               "repository_branch": "release/1.0"}
+    for bad in ({buttons.URL_ENV: "github.com/o/r"}, {buttons.URL_ENV: "https://github.com/o"},
+                {buttons.URL_ENV: "https://github.com/o/r/tree/main"}, {buttons.BRANCH_ENV: "a b"}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            buttons.repository_options(bad)
+
+
 # --- the built book -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -159,8 +181,9 @@ def html(tmp_path_factory):
     src = tmp_path_factory.mktemp("book") / "book"
     assert build.main(["stage", str(src)]) == 0
     jb = Path(os.sys.executable).with_name("jupyter-book")
+    env = {**os.environ, buttons.URL_ENV: REPO, buttons.BRANCH_ENV: BRANCH}
     proc = subprocess.run([str(jb), "build", "--all", "-W", "-n", "--keep-going", str(src)],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return src / "_build" / "html"
 
@@ -232,20 +255,54 @@ def test_page_renders_in_chromium(html, tmp_path, page, has_table, has_img):
     for src, natural, shown in result["imgs"]:
         assert natural > 0, f"{page}: image {src} is empty or missing"
         assert shown >= min(natural, 300), f"{page}: image {src} shown {shown} px wide (of {natural})"
+    check_header_buttons(html, page, result["buttons"])
+
+
+def check_header_buttons(html, page, groups):
+    """The header's button groups are shown and their links well formed: the repository, an
+    issue on it and the edit page of the committed source (a chapter's notebooks/<name>.py), the
+    download of the page's source, and on a chapter the Binder launch of notebooks/<name>.ipynb
+    in JupyterLab, all at the address the build was given."""
+    chapter, name = page.startswith("chapters/"), Path(page).stem
+    wanted = ["source", "download"] + ["launch"] * chapter
+    for group in wanted:
+        assert groups.get(group) and groups[group]["shown"], f"{page}: no {group} buttons shown"
+    links = {text: href for g in wanted for text, href in groups[g]["links"]}
+    source = f"notebooks/{name}.py" if chapter else f"book/{name}.md"
+    assert links["Repository"] == REPO, links
+    assert links["Suggest edit"] == f"{REPO}/edit/{BRANCH}/{source}" and (ROOT / source).is_file(), links
+    issue = urlsplit(links["Open issue"])
+    assert f"{issue.scheme}://{issue.netloc}{issue.path}" == f"{REPO}/issues/new", links
+    assert parse_qs(issue.query)["title"] == [f"Issue on page /{page}"], links
+    download = (html / page).parent / links[".ipynb" if chapter else ".md"]
+    assert download.resolve().is_file(), f"{page}: {download} is missing"
+    if chapter:
+        assert nbformat.read(download, as_version=4).cells, f"{page}: {download} holds no cells"
+        binder = urlsplit(links["Binder"])
+        assert (binder.scheme, binder.netloc, binder.path) == \
+            ("https", "mybinder.org", f"/v2/gh{urlsplit(REPO).path}/{BRANCH}"), links
+        target = f"notebooks/{name}.ipynb"
+        assert parse_qs(binder.query) == {"urlpath": [f"lab/tree/{target}"]} and (ROOT / target).is_file(), links
 
 
 # Run in the page after its scripts: every code/output block and result table that scrolls
 # horizontally (a line cut at the page edge), every result table wider than the output area
-# that holds it (its right columns hidden behind that area's scroll bar), and each figure's
-# natural and shown width.
+# that holds it (its right columns hidden behind that area's scroll bar), each figure's
+# natural and shown width, and the header's button groups (shown or not, their links).
 PROBE = """<script>window.addEventListener('load', () => setTimeout(() => {
   const wide = [...document.querySelectorAll('main pre, main div.cell_output table')]
     .filter(el => el.scrollWidth > el.clientWidth + 1 || (el.tagName === 'TABLE'
       && el.offsetWidth > el.closest('div.cell_output').clientWidth + 1))
     .map(el => [el.tagName, el.scrollWidth, el.clientWidth, el.textContent.slice(0, 60)]);
-  const imgs = [...document.querySelectorAll('main img')].map(i => [i.getAttribute('src'), i.naturalWidth, i.clientWidth]);
+  const imgs = [...document.querySelectorAll('main img')].filter(i => !i.closest('.article-header-buttons'))
+    .map(i => [i.getAttribute('src'), i.naturalWidth, i.clientWidth]);
+  const buttons = Object.fromEntries(['launch', 'source', 'download'].map(g => {
+    const menu = document.querySelector(`.article-header-buttons .dropdown-${g}-buttons`);
+    return [g, menu && {shown: menu.querySelector('button').getBoundingClientRect().width > 0,
+      links: [...menu.querySelectorAll('a.dropdown-item')].map(a => [a.textContent.trim(), a.getAttribute('href')])}];
+  }));
   const out = document.createElement('pre'); out.id = 'probe-result';
-  out.textContent = JSON.stringify({wide, imgs});
+  out.textContent = JSON.stringify({wide, imgs, buttons});
   document.body.appendChild(out);
 }, 300));</script>"""
 

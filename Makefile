@@ -28,7 +28,7 @@ help:
 	@echo "make test       unit tests, notebook regression tests (nbval) and the browser check of the book"
 	@echo "make notebooks  re-execute the notebooks (smoke) and store their outputs in notebooks/*.ipynb"
 	@echo "make setup      create $(VENV) with the pinned dependencies, MathJax and chromium (run by the above)"
-	@echo "make lab        open JupyterLab on the notebooks"
+	@echo "make lab        open JupyterLab on the notebooks (.py sources open as notebooks)"
 
 setup: $(STAMP) $(BOOK_MATHJAX) chromium
 
@@ -77,8 +77,14 @@ test: setup
 	DNAL_OUT_ROOT=$$(mktemp -d) MPLBACKEND=Agg $(BIN)/python -m pytest tests $(NOTEBOOKS) \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(PYTEST_ARGS)
 
+# JupyterLab with the project's settings, .jupyter/labconfig/default_setting_overrides.json (read
+# through JUPYTER_CONFIG_PATH; kept in the repository, not in your home): a double click opens a
+# notebooks/*.py source as a notebook (jupytext's default viewer) and the news prompt is off.
+# LAB_ARGS adds options (tests/test_lab.py: a free port, a token, no browser).
+LAB_ARGS ?=
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=notebooks --allow-root --ServerApp.ip=127.0.0.1
+	JUPYTER_CONFIG_PATH=$(CURDIR)/.jupyter $(BIN)/jupyter lab --notebook-dir=notebooks --allow-root \
+	  --ServerApp.ip=127.0.0.1 $(LAB_ARGS)
 
 # Regenerate the lock file from requirements.in (needs the package registry).
 lock:

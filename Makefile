@@ -80,7 +80,7 @@ test: setup
 # JupyterLab with the project's settings, .jupyter/labconfig/default_setting_overrides.json (read
 # through JUPYTER_CONFIG_PATH; kept in the repository, not in your home): a double click opens a
 # notebooks/*.py source as a notebook (jupytext's default viewer) and the news prompt is off.
-# LAB_ARGS adds options (tests/test_lab.py: a free port, a token, no browser).
+# LAB_ARGS adds options (tests/test_lab.py: --port=0, a port the system picks, --no-browser).
 LAB_ARGS ?=
 lab: setup
 	JUPYTER_CONFIG_PATH=$(CURDIR)/.jupyter $(BIN)/jupyter lab --notebook-dir=notebooks --allow-root \

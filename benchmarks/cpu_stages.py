@@ -3,6 +3,7 @@
 
     python benchmarks/cpu_stages.py                 # writes benchmarks/results/cpu_<kind>.json
     python benchmarks/cpu_stages.py --steps 2 --json /tmp/x.json     # a quick check
+    python benchmarks/cpu_stages.py --compile     # eager against torch.compile: cpu_compile_<kind>.json
 
 For each stage (weights: dense, every weight trains; arch: soft gates, only s trains, evaluated
 twice an epoch, the soft and the hard-gated network; finetune: the pruned network of Table I's
@@ -23,6 +24,13 @@ against a measured matmul peak of the same machine, threads and precision (a 204
 ``torch.mm``), and the top operators by self CPU time from ``torch.profiler``. Threads: ``--threads``
 (default 2, the machine's cores). Other jobs on the same cores make every time larger but the
 shares less so: the JSON records the load average at the start.
+
+``--compile`` times each stage's train step eagerly and under ``torch.compile`` (inductor, static
+shapes) instead: two copies of the same model from the same seed take the same batches; the
+first compiled step (the compilation) is timed on its own, and a whole epoch is compared as
+first step + the rest at the steady step time. The losses of the two copies are compared step
+by step (the largest relative difference), against the tolerances of ``tests/test_fast.py``
+(1e-5 on one step; 5e-3 on the architecture stage's epoch loss).
 """
 from __future__ import annotations
 
@@ -141,12 +149,47 @@ def breakdown(stage: str, precision: str, steps: int) -> dict:
             "train_step_gflops": round(gflops, 2), "top_ops": top}
 
 
+def compiled(stage: str, precision: str, steps: int) -> dict:
+    """Eager against ``torch.compile`` (inductor) for one stage's train step (see the docstring)."""
+    bf16 = precision == "bf16"
+    g = torch.Generator().manual_seed(0)
+    n = BATCH * (steps + 1)
+    loader = TensorLoader(torch.randint(0, 256, (n, 32, 32, 3), dtype=torch.uint8, generator=g),
+                          torch.randint(0, 10, (n,), generator=g), BATCH, train=True,
+                          mean=CIFAR10_MEAN, std=CIFAR10_STD)
+    batches = [(x.contiguous(memory_format=torch.channels_last), y) for x, y in loader]
+    out = {"stage": stage, "precision": precision, "steps_timed": steps}
+    losses = {}
+    for mode in ("eager", "compiled"):
+        model, params, lam, _ = _stage_model(stage)
+        model.to(memory_format=torch.channels_last).train()
+        opt = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=1e-4)
+        net = torch.compile(model, backend="inductor", dynamic=False) if mode == "compiled" else model
+        t = time.perf_counter()
+        losses[mode] = [train_step(net, *batches[0], opt, lam, "paper", bf16)[0].item()]
+        first = time.perf_counter() - t
+        t = time.perf_counter()
+        for x, y in batches[1:]:
+            losses[mode].append(train_step(net, x, y, opt, lam, "paper", bf16)[0].item())
+        step = (time.perf_counter() - t) / steps
+        out[mode] = {"first_step_s": round(first, 2), "s_per_step": round(step, 4),
+                     "epoch_train_s": round(first + step * (STEPS_PER_EPOCH - 1), 1)}
+        torch._dynamo.reset()
+    rel = [abs(c - e) / abs(e) for e, c in zip(losses["eager"], losses["compiled"])]
+    out.update(first_step_loss_rel=float(f"{rel[0]:.2e}"), max_loss_rel=float(f"{max(rel):.2e}"),
+               epoch_speedup=round(out["eager"]["epoch_train_s"] / out["compiled"]["epoch_train_s"], 3),
+               steady_speedup=round(out["eager"]["s_per_step"] / out["compiled"]["s_per_step"], 3))
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--bf16", action="store_true", help="time bf16 also on a CPU without bf16 matrix instructions")
-    p.add_argument("--json", default=None, help="default benchmarks/results/cpu_<kind>.json")
+    p.add_argument("--json", default=None, help="default benchmarks/results/cpu_<kind>.json "
+                                                 "(--compile: cpu_compile_<kind>.json)")
+    p.add_argument("--compile", action="store_true", help="eager against torch.compile, per stage")
     a = p.parse_args(argv)
     if a.steps < 2:
         p.error("--steps must be >= 2")
@@ -154,6 +197,8 @@ def main(argv=None) -> int:
     torch.set_flush_denormal(True)  # as run_pipeline does on the CPU
     load = os.getloadavg()[0]
     precisions = ["fp32"] + (["bf16"] if has_bf16_matmul() or a.bf16 else [])
+    if a.compile:
+        return _compile_main(a, precisions, load)
     peaks = {pr: round(matmul_peak(torch.float32 if pr == "fp32" else torch.bfloat16), 1) for pr in precisions}
     rows = []
     for pr in precisions:
@@ -167,6 +212,23 @@ def main(argv=None) -> int:
                       "threads": a.threads, "load_average_at_start": round(load, 2),
                       "date": datetime.date.today().isoformat(), "torch": str(torch.__version__),
                       "command": cmd, "matmul_peak_gflops": peaks, "rows": rows})
+    print(path)
+    return 0
+
+
+def _compile_main(a, precisions, load) -> int:
+    rows = []
+    for pr in precisions:
+        for stage in ("weights", "arch", "finetune"):
+            rows.append(compiled(stage, pr, a.steps))
+            print(json.dumps(rows[-1]), flush=True)
+    path = Path(a.json) if a.json else Path(__file__).parent / "results" / f"cpu_compile_{kind_slug(cpu_kind())}.json"
+    cmd = f"python benchmarks/cpu_stages.py --compile --steps {a.steps} --threads {a.threads}" + " --bf16" * a.bf16
+    write_json(path, {"cpu_model": cpu_model(), "cpu_kind": cpu_kind(), "cores": os.cpu_count(),
+                      "threads": a.threads, "load_average_at_start": round(load, 2),
+                      "load_average_at_end": round(os.getloadavg()[0], 2),
+                      "date": datetime.date.today().isoformat(), "torch": str(torch.__version__),
+                      "command": cmd, "rows": rows})
     print(path)
     return 0
 

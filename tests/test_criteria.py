@@ -132,7 +132,7 @@ def test_keep_masks_close_the_lowest_scores():
 def test_classic_cli_refuses_an_unknown_method_or_target_in_one_line(capsys):
     """criteria --part classic with a method or Table I network that does not exist: exit 2 and
     one line naming the valid choices, before anything trains."""
-    from dnal_core.experiments import main
+    from dnal_core.experiments.cli import main
 
     assert main(["criteria", "--part", "classic", "--data", "/nonexistent", "--methods", "l2-layer"]) == 2
     err = capsys.readouterr().err.strip()

@@ -30,34 +30,32 @@ before it trains the uniform-width networks.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from .io import read_json, write_json
-from .machine import machine
-from .measure import count
-from .models import build, build_from_arch
-from .recipes import Recipe, get_recipe, override
+from ..io import read_json, write_json
+from ..machine import machine
+from ..measure import count
+from ..models import build, build_from_arch
+from ..recipes import Recipe, get_recipe, override
 
 TARGET_REDUCTIONS = (1.5, 2.5, 5.0, 10.0)  # MACs reductions the Table I lambdas are chosen for
 SWEEP = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3)   # eq. 4 lambdas searched first (extended at the ends)
 
 
 def label(lam: float) -> str:
-    from .report import lambda_label
+    from ..report import lambda_label
 
     return lambda_label(lam)
 
 
 def provenance(command: str) -> dict:
-    from .train.pipeline import git_commit
+    from ..train.pipeline import git_commit
 
     return {"date": datetime.date.today().isoformat(), "torch": str(torch.__version__),
             "device": f"cpu ({torch.get_num_threads()} thread{'s' * (torch.get_num_threads() > 1)})"
@@ -71,7 +69,7 @@ def weights(recipe: Recipe, data, runs: Path, device="auto", poll: float = 30.0)
     share ``runs`` train it once: the one holding its claim trains, the others wait for it."""
     import time
 
-    from .train import run_pipeline
+    from ..train import run_pipeline
 
     path = runs / "weights" / "weights.pt"
     while not path.is_file():
@@ -86,7 +84,7 @@ def search(recipe: Recipe, data, runs: Path, lam: float, device="auto", prefix: 
     """The architecture stage at ``lam`` from the shared weights (runs/weights) into
     runs/<prefix>lam<label>; returns the sweep row (the pruned network's MACs and params, its
     reduction, its BN-re-estimated top-1 before finetuning, the open gates)."""
-    from .train import run_pipeline
+    from ..train import run_pipeline
 
     folder = runs / f"{prefix}lam{label(lam)}"
     r = override(recipe, {"lam": lam})
@@ -106,7 +104,7 @@ def search(recipe: Recipe, data, runs: Path, lam: float, device="auto", prefix: 
 
 def finetune(recipe: Recipe, data, runs: Path, lam: float, device="auto") -> dict:
     """The finetune stage of the searched run at ``lam``; returns its final.json."""
-    from .train import run_pipeline
+    from ..train import run_pipeline
 
     return run_pipeline(override(recipe, {"lam": lam}), data, runs / f"lam{label(lam)}", device=device,
                         stages=["finetune"], resume=True)
@@ -160,8 +158,8 @@ def control_recipe(recipe: Recipe, width_mult: float) -> Recipe:
 
 def control(recipe: Recipe, data, runs: Path, width_mult: float, name: str, device="auto") -> dict:
     """Train the control at ``width_mult`` into runs/<name>; returns its summary row."""
-    from .io import load_model
-    from .train import run_pipeline
+    from ..io import load_model
+    from ..train import run_pipeline
 
     r = control_recipe(recipe, width_mult)
     folder = runs / name
@@ -298,7 +296,7 @@ def table1_search(recipe, data, runs: Path, out: Path, command: str, device="aut
     What out/ already holds is kept: a swept row is not searched again, a finetuned lambda not
     finetuned again (its search re-runs only when a chosen lambda lost its run folder).
     ``targets``: the MACs reductions the lambdas are chosen for. Returns the chosen lambdas."""
-    from .report import copy_metrics
+    from ..report import copy_metrics
 
     prov = provenance(command)
     # while the sweep goes on, a choice made from an earlier, shorter sweep is void
@@ -374,7 +372,7 @@ def fig3_lines(table1_out: Path, dest: Path, model: str, lam: float) -> int:
     out = [{**r, "model": model, "lam": lam, **tag, "source": str(src.relative_to(src.parents[3]))}
            for r in lines if r.get("stage") == "arch"]
     dest.parent.mkdir(parents=True, exist_ok=True)
-    from .io import atomic_path
+    from ..io import atomic_path
 
     with atomic_path(dest) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in out))
@@ -405,15 +403,15 @@ def fig4_runs(recipe, data, table1_runs: Path, runs: Path, out: Path, lam: float
     each of ``seeds`` (the seed orders the data of stages 2 and 3: run-to-run noise). Writes
     out/vgg16-cifar_weights.jsonl once and out/<model>_<placement>_seed<k>.jsonl + .json as
     each run ends."""
-    from .models import PLACEMENTS
-    from .report import copy_metrics
-    from .train import run_pipeline
+    from ..models import PLACEMENTS
+    from ..report import copy_metrics
+    from ..train import run_pipeline
 
     prov = provenance(command)
     w = weights(recipe, data, table1_runs, device)
     lines = [{**r, "model": recipe.model, "placement": "shared", "lam": lam, **prov}
              for r in _weights_lines(table1_runs)]
-    from .io import atomic_path
+    from ..io import atomic_path
 
     with atomic_path(out / f"{recipe.model}_weights.jsonl") as tmp:
         tmp.write_text("".join(json.dumps({k: v for k, v in r.items() if k not in ("seconds", "eval_seconds")})
@@ -455,9 +453,9 @@ def fig5_runs(recipe, data, table1_runs: Path, runs: Path, out: Path, lam: float
     joint one trains weights and gates together for weights + architecture epochs, then
     finetunes as long. Writes out/<model>_<strategy>.jsonl (every epoch; the sequential curve
     opens with the weight stage of table1_runs) and .json (the final network)."""
-    from .report import copy_metrics
-    from .io import atomic_path
-    from .train import run_pipeline
+    from ..report import copy_metrics
+    from ..io import atomic_path
+    from ..train import run_pipeline
 
     prov = provenance(command)
     seq_dir = table1_runs / f"lam{label(lam)}"
@@ -497,8 +495,8 @@ def budget_runs(recipe, data, table1_runs: Path, runs: Path, out: Path, command:
     weight stage (``table1_runs``/weights, trained there when missing), then finetuned. Writes
     out/<form>_<kind><target>.json (the final network, its widths and the budget record: target,
     reached cost, repaired gates, lambda path) and .jsonl (every epoch) as each run ends."""
-    from .report import copy_metrics
-    from .train import run_pipeline
+    from ..report import copy_metrics
+    from ..train import run_pipeline
 
     prov = provenance(command)
     w = weights(recipe, data, table1_runs, device)
@@ -539,7 +537,7 @@ def figure_runs(figure: str, profile: str, data, runs: Path, out: Path, command:
     """Fig. 4 or 5 (``figure`` "fig4" or "fig5") at ``profile``, from the Table I experiment of
     the same profile: its run folders (shared weights, reused runs) or committed results, at
     ``figure_lambda``. ValueError when no lambda can be settled."""
-    from .report import repo_root
+    from ..report import repo_root
 
     table1_out = repo_root() / "results" / NAMES["table1"] / profile
     lam = figure_lambda(out, table1_out, lam)
@@ -547,120 +545,3 @@ def figure_runs(figure: str, profile: str, data, runs: Path, out: Path, command:
     extra = {"table1_out": table1_out} if figure == "fig5" else {} if seeds is None else {"seeds": tuple(seeds)}
     run(get_recipe("vgg16-cifar", profile), data, repo_root() / "runs" / NAMES["table1"] / profile, runs, out,
         lam, command, device, **extra)
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dnal_core.experiments", description=__doc__.split("\n\n")[0])
-    p.add_argument("experiment", choices=sorted(NAMES))
-    p.add_argument("--part", choices=["search", "controls", "calibration", "scratch", "classic", "collect", "variant"],
-                   help="table1: which of its processes (calibration: the delta-free loss form's lambda "
-                        "sweep); criteria: scratch (the learned widths trained from scratch), classic "
-                        "(classic criteria at Table I's MACs), collect (Table I's and the budget "
-                        "chapter's networks as rows) or variant (Table I at --width-mult and --seed, "
-                        "at --reductions only: the width trend and the seeds)")
-    p.add_argument("--profile", default="cpu")
-    p.add_argument("--data", required=True)
-    p.add_argument("--runs", default="", help="run folders (default runs/<experiment>/<profile>)")
-    p.add_argument("--out", default="", help="results (default results/<experiment>/<profile>)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--lambda", dest="lam", type=float, default=None,
-                   help="fig4/fig5: the lambda to search at (default: the one their results already used, "
-                        "else Table I's chosen lambda nearest a 2.5x reduction)")
-    p.add_argument("--seeds", type=int, nargs="+", default=None,
-                   help="fig4: the seeds to run (default 0 1); two processes given one seed each run side "
-                        "by side and write different files")
-    p.add_argument("--methods", nargs="+", default=None,
-                   help="criteria --part classic|variant: the classic methods to run, in order (classic's "
-                        "default all: l1|bn|taylor|random, each -layer and -global; variant's none)")
-    p.add_argument("--targets", nargs="+", default=None,
-                   help="criteria --part classic: the Table I networks whose MACs to prune to, in order, "
-                        "e.g. lam3e-3 (default every finetuned one, smallest first)")
-    p.add_argument("--width-mult", type=float, default=None, help="criteria --part variant: the network width")
-    p.add_argument("--seed", type=int, default=None, help="criteria --part variant: the seed (default the recipe's)")
-    p.add_argument("--reductions", type=float, nargs="+", default=None,
-                   help="criteria --part variant: the MACs reductions (default 2.4 4)")
-    p.add_argument("--grid", type=float, nargs="+", default=None,
-                   help="criteria --part variant: the lambdas searched first (default Table I's sweep)")
-    p.add_argument("--dense", action="store_true", help="criteria --part variant: train the dense network too")
-    a = p.parse_args(argv)
-    from .report import repo_root
-
-    if a.experiment == "table1" and a.part not in ("search", "controls", "calibration"):
-        p.error("table1 needs --part search, controls or calibration")
-    if a.experiment == "criteria" and a.part not in ("scratch", "classic", "collect", "variant"):
-        p.error("criteria needs --part scratch, classic, collect or variant")
-    given = [k for k in ("width_mult", "seed", "reductions", "grid") if getattr(a, k) is not None] + ["dense"] * a.dense
-    if given and a.part != "variant":
-        p.error(f"--{given[0].replace('_', '-')} is for criteria --part variant")
-    if a.part == "variant" and (a.width_mult is None or not 0 < a.width_mult <= 1):
-        p.error("criteria --part variant needs --width-mult in (0, 1]")
-    if any(x <= 1 for x in a.reductions or ()) or any(x <= 0 for x in a.grid or ()):
-        p.error("--reductions must be above 1 and --grid lambdas above 0")
-    try:
-        recipe = get_recipe("vgg16-cifar", a.profile)
-    except ValueError as e:
-        print(f"experiments: {e}", file=sys.stderr)
-        return 2
-    torch.set_num_threads(a.threads)
-    name = NAMES[a.experiment]
-    runs = Path(a.runs) if a.runs else repo_root() / "runs" / name / a.profile
-    out = Path(a.out) if a.out else repo_root() / "results" / name / a.profile
-    part = f" --part {a.part}" if a.part else ""
-    lam = f" --lambda {a.lam:g}" if a.lam is not None else ""
-    if a.seeds is not None and a.experiment != "fig4":
-        p.error("--seeds is for fig4")
-    if a.targets and a.part != "classic" or a.methods and a.part not in ("classic", "variant"):
-        p.error("--methods is for criteria --part classic or variant, --targets for classic")
-    seeds = " --seeds " + " ".join(map(str, a.seeds)) if a.seeds else ""
-    only = "".join(f" --{k} " + " ".join(map(str, v)) for k, v in (
-        ("methods", a.methods), ("targets", a.targets), ("width-mult", [a.width_mult] if a.width_mult else None),
-        ("seed", [a.seed] if a.seed is not None else None), ("reductions", a.reductions), ("grid", a.grid)) if v)
-    only += " --dense" * a.dense
-    command = (f"python -m dnal_core.experiments {a.experiment}{part} --profile {a.profile} "
-               f"--data $DNAL_DATA --threads {a.threads}{lam}{seeds}{only}")
-    if a.experiment == "table1" and a.part == "search":
-        table1_search(recipe, a.data, runs, out, command, a.device)
-    elif a.experiment == "table1" and a.part == "calibration":
-        calibration(recipe, a.data, runs, out, command, a.device)
-    elif a.experiment == "table1":
-        table1_controls(recipe, a.data, runs, out, command, a.device)
-    elif a.experiment == "criteria":
-        from . import criteria
-
-        results = repo_root() / "results"
-        sources = (results / NAMES["table1"] / a.profile, results / NAMES["budget"] / a.profile)
-        if a.part == "collect":
-            criteria.collect(recipe, *sources, out)
-        elif a.part == "variant":
-            try:
-                criteria.classic_plan(sources[0], a.methods)  # the names only: the variant's targets come later
-            except ValueError as e:
-                print(f"experiments: {e}", file=sys.stderr)
-                return 2
-            criteria.variant(recipe, a.data, runs, out, a.width_mult, recipe.seed if a.seed is None else a.seed,
-                             a.reductions or criteria.WIDTH_REDUCTIONS, command, a.device, a.dense,
-                             a.methods or (), a.grid)
-        elif a.part == "classic":
-            try:
-                criteria.classic_plan(sources[0], a.methods, a.targets)
-            except ValueError as e:
-                print(f"experiments: {e}", file=sys.stderr)
-                return 2
-            criteria.classic(recipe, a.data, runs, out, repo_root() / "runs" / NAMES["table1"] / a.profile,
-                             sources[0], provenance(command), a.device, a.methods, a.targets)
-        else:
-            criteria.scratch(recipe, a.data, runs, out, *sources, provenance(command), a.device)
-    elif a.experiment == "budget":  # from Table I's weight stage (its run folders)
-        budget_runs(recipe, a.data, repo_root() / "runs" / NAMES["table1"] / a.profile, runs, out, command, a.device)
-    else:
-        try:
-            figure_runs(a.experiment, a.profile, a.data, runs, out, command, a.device, a.lam, a.seeds)
-        except ValueError as e:
-            print(f"experiments: {e}", file=sys.stderr)
-            return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,7 +5,11 @@
                                             run notebooks/<NAME>.py with papermill -> book/chapters/<NAME>.ipynb
                                             (P: auto, the default, renders each chapter's largest-scale
                                             committed results; cpu trains the CPU_CHAPTERS' cpu
-                                            experiments, about 5 hours on 2 cores, resumable; smoke, paper)
+                                            experiments, about 5 hours on 2 cores, resumable; smoke, paper).
+                                            What a chapter writes (results/, figures/) goes under
+                                            book/_build/out, never over the committed files, except
+                                            a chapter asked to train (cpu) or when $DNAL_OUT_ROOT says
+                                            where (DNAL_OUT_ROOT=$PWD: re-make the committed results)
   python book/build.py html [--source DIR]  jupyter-book build (offline, -W -n --keep-going) of DIR (book/);
                                             DNAL_REPOSITORY_URL/_BRANCH: the address of the page buttons
                                             (book/_ext/dnal_book_buttons.py; a placeholder without them)
@@ -36,6 +40,10 @@ NOTEBOOKS = ROOT / "notebooks"
 CHAPTERS = BOOK / "chapters"
 MATHJAX_NPM = ROOT / ".cache" / "npm" / "node_modules" / "mathjax"
 MATHJAX_DEST = BOOK / "_mathjax" / "mathjax"  # served as _static/mathjax/ (html_static_path)
+# Where executed chapters write results/ and figures/ (dnal_core.report.out_root, through
+# $DNAL_OUT_ROOT): a build leaves the committed ones as it found them.
+BUILD_OUT = BOOK / "_build" / "out"
+OUT_ROOT_ENV = "DNAL_OUT_ROOT"  # dnal_core.report.OUT_ROOT_ENV
 DEFAULT_PROFILE = "auto"  # each chapter shows its largest-scale committed results (paper, cpu, smoke)
 PROFILES = ("auto", "smoke", "cpu", "paper")
 # The chapters that have a cpu profile (dnal_core.experiments; results/<name>/cpu): `make book
@@ -91,16 +99,43 @@ def cmd_execute(args) -> None:
               f"about {CPU_HOURS} hours on a 2-core CPU (run folders under runs/: an interrupted build "
               "resumes where it stopped; progress in runs/<chapter>/cpu/*/metrics.jsonl)", flush=True)
     total = time.perf_counter()
-    for name in names:
-        params = execute_params(name, args.profile)
-        t0 = time.perf_counter()
-        out = CHAPTERS / f"{name}.ipynb"
-        tmp = out.with_name(f".{name}.tmp.ipynb")
-        pm.execute_notebook(read_source(name), str(tmp), parameters=params, kernel_name="python3",
-                            progress_bar=False, cwd=str(NOTEBOOKS), request_save_on_cell_execute=False)
-        tmp.replace(out)  # a failed run leaves no half-executed chapter behind
-        print(f"executed {name} ({args.profile}) in {time.perf_counter() - t0:.1f} s", flush=True)
+    chosen_root = os.environ.get(OUT_ROOT_ENV)
+    try:
+        for name in names:
+            params = execute_params(name, args.profile)
+            root = out_root_for(params, chosen_root)
+            if root == BUILD_OUT:  # no stale result of an earlier build read as this one's
+                shutil.rmtree(BUILD_OUT / "results" / name, ignore_errors=True)
+            os.environ[OUT_ROOT_ENV] = str(root)  # the kernel papermill starts inherits it
+            t0 = time.perf_counter()
+            out = CHAPTERS / f"{name}.ipynb"
+            tmp = out.with_name(f".{name}.tmp.ipynb")
+            pm.execute_notebook(read_source(name), str(tmp), parameters=params, kernel_name="python3",
+                                progress_bar=False, cwd=str(NOTEBOOKS), request_save_on_cell_execute=False)
+            tmp.replace(out)  # a failed run leaves no half-executed chapter behind
+            where = root.relative_to(ROOT) if root.is_relative_to(ROOT) else root
+            print(f"executed {name} ({args.profile}) in {time.perf_counter() - t0:.1f} s, "
+                  f"its results and figures under {where}/", flush=True)
+    finally:
+        if chosen_root is None:
+            os.environ.pop(OUT_ROOT_ENV, None)
+        else:
+            os.environ[OUT_ROOT_ENV] = chosen_root
     print(f"executed {len(names)} notebooks in {time.perf_counter() - total:.1f} s")
+
+
+def out_root_for(params: dict, chosen: str | None) -> Path:
+    """The $DNAL_OUT_ROOT a chapter runs with: ``chosen`` (the caller's $DNAL_OUT_ROOT) when set;
+    the repository when the chapter is asked to train (``make book PROFILE=cpu``: its results
+    are the committed ones, made resumably in place); else ``BUILD_OUT``, an ignored folder, so
+    that a build (a chapter that always trains, like the quickstart, or figures drawn on
+    another CPU kind) leaves results/ and figures/ as they were. A chapter still reads the
+    committed results: dnal_core.report looks under the out root first, then the repository."""
+    if chosen:
+        return Path(chosen).resolve()
+    if params.get("train"):
+        return ROOT
+    return BUILD_OUT
 
 
 def execute_params(name: str, profile: str) -> dict:

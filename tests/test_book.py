@@ -130,6 +130,52 @@ def test_code_and_output_lines_fit_the_page(name):
     assert not bad, f"{name}: {len(bad)} lines over {PAGE_CHARS} characters:\n" + "\n".join(bad[:10])
 
 
+# --- a build leaves the checkout as it found it (issue 30, item 6) ---------------------------
+
+def test_execute_writes_under_the_build_folder_unless_told(tmp_path):
+    """`execute` gives each chapter a $DNAL_OUT_ROOT: the caller's when set (make test's scratch,
+    or the repository to re-make committed results), the repository for a chapter asked to
+    train (PROFILE=cpu), else book/_build/out (ignored by git)."""
+    assert build.out_root_for({}, None) == build.BUILD_OUT
+    assert build.out_root_for({"profile": "smoke"}, "") == build.BUILD_OUT
+    assert build.out_root_for({"profile": "cpu", "train": True}, None) == ROOT
+    assert build.out_root_for({"profile": "cpu", "train": True}, str(tmp_path)) == tmp_path.resolve()
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(build.BUILD_OUT / "results" / "x.json")],
+                             cwd=ROOT)
+    assert ignored.returncode == 0, "book/_build/out must be ignored by git"
+
+
+QUICKSTART_FILES = ["results/quickstart/smoke/metrics.jsonl", "results/quickstart/smoke/summary.json",
+                    "figures/quickstart_gates_smoke.png", "figures/quickstart_acc_vs_macs_smoke.png"]
+
+
+def _state(paths):
+    import hashlib
+
+    status = subprocess.run(["git", "status", "--porcelain", "--", *paths], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout
+    return status, {p: hashlib.sha1((ROOT / p).read_bytes()).hexdigest() for p in paths}
+
+
+@pytest.mark.slow
+def test_make_book_leaves_committed_quickstart_results_alone(tmp_path, monkeypatch):
+    """The quickstart trains on every build (about a minute); run as `make book` runs it (no
+    $DNAL_OUT_ROOT), it writes its results and figures under the build folder, and the
+    committed results/quickstart/smoke and figures/quickstart_* stay as they were, in git's
+    eyes and byte for byte. (Other chapters' files are not compared: experiments running in the
+    same checkout may be writing theirs.)"""
+    monkeypatch.delenv("DNAL_OUT_ROOT", raising=False)
+    monkeypatch.setattr(build, "CHAPTERS", tmp_path / "chapters")
+    monkeypatch.setattr(build, "BUILD_OUT", tmp_path / "out")
+    before = _state(QUICKSTART_FILES)
+    assert build.main(["execute", "--only", "quickstart"]) == 0
+    assert _state(QUICKSTART_FILES) == before
+    assert "DNAL_OUT_ROOT" not in os.environ
+    for p in QUICKSTART_FILES:
+        assert (tmp_path / "out" / p).is_file(), f"the build did not write {p} under its folder"
+    assert (tmp_path / "chapters" / "quickstart.ipynb").is_file()
+
+
 def test_toc_lists_every_notebook_and_nothing_else():
     listed = build.toc_files(ROOT / "book")
     assert listed[0] == "intro"

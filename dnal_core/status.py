@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .criteria_view import EQUAL_MACS
 from .report import best_profile, repo_root
 
 # chapter -> (what the paper claims there, in a few words)
@@ -30,7 +31,6 @@ CLAIMS = {
     "budget_vgg16_cifar10": "beyond the paper: a MACs budget instead of lambda",
     "criteria_vgg16_cifar10": "beyond the paper: what decides the result (scratch training, width)",
 }
-EQUAL_MACS = 0.02  # two networks are compared only when their MACs differ by at most this
 
 
 def _word(ok: bool, profile: str) -> str:
@@ -108,9 +108,10 @@ def verdict(name: str, profile: str, folder: Path) -> str:
             return (f"{_word(met == len(ends), profile)}: {met} of {len(ends)} budgets met, MACs fraction "
                     f"(top-1): {each}")
     if name == "criteria_vgg16_cifar10" and (folder / "rows.jsonl").is_file():
-        from .criteria import read_rows, scratch_table, scratch_verdict
+        from .criteria import read_rows
+        from .criteria_view import base_rows, scratch_table, scratch_verdict
 
-        return scratch_verdict(scratch_table(read_rows(folder / "rows.jsonl")))
+        return scratch_verdict(scratch_table(base_rows(read_rows(folder / "rows.jsonl"))))
     return f"{profile} results: see the chapter"
 
 

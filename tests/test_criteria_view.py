@@ -1,0 +1,56 @@
+"""dnal_core.criteria_view: groups of rows, DNAL against uniform width within a group, the width
+trend and the seeds' spread."""
+import math
+
+import pytest
+
+from dnal_core.criteria_view import against_uniform, base_rows, dense_macs, group, seed_spread, width_trend
+
+
+def _row(method, source, macs, top1, width=0.25, seed=0):
+    return {"method": method, "source": source, "macs": macs, "top1": top1, "width_mult": width, "seed": seed}
+
+
+def _rows():
+    d4, d8 = dense_macs(0.25), dense_macs(0.125)
+    return [
+        _row("dnal-eq4", "table1/lam1", d4 / 2.4, 80.0), _row("uniform", "table1/uniform_lam1", d4 / 2.4, 81.0),
+        _row("dense", "table1/dense", d4, 83.0),
+        # another width: its uniform control must not be compared with the base group's
+        _row("dnal-eq4", "w0.125-seed0/lam1", d8 / 2.4, 70.0, 0.125),
+        _row("uniform", "w0.125-seed0/uniform_lam1", d8 / 2.4, 71.5, 0.125),
+        _row("dnal-eq4", "w0.25-seed1/lam1", d4 / 2.36, 80.6, seed=1),
+        _row("uniform", "w0.25-seed1/uniform_lam1", d4 / 2.36, 80.0, seed=1),
+    ]
+
+
+def test_groups_keep_each_weight_stage_apart():
+    rows = _rows()
+    assert [group(r) for r in rows][:4] == ["base", "base", "base", "w0.125-seed0"]
+    assert len(base_rows(rows)) == 3
+    t = against_uniform(rows).set_index("network")
+    assert t.loc["table1/lam1", "vs_uniform"] == pytest.approx(-1.0)
+    assert t.loc["w0.125-seed0/lam1", "vs_uniform"] == pytest.approx(-1.5)
+    assert t.loc["w0.125-seed0/lam1", "reduction"] == pytest.approx(2.4)
+
+
+def test_width_trend_takes_the_network_nearest_each_reduction():
+    t = width_trend(_rows(), reductions=(2.4, 4.0))
+    assert sorted(t["width"]) == [0.125, 0.25] and set(t["target"]) == {2.4}  # nothing near 4x
+
+
+def test_seed_spread_says_one_seed_or_within_noise():
+    rows = _rows()
+    one = seed_spread([r for r in rows if r["seed"] == 0], reductions=(2.36,))
+    assert one.loc[0, "verdict"] == "one seed" and math.isnan(one.loc[0, "sd"])
+    two = seed_spread(rows, reductions=(2.36,))  # -1.0 and +0.6: mean -0.2, sd 1.13
+    assert two.loc[0, "n"] == 2 and two.loc[0, "verdict"] == "within noise"
+    apart = rows + [_row("dnal-eq4", "w0.25-seed2/lam1", dense_macs(0.25) / 2.4, 77.0, seed=2),
+                    _row("uniform", "w0.25-seed2/uniform_lam1", dense_macs(0.25) / 2.4, 81.0, seed=2)]
+    apart[5], apart[6] = ({**apart[5], "top1": 79.2}, apart[6])  # seed 1: -0.8
+    three = seed_spread(apart, reductions=(2.36,))  # -1.0, -0.8, -4.0
+    assert three.loc[0, "n"] == 3 and three.loc[0, "verdict"] == "within noise"
+    tight = [r for r in apart if r["seed"] != 2] + [
+        _row("dnal-eq4", "w0.25-seed2/lam1", dense_macs(0.25) / 2.4, 80.1, seed=2),
+        _row("uniform", "w0.25-seed2/uniform_lam1", dense_macs(0.25) / 2.4, 81.0, seed=2)]
+    assert seed_spread(tight, reductions=(2.36,)).loc[0, "verdict"] == "uniform above"  # -1.0, -0.8, -0.9

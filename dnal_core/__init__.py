@@ -9,7 +9,8 @@ The pieces, each with one home:
   paper    the paper's Tables I-VII as data
   data     CIFAR-10 and ImageNet loading (``dnal_core.data``)
   recipes  the paper's training recipes as frozen dataclasses (``dnal_core.recipes``)
-  train    the stages of Alg. 1 and the run folder (``dnal_core.train``; torchrun via ``train.dist``)
+  train    the stages of Alg. 1 and the run folder (``dnal_core.train``; torchrun via ``train.dist``);
+           ``dnal_core.search(model, data, out, lam=...)``: all of it in one call (loaded on first use)
   prune    channel removal checked against the hard gates (``dnal_core.prune``)
   report   what the book's chapters use to put results beside the paper (``dnal_core.report``)
 """
@@ -30,5 +31,12 @@ __all__ = [
     "set_threshold", "reset_gates", "open_counts", "gate_probs", "sparsity_loss", "build",
     "build_from_arch", "list_models", "PLACEMENTS", "count", "count_macs", "count_params",
     "latency", "save_model", "load_model", "paper_table", "load_pruned", "save_pruned",
-    "attach_gates",
+    "attach_gates", "search",
 ]
+
+
+def __getattr__(name):  # ``dnal_core.search`` without loading the trainer at ``import dnal_core``
+    if name == "search":
+        from .train.own import search
+        return search
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -153,6 +153,9 @@ class Recipe:
     # pass); auto (bf16 where the CPU has bf16 matrix instructions and a probe on the run's model
     # finds it faster, else fp32), resolved once per run and kept on resume
     precision: str = "fp32"
+    # a "module:function" model (dnal_core.own): the constructor's keyword arguments besides
+    # num_classes (--set model_args.KEY=VALUE); empty for a registered model
+    model_args: dict = field(default_factory=dict)
 
     def __post_init__(self):
         lam = self.lam  # named as the command line names it (--lambda)
@@ -184,6 +187,9 @@ class Recipe:
         for k in ("train_per_class", "test_per_class"):
             if getattr(self, k) is not None and getattr(self, k) < 1:
                 raise ValueError(f"{k} must be >= 1 or None")
+        if self.model_args and ":" not in self.model:
+            raise ValueError(f"model_args are the keywords of a module:function network's constructor; "
+                             f"{self.model} is a registered model (its keys: --width-mult, --set)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -240,6 +246,8 @@ def _check_keys(cls, d: dict, prefix: str) -> None:
               "bool": ("true or false", lambda v: isinstance(v, bool)),
               "tuple[int,...]": ("a list of integers",
                                  lambda v: isinstance(v, (tuple, list)) and all(map(is_int, v))),
+              "dict": ("an object of keyword arguments",
+                       lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v)),
               "None": ("null", lambda v: v is None)}
     for key, value in d.items():
         kinds = [checks[k] for k in types[key] if k in checks]  # other annotations: not checked here
@@ -248,7 +256,7 @@ def _check_keys(cls, d: dict, prefix: str) -> None:
 
 
 def valid_keys() -> list[str]:
-    """Every key ``override`` accepts."""
+    """Every key ``override`` accepts (and ``model_args.KEY`` for any KEY)."""
     keys = []
     for f in dataclasses.fields(Recipe):
         sub = {"weights": StageConfig, "arch": StageConfig, "finetune": StageConfig,
@@ -264,8 +272,15 @@ def override(recipe: Recipe, changes: dict) -> Recipe:
         if key in ("model", "profile", "dataset"):  # they name the recipe: choose another one instead
             raise ValueError(f"{key} cannot be overridden: it names the recipe (the command's MODEL "
                              "and --profile choose one)")
+        if key.startswith("model_args.") and len(key) > len("model_args."):  # one constructor keyword
+            top.setdefault("model_args", dict(recipe.model_args))[key.split(".", 1)[1]] = value
+            continue
         if key not in valid_keys():
             raise ValueError(f"unknown config key {key!r}; valid: {', '.join(valid_keys())}")
+        if key == "model_args":
+            _check_keys(Recipe, {key: value}, "")
+            top["model_args"] = {**top.get("model_args", {}), **value}
+            continue
         if "." in key:
             part, name = key.split(".", 1)
             nested.setdefault(part, {})[name] = value
@@ -299,10 +314,14 @@ def profiles(model: str | None = None) -> list[str]:
 
 
 def get_recipe(model: str, profile: str) -> Recipe:
+    """The recipe of a registered model, or of a "module:function" network (``own_recipe``)."""
+    if ":" in model:
+        return own_recipe(model, profile)
     if (model, profile) not in RECIPES:
         models = sorted({m for m, _ in RECIPES})
         if model not in models:
-            raise ValueError(f"no recipe for model {model!r}; valid: {', '.join(models)}")
+            raise ValueError(f"no recipe for model {model!r}; valid: {', '.join(models)}, or a "
+                             "module:function returning an nn.Module")
         raise ValueError(f"unknown profile {profile!r} for {model}; valid: {', '.join(profiles(model))}")
     return RECIPES[(model, profile)]
 
@@ -428,3 +447,14 @@ def _imagenet_smoke(paper: Recipe) -> Recipe:
 
 for _m in ("vgg16-imagenet", "resnet50-imagenet", "mobilenetv2-imagenet", "proxyless-supernet"):
     register_recipe(_imagenet_smoke(RECIPES[(_m, "paper")]))
+
+
+# --- your own network (dnal_core.own) ---------------------------------------------------------------
+def own_recipe(ref: str, profile: str) -> Recipe:
+    """The recipe of ``profile`` for the network ``ref`` ("module:function") builds: VGG16's
+    CIFAR-10 recipe (Section V-B, ResNet56's but for the batch: weights 100, architecture 20,
+    finetune 130 epochs at batch 128) for ``paper``; its ``smoke`` profile (100 training and 20
+    test images a class, 2 epochs a stage) at the network's own width."""
+    if profile not in ("paper", "smoke"):
+        raise ValueError(f"unknown profile {profile!r} for a module:function network; valid: paper, smoke")
+    return dataclasses.replace(RECIPES[("vgg16-cifar", profile)], model=ref, width_mult=1.0)

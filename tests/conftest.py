@@ -36,6 +36,23 @@ def cifar_dir() -> Path:
     return Path(d)
 
 
+@pytest.fixture(scope="session")
+def synthetic_cifar(tmp_path_factory) -> Path:
+    """80 training and 20 test 32x32 images packed as CIFAR-10's train.npz/test.npz, each class
+    shifted in colour (something to learn in one epoch)."""
+    import numpy as np
+
+    from dnal_core.data import pack_jpeg_npz
+
+    d = tmp_path_factory.mktemp("synthetic_cifar")
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 80), ("test", 20)):
+        labels = np.arange(n) % 10
+        imgs = rng.integers(0, 120, (n, 32, 32, 3)) + labels[:, None, None, None] * 12
+        pack_jpeg_npz(d / f"{split}.npz", imgs.astype(np.uint8), labels)
+    return d
+
+
 def pytest_terminal_summary(terminalreporter):
     """Tests that choose how to compare (exact on one CPU kind, structural elsewhere: the
     committed smoke results) say which comparison they made, in the summary."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ..attach import NAME as GENERIC, strip_gates
 from ..io import read_json
 from ..machine import cpu_kind
 from ..measure import count_macs, latency
@@ -65,6 +66,8 @@ def dense_of(pruned_dir: Path, pruned: torch.nn.Module) -> torch.nn.Module:
     if arch is None:  # no report (save_pruned of a bare model): the pruned arch at default widths
         arch = {k: v for k, v in pruned.arch().items()
                 if k not in ("widths", "out_index", "folded", "stream_bias", "stream_widths", "ops")}
+    if arch.get("model") == GENERIC:  # attach_gates' network: the user's, gates taken out
+        return strip_gates(build_pruned({**arch, "keep": None, "widths": None}))
     return build_pruned({**arch, "gated": False})
 
 

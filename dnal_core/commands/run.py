@@ -11,6 +11,10 @@ from another run's weight stage, so one weight stage serves every lambda of a ta
 the dense count or a count such as 25M): the architecture stage is then projected onto the
 budget after every step (``dnal_core.budget``) and final.json's ``budget`` records the target,
 the reached cost and the projection's path.
+MODEL may also be any importable ``module:function`` returning an ``nn.Module`` (e.g.
+``torchvision.models:resnet18``): it is called with ``num_classes`` from the data and the
+keywords of ``--set model_args.KEY=VALUE``, gated by ``attach_gates`` and run with the recipe
+of ``--profile`` (``dnal_core.own``); ``--weights-from`` then also takes a plain state dict.
 Multi-GPU / multi-node: the same command under ``torchrun --nproc_per_node N`` (README).
 """
 from __future__ import annotations
@@ -25,6 +29,7 @@ from ..io import check_out_folder
 from ..models import PLACEMENTS, list_models
 from ..recipes import get_recipe, override, profiles, valid_keys
 from ..train import run_pipeline, stored_recipe
+from ..train.own import budget_changes
 from ..train.fast import prefer_fast, set_cudnn
 
 # option -> recipe key (``override`` syntax); flags set True
@@ -43,7 +48,8 @@ def register(sub) -> None:
         "run", help="run DNAL (Alg. 1) on CIFAR-10: weights, architecture, finetune",
         description="Run the three stages of Alg. 1 into --out, with a checkpoint every epoch. "
                     f"Models: {', '.join(list_models())}. Profiles: {', '.join(profiles())}.")
-    p.add_argument("model", help="a registered model name")
+    p.add_argument("model", help="a registered model name, or module:function returning an nn.Module "
+                                 "(e.g. torchvision.models:resnet18; keywords: --set model_args.KEY=VALUE)")
     p.add_argument("--data", help="CIFAR-10 folder: train.npz/test.npz (packed JPEG), "
                                   "cifar-10-batches-py/ or train/<class>/ + test/<class>/; "
                                   "ImageNet (*-imagenet, proxyless-supernet): train/<wnid>/ + val/<wnid>/")
@@ -67,7 +73,9 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars, no per-epoch lines")
     p.add_argument("--stages", help="comma-separated subset: weights,arch,finetune (joint,finetune)")
-    p.add_argument("--weights-from", metavar="FILE", help="weights.pt of another run: skip stage 1")
+    p.add_argument("--weights-from", metavar="FILE",
+                   help="weights.pt of another run, or a plain torch.save(net.state_dict()) of the same "
+                        "network (read weights-only): skip stage 1")
     p.add_argument("--workers", type=int, default=8,
                    help="DataLoader worker processes per process (ImageNet; default 8)")
     p.add_argument("--download", action="store_true",
@@ -104,9 +112,7 @@ def _changes(args) -> dict:
             continue
         if args.lam is not None:
             raise ValueError(f"--target-{kind} and --lambda exclude each other: with a budget, lambda is search.budget_lambda0")
-        changes.update({"search.target_kind": kind, "search.target": parse_target(raw)})
-        if args.loss_form is None:  # the cost-aware term of the budget's kind
-            changes["search.loss_form"] = f"expected-{kind}"
+        changes.update(budget_changes(kind, parse_target(raw), args.loss_form))
     changes.update({key: val for opt, (key, val) in _FLAG_OPTS.items() if getattr(args, opt)})
     for item in args.set:
         key, sep, raw = item.partition("=")

@@ -30,15 +30,21 @@ Run folders::
     run_pipeline(recipe, data_dir, out_dir, device=None, resume=False, quiet=True,
                  stages=None, weights_from=None, workers=8) -> final.json as a dict
 
+and in one call, for a registered model or your own ``module:function`` (``dnal_core.own``)::
+
+    net, final = search(model, data_dir, out_dir, lam=None, target_macs=None, profile="smoke",
+                        weights_from=None, changes=None) -> the finetuned pruned network, final.json
+
 Under torchrun (``RANK``/``WORLD_SIZE`` set) ``run_pipeline`` starts the process group, each
 stage wraps its model in DistributedDataParallel, the recipe's batch size is the global batch,
 and rank 0 alone writes (``dnal_core.train.dist``). On CUDA the stages take the fast path
 (``dnal_core.train.fast``: bf16, channels_last, one CUDA graph per stage) unless ``--eager``.
 """
+from .own import search
 from .pipeline import make_loaders, resolve_device, run_pipeline, stage_order, stored_recipe
 from .stages import (derive_network, evaluate, finetune, hard_gated, size_of, start_search, train_architecture,
                      train_joint, train_step, train_weights)
 
 __all__ = ["evaluate", "train_weights", "train_architecture", "train_joint", "derive_network", "hard_gated",
            "finetune", "train_step", "start_search", "size_of", "run_pipeline", "stage_order",
-           "stored_recipe", "resolve_device", "make_loaders"]
+           "stored_recipe", "resolve_device", "make_loaders", "search"]

@@ -193,17 +193,25 @@ def _check_out(out: Path, recipe: Recipe, resume: bool, data=None) -> dict | Non
     return stored
 
 
-def _weights_source(path: str | Path, recipe: Recipe, num_classes: int):
-    """Check that ``path`` is a dense model file of the recipe's network (any SS placement:
-    with SS off every placement computes the same function and has the same state_dict keys)."""
+def _weights_source(path: str | Path, recipe: Recipe, num_classes: int) -> tuple[dict, dict | None]:
+    """(meta, None) when ``path`` is a dense model file of the recipe's network (any SS placement:
+    with SS off every placement computes the same function and has the same state_dict keys);
+    ({}, the state dict) when it is a plain state dict (``torch.save(net.state_dict())``, read
+    weights-only) that fits the network; ValueError otherwise."""
+    from ..own import load_state
+
+    blob, dense = io.load(path), dense_model(recipe, num_classes)
+    if not (isinstance(blob, dict) and "arch" in blob and "state_dict" in blob):
+        load_state(dense, blob, path)  # ValueError when it does not fit
+        return {}, blob
     model, meta = io.load_model(path)
-    want = build(recipe.model, placement=recipe.placement, width_mult=recipe.width_mult,
-                 num_classes=num_classes).arch()
-    got = model.arch()
-    if {**got, "placement": None} != {**want, "placement": None}:
-        raise ValueError(f"--weights-from {path} is not a dense {want['model']} at width_mult "
-                         f"{want['width_mult']} (it holds {got['model']}, width_mult {got.get('width_mult')})")
-    return meta
+    same = {"placement": None, "template": None}  # the template: a key of this process's copy
+    want, got = dense.arch(), model.arch()
+    if {**got, **same} != {**want, **same}:
+        raise ValueError(f"--weights-from {path} is not a dense {want.get('constructor') or want['model']} at "
+                         f"width_mult {want.get('width_mult')} (it holds {got.get('constructor') or got['model']}, "
+                         f"width_mult {got.get('width_mult')})")
+    return meta, None
 
 
 def _metrics_keep(path: Path, drop) -> None:
@@ -260,6 +268,13 @@ def _run_pipeline(recipe, data, out, device, resume, quiet, stages, weights_from
     if any(s in ("arch", "joint") for s in stages) and recipe.lam is None and recipe.search.target is None:
         raise ValueError("the architecture stage needs a lambda (--lambda) or a budget (--target-macs, "
                          "--target-params)")
+    for s in ("arch", "joint"):  # with no step, s = 0 sits on the threshold 0.5 and every gate closes
+        if s in stages and getattr(recipe, s).epochs < 1:
+            raise ValueError(f"{s}.epochs (--epochs-{s}) is 0: the {s} stage learns the gates in at least one "
+                             "epoch (with none, every s = 0 sits on the threshold and every channel would go)")
+    if ":" in recipe.model:  # a module:function network: what it cannot do yet, and its import
+        from ..own import check_recipe
+        check_recipe(recipe)
     stored = _check_out(out, recipe, resume, data)
     if dist.is_main():  # the one writer: another rank's live write cannot be mistaken for a stale one
         io.remove_stale_tmp(out)  # left by a run killed mid-write (e.g. .weights.pt.<random>.tmp)
@@ -284,18 +299,17 @@ def _run_pipeline(recipe, data, out, device, resume, quiet, stages, weights_from
     train, test, num_classes = make_loaders(recipe, data, device, download, workers)
     if dist.is_main():
         dist.barrier()  # also: every rank has checked ``out`` before rank 0 writes into it
-    wmeta = _weights_source(weights_from, recipe, num_classes) if weights_from else None
+    wsrc = _weights_source(weights_from, recipe, num_classes) if weights_from else (None, None)
     if recipe.search.target is not None:  # an unreachable budget is refused before anything is written
         from ..budget import resolve_target
-        resolve_target(build(recipe.model, placement=recipe.placement, width_mult=recipe.width_mult,
-                             num_classes=num_classes), recipe.search.target_kind, recipe.search.target)
+        resolve_target(dense_model(recipe, num_classes), recipe.search.target_kind, recipe.search.target)
     prov = {**provenance(device), "precision": _precision(recipe, stored, train, device, num_classes)}
     config = {"recipe": recipe.to_dict(), "data": str(Path(data).resolve()),
               "weights_from": weights_from, **prov}
     if dist.is_main() and (stored is None or stored.get("recipe", {}).get("lam") != recipe.lam):
         config["world_size"] = dist.world()
         io.write_json(out / "config.json", {**(stored or {}), **config})
-    ctx = _Run(recipe, out, device, train, test, num_classes, prov, quiet, weights_from, wmeta)
+    ctx = _Run(recipe, out, device, train, test, num_classes, prov, quiet, weights_from, wsrc)
     for s in order:
         if s in stages and not (out / OUTPUT[s]).is_file() and not (s == "weights" and weights_from):
             ctx.run_stage(s)
@@ -325,7 +339,11 @@ def _precision(recipe: Recipe, stored: dict | None, train, device, num_classes: 
 
 def dense_model(recipe: Recipe, num_classes: int):
     """The network the weight stage trains: the recipe's model at ``width_mult``, or with the
-    recipe's ``widths`` (a given architecture) where it has them."""
+    recipe's ``widths`` (a given architecture) where it has them; a "module:function" network
+    gated by ``attach_gates`` (``dnal_core.own``)."""
+    if ":" in recipe.model:
+        from ..own import build_own
+        return build_own(recipe, num_classes)
     widths = {} if recipe.widths is None else {"widths": list(recipe.widths)}
     return build(recipe.model, placement=recipe.placement, width_mult=recipe.width_mult,
                  num_classes=num_classes, **widths)
@@ -372,11 +390,11 @@ def _summary(rec: dict, epochs: int) -> str:
 class _Run:
     """One run folder's stages: inputs, checkpoints, outputs."""
 
-    def __init__(self, recipe, out, device, train, test, num_classes, prov, quiet, weights_from, wmeta):
+    def __init__(self, recipe, out, device, train, test, num_classes, prov, quiet, weights_from, wsrc):
         self.recipe, self.out, self.device = recipe, out, device
         self.train, self.test, self.num_classes, self.prov = train, test, num_classes, prov
         self.quiet, self.progress = quiet, not quiet and sys.stderr.isatty()
-        self.weights_from, self.wmeta = weights_from, wmeta
+        self.weights_from, (self.wmeta, self.wstate) = weights_from, wsrc  # wstate: a plain state dict
 
     def dense(self):
         return dense_model(self.recipe, self.num_classes)
@@ -390,6 +408,11 @@ class _Run:
         if stage in ("weights", "joint"):
             return self.dense()  # initialised from the seed (run_stage seeds every stage)
         if stage == "arch":
+            if self.wstate is not None:  # the user's state dict (checked by _weights_source)
+                from ..own import load_state
+                model = self.dense()
+                load_state(model, self.wstate, self.weights_from)
+                return model
             src = self.weights_from or self.out / "weights.pt"
             model, _ = io.load_model(src)
             if model.arch()["placement"] != self.recipe.placement:  # Fig. 4: one weight stage, three placements

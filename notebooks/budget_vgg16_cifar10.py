@@ -68,10 +68,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import display
 
 import dnal_core as dn
 from dnal_core import experiments, report, report_cpu
 from dnal_core.recipes import get_recipe
+from dnal_core.report_tables import COLUMNS, Col, reader_table
 
 NAME = "budget_vgg16_cifar10"
 MODEL = "vgg16-cifar"
@@ -127,7 +129,15 @@ table = pd.DataFrame({
     "params (M)": (finals["params"] / 1e6).round(3).to_numpy(),
     "top1": finals["top1"].to_numpy(),
 })
-table
+reader_table(table, {
+    "target": Col("MACs target (share)", "{:.2f}"),
+    "reached": Col("reached (share)", "{:.3f}"),
+    "of_target": Col("reached / target", "{:.3f}"),
+    "repaired": Col("gates repaired", "int"),
+    "MACs (M)": COLUMNS["macs_m"],
+    "params (M)": Col("params (M)", "{:.3f}"),
+    "top1": COLUMNS["top1"],
+})
 
 # %% [markdown]
 # **Against $\lambda$-swept DNAL and uniform width.** Top-1 after finetuning against MACs: the
@@ -193,7 +203,14 @@ if t1_rows is not None:
         "uniform top1": [at_macs(m / 1e6, u["uniform_macs_m"], u["uniform_top1"])
                          for m in finals["macs"]],
     }).round(2)
-versus
+if versus is not None:
+    display(reader_table(versus, {
+        "target": Col("MACs target (share)", "{:.2f}"),
+        "MACs (M)": COLUMNS["macs_m"],
+        "budget top1": Col("budget: top-1 (%)", "top1"),
+        "eq. 4 top1": Col("eq. 4: top-1 (%)", "top1", missing="out of range"),
+        "uniform top1": Col("uniform width: top-1 (%)", "top1", missing="out of range"),
+    }))
 
 # %% [markdown]
 # **Where the widths go.** Bars: the channels each conv layer keeps under the cost-aware term,

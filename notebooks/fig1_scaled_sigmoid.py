@@ -47,6 +47,7 @@ import torch
 import dnal_core as dn
 from dnal_core import report
 from dnal_core.io import write_json
+from dnal_core.report_tables import Col, reader_table
 
 torch.manual_seed(0)
 run = report.paths("fig1_scaled_sigmoid", profile, out_dir, fig_dir)
@@ -140,7 +141,14 @@ for delta, s in points:
         }
     )
 eq6 = pd.DataFrame(rows)
-eq6.round(6)
+reader_table(eq6, {
+    "delta": Col("delta", "{:g}"),
+    "s": Col("s", "{:g}"),
+    "p": Col("p", "{:.6f}"),
+    "autograd": Col("autograd", "{:.6f}"),
+    "delta p (1-p)": Col("delta p (1-p)", "{:.6f}"),
+    "eq. 6 as printed": Col("eq. 6 as printed", "{:.2f}"),
+})
 
 # %% [markdown]
 # The autograd column and $\delta\,p(1-p)$ agree; the printed expression does not. It is zero at

@@ -51,6 +51,7 @@ import dnal_core as dn
 from dnal_core import report
 from dnal_core.io import write_json
 from dnal_core.measure import gated_macs, hard_gated_arch
+from dnal_core.report_tables import Col, reader_table
 
 torch.manual_seed(0)
 pd.set_option("display.max_colwidth", None)
@@ -243,7 +244,12 @@ schedule = pd.DataFrame([
     for e in range(4)
     for t in range(3)
 ])
-schedule
+reader_table(schedule, {
+    "epoch": Col("epoch", "int"),
+    "step": Col("step", "int"),
+    "delta (iteration)": Col("delta (iteration)", "{:.3f}"),
+    "delta (epoch)": Col("delta (epoch)", "{:.1f}"),
+})
 
 # %% [markdown]
 # The gradient of the sparsity term alone, at $s = 0$, on each $s_j$: $\lambda_a \delta / 4$ for
@@ -265,7 +271,12 @@ for delta in (1.0, 10.0, 1e4):
         "lam*delta/4": lam * delta / 4,
     })
 sparsity_grads = pd.DataFrame(rows)
-sparsity_grads
+reader_table(sparsity_grads, {
+    "delta": Col("delta", "{:g}"),
+    "grad min": Col("grad min", "{:.6f}"),
+    "grad max": Col("grad max", "{:.6f}"),
+    "lam*delta/4": Col("lam*delta/4", "{:.6f}"),
+})
 
 # %% [markdown]
 # ### Line 9: which channels survive
@@ -312,7 +323,12 @@ summary = pd.DataFrame([
     {"network": "gated (before line 9)", "widths": str(model.widths), **full},
     {"network": "pruned (lines 10-11)", "widths": str(small.widths), **small_size},
 ])
-summary
+reader_table(summary, {
+    "network": "network",
+    "widths": "widths",
+    "macs": Col("MACs", "int"),
+    "params": Col("params", "int"),
+})
 
 # %% [markdown]
 # ## Results beside the paper
@@ -367,7 +383,7 @@ algorithm = pd.DataFrame(
     ],
     columns=["Alg. 1 line", "the paper", "here"],
 )
-algorithm
+reader_table(algorithm, {c: c for c in algorithm.columns})
 
 # %% [markdown]
 # ## Check

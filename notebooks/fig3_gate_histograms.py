@@ -56,6 +56,7 @@ import torch
 import dnal_core as dn
 from dnal_core import experiments, report
 from dnal_core.recipes import get_recipe, override
+from dnal_core.report_tables import Col, reader_table
 from dnal_core.train import run_pipeline
 
 NAME = "fig3_gate_histograms"
@@ -190,16 +191,16 @@ summary = lines.assign(
 )
 summary["between"] = summary["channels"] - summary["at_0"] - summary["at_1"]
 # (the gated channels, 1,056 for VGG16, are at_0 + between + at_1)
-summary[[
-    "model",
-    "epoch",
-    "delta",
-    "at_0",
-    "between",
-    "at_1",
-    "open_gates",
-    "test_top1",
-]]
+reader_table(summary, {
+    "model": "model",
+    "epoch": Col("epoch", "int"),
+    "delta": Col("delta", "{:,.1f}"),
+    "at_0": Col("gates at 0", "int"),
+    "between": Col("between", "int"),
+    "at_1": Col("gates at 1", "int"),
+    "open_gates": Col("open gates", "int"),
+    "test_top1": Col("top-1 (%)", "top1"),
+})
 
 # %% [markdown]
 # ## Check

@@ -61,6 +61,7 @@ import dnal_core as dn
 from dnal_core import experiments, report
 from dnal_core.models import PLACEMENTS
 from dnal_core.recipes import get_recipe, override
+from dnal_core.report_tables import COLUMNS, Col, reader_table
 from dnal_core.train import run_pipeline
 
 NAME = "fig4_ss_placement"
@@ -248,14 +249,17 @@ searched_end = ends[ends["stage"] == "arch"][cols]
 tuned_end = ends[ends["stage"] == "finetune"][
     ["model", "placement", "seed", "test_top1"]
 ]
-searched_end.merge(
+reader_table(searched_end.merge(
     tuned_end, on=["model", "placement", "seed"], suffixes=("_search", "_finetuned")
-).assign(macs=lambda d: d["macs"] / 1e6).rename(columns={
-    "open_gates": "open",
-    "macs": "MACs (M)",
-    "test_top1_search": "soft",
-    "hard_top1": "hard",
-    "test_top1_finetuned": "tuned",
+).assign(macs=lambda d: d["macs"] / 1e6), {
+    "model": "model",
+    "placement": "placement",
+    "seed": Col("seed", "int"),
+    "open_gates": Col("open gates", "int"),
+    "macs": COLUMNS["macs_m"],
+    "test_top1_search": Col("soft top-1 (%)", "top1"),
+    **({"hard_top1": Col("hard top-1 (%)", "top1")} if "hard_top1" in cols else {}),
+    "test_top1_finetuned": Col("tuned top-1 (%)", "top1"),
 })
 
 # %% [markdown]

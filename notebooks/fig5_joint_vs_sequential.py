@@ -74,6 +74,7 @@ from IPython.display import display
 from dnal_core import experiments, report, report_cpu
 from dnal_core.io import write_json
 from dnal_core.recipes import get_recipe, override
+from dnal_core.report_tables import reader_table
 from dnal_core.train import run_pipeline
 
 NAME = "fig5_joint_vs_sequential"
@@ -206,9 +207,11 @@ for ax, model in zip(axes[0], MODELS):
 report.save_figure(fig, f"{NAME}_{profile}", run.fig)
 
 # %% tags=["nbval-check-output"]
-finals[["model", "strategy", "macs", "params", "top1", "top5"]].assign(
-    macs=lambda d: d["macs"] / 1e6, params=lambda d: d["params"] / 1e6
-).rename(columns={"macs": "MACs (M)", "params": "params (M)"})
+reader_table(
+    finals.assign(macs_m=finals["macs"] / 1e6, params_m=finals["params"] / 1e6),
+    {"model": "model", "strategy": "strategy", "macs_m": None, "params_m": None,
+     "top1": None, "top5": None},
+)
 
 # %% [markdown]
 # **At equal MACs.** One $\lambda_a$ does not give both strategies the same network size. The
@@ -225,13 +228,15 @@ if profile != "smoke" and t1 is not None and any(t1.glob("lam*.json")):
         near = t1_rows.loc[gap.idxmin()]
         rows += [
             {"network": f"joint, lambda {report.lambda_label(lam)}",
-             "MACs (M)": j.macs / 1e6, "top1": j.top1},
+             "macs_m": j.macs / 1e6, "top1": j.top1},
             {"network": f"sequential, lambda {near['lambda']} (Table I)",
-             "MACs (M)": near["macs_m"], "top1": near["top1"]},
+             "macs_m": near["macs_m"], "top1": near["top1"]},
             {"network": "uniform width (Table I's control)",
-             "MACs (M)": near["uniform_macs_m"], "top1": near["uniform_top1"]},
+             "macs_m": near["uniform_macs_m"], "top1": near["uniform_top1"]},
         ]
-    display(pd.DataFrame(rows).round(2))
+    display(reader_table(
+        rows, {"network": "network", "macs_m": None, "top1": None}, missing="not run"
+    ))
 else:
     report.say("no Table I results at this profile to compare with at equal MACs")
 

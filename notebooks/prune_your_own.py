@@ -67,6 +67,7 @@ from dnal_core.attach import gate_groups, strip_gates
 from dnal_core.io import read_json, write_json
 from dnal_core.measure import latency
 from dnal_core.recipes import get_recipe
+from dnal_core.report_tables import COLUMNS, Col, reader_table
 from dnal_core.train import derive_network, finetune, train_architecture, train_weights
 
 NAME = "prune_your_own"
@@ -121,10 +122,14 @@ print(
     f" {dn.count(model)['macs'] / 1e6:.2f}M MACs,"
     f" {dn.count(model)['params'] / 1e6:.3f}M params"
 )
-pd.DataFrame([
-    {"gate": g.gate, "channels": g.channels, "BatchNorms it follows": ", ".join(g.bns)}
-    for g in groups
-])
+reader_table(
+    [{"gate": g.gate, "channels": g.channels, "bns": ", ".join(g.bns)} for g in groups],
+    {
+        "gate": "gate",
+        "channels": Col("channels", "int"),
+        "bns": "BatchNorms it follows",
+    },
+)
 
 # %% [markdown]
 # The first gate belongs to the stem and to the whole `layer1` stream (the stem's BN and the
@@ -298,26 +303,19 @@ table = finals.assign(**{
     "latency ratio b1": finals["latency_b1_ms"] / dense_row["latency_b1_ms"],
     "latency ratio b64": finals["latency_b64_ms"] / dense_row["latency_b64_ms"],
 })
-# short headers, so that the table fits the page: "ms b1" is the latency at batch 1
-# in ms, "x b1" the dense network's latency over this one's (a speed-up); b64: batch 64
-table[[
-    "network",
-    "MACs (M)",
-    "params (M)",
-    "top1",
-    "hard_top1",
-    "MACs ratio",
-    "latency_b1_ms",
-    "latency_b64_ms",
-    "latency ratio b1",
-    "latency ratio b64",
-]].round(3).rename(columns={
-    "hard_top1": "hard top1",
-    "MACs ratio": "MACs x",
-    "latency_b1_ms": "ms b1",
-    "latency_b64_ms": "ms b64",
-    "latency ratio b1": "x b1",
-    "latency ratio b64": "x b64",
+# latency in ms at batch 1 and 64; the ratios are this network's over the dense one's
+# (below 1: cheaper or faster than dense)
+reader_table(table, {
+    "network": "network",
+    "MACs (M)": COLUMNS["macs_m"],
+    "params (M)": Col("params (M)", "{:.3f}"),
+    "top1": COLUMNS["top1"],
+    "hard_top1": Col("hard top-1 (%)", "top1"),
+    "MACs ratio": Col("MACs / dense", "{:.3f}"),
+    "latency_b1_ms": Col("ms, batch 1", "{:.2f}"),
+    "latency_b64_ms": Col("ms, batch 64", "{:.2f}"),
+    "latency ratio b1": Col("latency / dense, batch 1", "{:.3f}"),
+    "latency ratio b64": Col("latency / dense, batch 64", "{:.3f}"),
 })
 
 # %% [markdown]

@@ -64,6 +64,7 @@ from dnal_core.data import TensorLoader
 from dnal_core.io import write_json
 from dnal_core.prune import prune
 from dnal_core.recipes import SearchConfig, StageConfig
+from dnal_core.report_tables import Col, reader_table
 
 # tqdm.auto without ipywidgets
 warnings.filterwarnings("ignore", message="IProgress not found")
@@ -348,7 +349,16 @@ table = pd.concat(
     ignore_index=True,
 )
 table["MACs reduction"] = (dense["macs"] / table["macs"]).map("{:.2f}x".format)
-table.drop(columns="widths")
+reader_table(table, {
+    "lambda": "lambda",
+    "open channels": Col("open channels", "int"),
+    "macs": Col("MACs", "int"),
+    "params": Col("params", "int"),
+    "gated top1": Col("gated top-1 (%)", "top1"),
+    "pruned top1": Col("pruned top-1 (%)", "top1"),
+    "finetuned top1": Col("finetuned top-1 (%)", "top1"),
+    "MACs reduction": Col("MACs reduction", "{}"),
+})
 
 # %% [markdown]
 # ## Check

@@ -60,6 +60,7 @@ import dnal_core as dn
 from dnal_core import experiments, report, report_cpu
 from dnal_core.paper import paper_baseline, paper_lambdas
 from dnal_core.recipes import get_recipe, override
+from dnal_core.report_tables import reader_table
 
 NAME, TABLE, MODEL = "table1_vgg16_cifar10", "I", "vgg16-cifar"
 profile = report.resolve_profile(NAME, profile)
@@ -111,16 +112,16 @@ Markdown(
 # ## Results
 #
 # One row per $\lambda_a$: MACs and parameters of the pruned network, its MACs reduction
-# (`macs_x`, dense / pruned), top-1 after finetuning, the drop from the dense control
-# (positive: DNAL is worse), and the uniform-width VGG16 of the same MACs trained as long
-# (`uniform_top1`; empty while that control has not run). `dnal_minus_uniform` is the answer
+# (dense / pruned), top-1 after finetuning, the drop from the dense control (positive: DNAL
+# is worse), and the uniform-width VGG16 of the same MACs trained as long ("not run" while
+# that control has not run). "vs uniform width" (DNAL minus uniform, points) is the answer
 # to "does learning the widths pay?" at that size.
 
 # %% tags=["nbval-check-output"]
 rows = report_cpu.table1_rows(have)
 ctl = report_cpu.controls(have)
 dense = ctl["dense"]
-rows[[
+reader_table(rows, [
     "lambda",
     "macs_m",
     "params_m",
@@ -129,7 +130,7 @@ rows[[
     "drop",
     "uniform_top1",
     "dnal_minus_uniform",
-]]
+])
 
 # %% [markdown]
 # The dense control and the weight stage the searches started from. One weight stage serves
@@ -142,7 +143,7 @@ base = finals.iloc[0]
 stages = finals.groupby("baseline_top1")["lambda"].apply(
     lambda x: ", ".join(report.lambda_label(v) for v in sorted(x))
 )
-pd.DataFrame([
+reader_table(pd.DataFrame([
     {
         "network": (
             f"dense, {dense['epochs']} epochs (the control)"
@@ -159,14 +160,14 @@ pd.DataFrame([
         "top1": top1,
     }
     for top1, lams in stages.items()
-])
+]), {"network": "network", "macs_m": None, "top1": None}, missing="not run")
 
 # %% [markdown]
 # The paper's DNAL rows in the same terms (reduction against its baseline, drop in points):
 # what can be compared across a full-width GPU run and a quarter-width CPU run.
 
 # %% tags=["hide-input"]
-report_cpu.paper_relative(TABLE)
+reader_table(report_cpu.paper_relative(TABLE), ["lambda", "macs_x", "params_x", "drop"])
 
 # %% tags=["hide-input"]
 fig = report_cpu.plot_table1(

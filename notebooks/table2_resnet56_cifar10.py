@@ -49,6 +49,7 @@ import dnal_core as dn
 from dnal_core import report
 from dnal_core.paper import paper_baseline, paper_lambdas, paper_table
 from dnal_core.recipes import get_recipe, override
+from dnal_core.report_tables import BESIDE_PAPER, COLUMNS, STREAM_GAP, reader_table
 
 NAME, TABLE, MODEL = "table2_resnet56_cifar10", "II", "resnet56-cifar"
 # paper: every DNAL row
@@ -96,9 +97,9 @@ report.say(f"results from {shown}")
 # %% [markdown]
 # ## Results beside the paper
 #
-# `ours_*`: this run (profile above); `paper_*`: Table II (`dnal_core.paper`). `*_macs_x` is the
-# MACs reduction against each side's own baseline. Our baseline row is the dense network after
-# the weight stage (not finetuned further): `drop1`/`drop5` are its top-1/top-5 minus each
+# "ours": this run (profile above); "paper": Table II (`dnal_core.paper`). "MACs reduction" is
+# the MACs reduction against each side's own baseline. Our baseline row is the dense network after
+# the weight stage (not finetuned further): the drops are its top-1/top-5 minus each
 # pruned network's, in points.
 
 # %% tags=["nbval-check-output"]
@@ -106,11 +107,11 @@ finals = report.read_folder(have)
 report.say(f"profile {profile}: {report.run_line(finals)}")
 ours, table = report.beside_paper(TABLE, finals)
 # the comparison in the columns that fit the page; every column one click below
-table[["lambda", "paper_macs_x", "ours_macs_x", "paper_top1", "ours_top1", "drop1"]]
+reader_table(table, BESIDE_PAPER)
 
 # %% tags=["hide-output"]
 # the full table, one column per lambda: MACs, params, top-1 and top-5 of both sides
-table.set_index("lambda").T
+reader_table(table, [c for c in table.columns if c in COLUMNS]).transposed()
 
 # %% [markdown]
 # ### Pruned MACs and the residual stream
@@ -126,14 +127,14 @@ table.set_index("lambda").T
 
 # %% tags=["hide-input"]
 WIDTHS = [(0.25, {}), (1.0, {})]  # the smoke width and the paper's
-report.stream_gap_table(MODEL, WIDTHS)
+reader_table(report.stream_gap_table(MODEL, WIDTHS), STREAM_GAP)
 
 # %% [markdown]
 # The other methods of Table II, as the paper reports them:
 
 # %%
 others = paper_table(TABLE).query("method not in ['DNAL', 'Baseline']")
-others[["method", "macs_m", "params_m", "top1"]]
+reader_table(others, ["method", "macs_m", "params_m", "top1"])
 
 # %% tags=["hide-input"]
 # Top: MACs in millions (a smoke run's quarter-width network sits near zero); bottom:

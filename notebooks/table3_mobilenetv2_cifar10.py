@@ -49,6 +49,7 @@ import dnal_core as dn
 from dnal_core import report
 from dnal_core.paper import paper_baseline, paper_lambdas, paper_table
 from dnal_core.recipes import get_recipe, override
+from dnal_core.report_tables import BESIDE_PAPER, COLUMNS, reader_table
 
 NAME, TABLE, MODEL = "table3_mobilenetv2_cifar10", "III", "mobilenetv2-cifar"
 # paper: every DNAL row
@@ -95,9 +96,9 @@ print(f"results from {have.relative_to(root) if have.is_relative_to(root) else h
 # %% [markdown]
 # ## Results beside the paper
 #
-# `ours_*`: this run (profile above); `paper_*`: Table III (`dnal_core.paper`). `*_macs_x` is the
-# MACs reduction against each side's own baseline. Our baseline row is the dense network after
-# the weight stage (not finetuned further): `drop1`/`drop5` are its top-1/top-5 minus each
+# "ours": this run (profile above); "paper": Table III (`dnal_core.paper`). "MACs reduction" is
+# the MACs reduction against each side's own baseline. Our baseline row is the dense network after
+# the weight stage (not finetuned further): the drops are its top-1/top-5 minus each
 # pruned network's, in points.
 
 # %% tags=["nbval-check-output"]
@@ -105,19 +106,20 @@ finals = report.read_folder(have)
 report.say(f"profile {profile}: {report.run_line(finals)}")
 ours, table = report.beside_paper(TABLE, finals)
 # the comparison in the columns that fit the page; every column one click below
-table[["lambda", "paper_macs_x", "ours_macs_x", "paper_top1", "ours_top1", "drop1"]]
+reader_table(table, BESIDE_PAPER)
 
 # %% tags=["hide-output"]
 # the full table, one column per lambda: MACs, params, top-1 and top-5 of both sides
-table.set_index("lambda").T
+reader_table(table, [c for c in table.columns if c in COLUMNS]).transposed()
 
 # %% [markdown]
 # The other methods of Table III, as the paper reports them:
 
 # %%
-paper_table(TABLE).query("method not in ['DNAL', 'Baseline']")[
-    ["method", "macs_m", "params_m", "top1"]
-]
+reader_table(
+    paper_table(TABLE).query("method not in ['DNAL', 'Baseline']"),
+    ["method", "macs_m", "params_m", "top1"],
+)
 
 # %% tags=["hide-input"]
 # Left: MACs in millions (a smoke run's quarter-width network sits near zero); right:

@@ -49,6 +49,7 @@ import dnal_core as dn
 from dnal_core import report
 from dnal_core.paper import paper_baseline, paper_table
 from dnal_core.recipes import get_recipe
+from dnal_core.report_tables import COLUMNS, reader_table
 
 NAME, TABLE, MODEL = "table6_mobilenetv2_imagenet", "VI", "mobilenetv2-imagenet"
 run = report.paths(NAME, "paper", out_dir, fig_dir)
@@ -58,7 +59,9 @@ LAMS = paper.loc[
 ].tolist()  # the paper's lambda_a for this table
 torch.set_num_threads(threads)
 pd.set_option("display.float_format", lambda x: f"{x:.4g}")
-paper[["method", "lambda", "macs_m", "params_m", "top1", "top5", "search_cost_epochs"]]
+reader_table(paper, [
+    "method", "lambda", "macs_m", "params_m", "top1", "top5", "search_cost_epochs"
+])
 
 # %% [markdown]
 # Our baseline network at 224x224, counted two ways: `macs` (conv and linear multiply-accumulates,
@@ -118,7 +121,9 @@ if train or have_smoke is None:
     )
 smoke_finals = report.read_folder(have_smoke)
 report.say(f"smoke result: {report.run_line(smoke_finals)}")
-report.ours_table(smoke_finals)[["lambda", "macs_m", "params_m", "top1", "top5"]]
+reader_table(
+    report.ours_table(smoke_finals), ["lambda", "macs_m", "params_m", "top1", "top5"]
+)
 
 # %% [markdown]
 # ## Results beside the paper
@@ -128,7 +133,7 @@ report.ours_table(smoke_finals)[["lambda", "macs_m", "params_m", "top1", "top5"]
 folder = (run.out if out_dir else report.results_dir(NAME, "paper"))
 ours, table, message = report.paper_run_table(NAME, TABLE, folder)
 report.say(message)
-table
+reader_table(table, [c for c in table.columns if c in COLUMNS])
 
 # %% tags=["hide-input"]
 report.save_figure(

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from dnal_core.report_tables import FORMATS, Col, ReaderTable, reader_table
+from dnal_core.report_tables import COLUMNS, FORMATS, Col, ReaderTable, reader_table
 
 ROWS = pd.DataFrame({
     "lambda": ["1e-4", "1e-3"],
@@ -32,6 +32,8 @@ def test_values_formatted_for_the_reader():
     assert t.data["top-1 (%)"].tolist() == ["83.04", "73.88"]  # two decimals, never 3 digits
     assert t.data["reduction"].tolist() == ["2.36x", "11.00x"]
     assert t.data["MACs (M)"].tolist() == ["61.23", "12.50"]
+    small = reader_table({"m": [15470.0, 0.23812, 0.014567]}, {"m": Col("M", "millions")})
+    assert small.data["M"].tolist() == ["15,470.00", "0.238", "0.0146"]
     # a control never trained, and another missing value with the table's default
     assert t.data["uniform width top-1 (%)"].tolist() == ["80.10", "not run"]
     assert t.data["vs uniform width (points)"].tolist() == ["2.94", "-"]
@@ -88,3 +90,43 @@ def test_empty_table():
     t = reader_table(ROWS.iloc[:0], SPEC)
     assert len(t.data) == 0 and t.to_html().count("<th ") == len(SPEC)
     assert repr(t).splitlines() == ["  ".join(t.data.columns), "(no rows)"]
+
+
+def test_library_column_names_by_list():
+    t = reader_table(ROWS, ["lambda", "macs_x", "top1", "uniform_top1", "dnal_minus_uniform"])
+    assert list(t.data.columns) == ["lambda", "MACs reduction", "top-1 (%)", "uniform width top-1 (%)",
+                                    "vs uniform width (points)"]
+    assert t.data.iloc[1].tolist() == ["1e-3", "11.00x", "73.88", "not run", "not run"]
+    t = reader_table(ROWS, {"lambda": None, "top1": Col("top-1 after finetuning (%)", "top1")})
+    assert list(t.data.columns) == ["lambda", "top-1 after finetuning (%)"]
+    with pytest.raises(ValueError, match="no reader's name for columns \\['unused'\\]"):
+        reader_table(ROWS, ["lambda", "unused"])
+    assert all(isinstance(c, Col) and c.label for c in COLUMNS.values())
+
+
+def test_transposed_turns_columns_into_rows():
+    t = reader_table(ROWS, ["lambda", "macs_x", "top1", "uniform_top1"]).transposed()
+    assert list(t.data.columns) == ["lambda", "1e-4", "1e-3"]
+    assert t.data["lambda"].tolist() == ["MACs reduction", "top-1 (%)", "uniform width top-1 (%)"]
+    assert t.data["1e-3"].tolist() == ["11.00x", "73.88", "not run"]
+    assert repr(t).splitlines()[0].split() == ["lambda", "1e-4", "1e-3"]
+    assert t.to_html().count("<th ") == 3 and 'class="text">top-1 (%)' in t.to_html()
+
+
+def test_library_tables_have_reader_names():
+    """Every column report.ours_table and report.paper_vs_ours produce has a reader's name, and
+    the Tables II-III comparison renders from paper_vs_ours' output."""
+    from dnal_core import report
+    from dnal_core.report_tables import BESIDE_PAPER
+
+    finals = pd.DataFrame({"lambda": [1e-4], "macs": [3.3e6], "params": [2e4], "top1": [16.0],
+                           "top5": [67.5], "baseline_macs": [7.9e6], "baseline_params": [5.4e4],
+                           "baseline_top1": [21.0], "baseline_top5": [71.0]})
+    ours, merged = report.beside_paper("II", finals)
+    assert set(ours.columns) <= set(COLUMNS) and set(merged.columns) <= set(COLUMNS)
+    t = reader_table(merged, BESIDE_PAPER)
+    assert list(t.data.columns)[:2] == ["lambda", "paper: MACs reduction"]
+    row = t.data[t.data["lambda"] == "1e-4"].iloc[0]
+    assert row["ours: top-1 (%)"] == "16.00" and row["ours: top-1 drop (points)"] == "5.00"
+    assert row["ours: MACs reduction"] == f"{7.9 / 3.3:.2f}x"
+    assert "nan" not in repr(t).lower()

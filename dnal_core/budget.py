@@ -47,9 +47,9 @@ changed (``budget.repaired``); 0 when the controller alone landed inside.
 
 A target below what ``min_channels`` leaves (every gate closed, each kept layer at its
 ``min_channels`` best channels), or above the dense count, is refused before training.
-Networks without a cost description (``Family.cost``: the CIFAR families and MobileNetV2 on
-ImageNet; not yet VGG16/ResNet50 on ImageNet, the supernet or ``attach_gates`` networks) are
-refused with one line naming the model.
+Networks without a cost description (``Family.cost``: the CIFAR families, MobileNetV2 on
+ImageNet and ``attach_gates`` networks (``prune.generic_cost``); not yet VGG16/ResNet50 on
+ImageNet or the supernet) are refused with one line naming the model.
 """
 from __future__ import annotations
 
@@ -85,8 +85,8 @@ def cost_model(model: nn.Module):
             fam = None
         if fam is None or fam.cost is None:
             raise ValueError(f"{getattr(model, 'name', type(model).__name__)}: no cost description for its "
-                             "family (budgets and the expected-macs/params loss forms cover the CIFAR models "
-                             "and mobilenetv2-imagenet)")
+                             "family (budgets and the expected-macs/params loss forms cover the CIFAR models, "
+                             "mobilenetv2-imagenet and attach_gates networks)")
         cm = _CACHE[model] = build_cost_model(model, fam.cost(model))
     return cm
 

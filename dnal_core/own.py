@@ -10,8 +10,8 @@ a ``num_classes`` there wins), then gated for the dataset's input size. The gate
 ``export`` and ``bench`` rebuild it in another process. ``width_mult``, ``widths`` and other
 placements are the registered models'; a constructor's own width keyword goes in model_args.
 
-Not yet: a budget (``--target-macs``/``--target-params``) and the cost-aware loss forms, which
-need a cost description of attach_gates networks; they are refused in one line.
+A budget (``--target-macs``/``--target-params``) and the cost-aware loss forms work as for the
+registered models: ``prune.generic_cost`` describes the cost from the DepGraph groups.
 """
 from __future__ import annotations
 
@@ -22,19 +22,9 @@ from torch import nn
 from .models import DEFAULT_PLACEMENT
 
 
-def is_ref(model: str) -> bool:
-    """Whether a recipe's ``model`` names a ``module:function`` rather than a registered model."""
-    return ":" in str(model)
-
-
 def check_recipe(recipe) -> None:
     """What a run of ``recipe.model`` = "module:function" cannot do, refused before any work
     (the constructor is imported here, so a bad name fails before the data loads)."""
-    if recipe.search.target is not None or recipe.search.loss_form.startswith("expected-"):
-        what = (f"--target-{recipe.search.target_kind}" if recipe.search.target is not None
-                else f"--loss-form {recipe.search.loss_form}")
-        raise ValueError(f"{what} is not available for a module:function network yet: a budget needs a cost "
-                         "description of attach_gates networks (issue 23, item 2); use --lambda")
     for key, ok in (("width_mult", recipe.width_mult == 1.0), ("widths", recipe.widths is None),
                     ("placement", recipe.placement == DEFAULT_PLACEMENT), ("dataset", recipe.dataset == "cifar10")):
         if not ok:

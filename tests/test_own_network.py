@@ -1,8 +1,9 @@
-"""Your own network, as a user would prune it (issue 23, items 1 and 5): ``dnal run
+"""Your own network, as a user would prune it (issue 23, items 1, 2 and 5): ``dnal run
 module:function`` runs Alg. 1 on it and ``dnal prune``/``export``/``bench`` take the result;
 ``--weights-from`` takes a plain state dict and skips stage 1; ``dnal_core.search`` does it in
-one call; bad input gets one line, exit 2, nothing written. Synthetic 32x32 data, tiny
-networks (and a quarter-width torchvision MobileNetV2), one epoch a stage."""
+one call; ``--target-macs`` lands on the budget (the cost read off the DepGraph groups equals the
+pruned count); bad input gets one line, exit 2, nothing written. Synthetic 32x32 data (80
+images), tiny networks and torchvision's at 32x32, one epoch a stage."""
 import functools
 import json
 import os
@@ -14,8 +15,11 @@ import torch
 from torch import nn
 
 import dnal_core as dn
+from dnal_core.budget import ABOVE, BELOW, dense_cost, hard_cost
 from dnal_core.cli import main
 from dnal_core.io import load_model
+from dnal_core.prune import prune
+from test_generic import MODELS as GENERIC_MODELS, gated, random_hard_gates  # torchvision, 64x64
 
 # 80 synthetic training and 20 test images, batch 16, one epoch a stage
 TINY = ["--profile", "smoke", "--set", "train_per_class=null", "--set", "test_per_class=null",
@@ -31,6 +35,13 @@ def tiny(num_classes=10, width=8):
                          nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False),
                          nn.BatchNorm2d(2 * width), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                          nn.Linear(2 * width, num_classes))
+
+
+def flat(num_classes=10, width=8):
+    """A Linear reading each channel at 2x2 positions (flatten): its inputs are 4 x the open channels."""
+    return nn.Sequential(nn.Conv2d(3, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(4 * width, 16), nn.ReLU(),
+                         nn.Linear(16, num_classes))
 
 
 def no_gate(num_classes=10):
@@ -105,9 +116,11 @@ def test_search_in_one_call(data, tmp_path):
                            device="cpu")
     assert final["model"] == REF and final["config"]["model_args"] == {"width": 6}
     assert dn.count(net) == {"macs": final["macs"], "params": final["params"]} and not net.training
-    with pytest.raises(ValueError, match="item 2"):
-        dn.search(REF, data, tmp_path / "budget", target_macs=0.5, changes=ch, device="cpu")
-    assert not (tmp_path / "budget").exists()
+    net, final = dn.search(functools.partial(tiny, width=16), data, tmp_path / "budget", target_params=0.5,
+                           changes=ch, device="cpu")
+    assert BELOW <= dn.count(net)["params"] / (0.5 * final["baseline_params"]) <= ABOVE
+    with pytest.raises(ValueError, match="give one of"):
+        dn.search(REF, data, tmp_path / "both", lam=1e-2, target_macs=0.5)
 
 
 def _listing(d):
@@ -155,11 +168,37 @@ def test_bad_state_dicts(bad, tmp_path):
     bad(REF, [*lam, "--weights-from", str(tmp_path / "text.pt")], "cannot load")
 
 
-def test_refused_until_a_cost_description_exists_and_zero_arch_epochs(bad):
-    bad(REF, ["--target-macs", "0.5"], "(issue 23, item 2)")
-    bad(REF, ["--lambda", "1e-3", "--loss-form", "expected-params"], "(issue 23, item 2)")
+def test_bad_budgets_and_zero_arch_epochs(bad):
+    bad(REF, ["--target-macs", "2k"], "is unreachable")  # below every gate closed: refused before training
+    bad(REF, ["--target-params", "1e9"], "exceeds the dense")
     # 0 architecture epochs: every s = 0 sits on the threshold (every gate would close), any model
     bad(REF, ["--lambda", "1e-3", "--epochs-arch", "0"], "arch.epochs (--epochs-arch) is 0")
     bad("vgg16-cifar", ["--lambda", "1e-3", "--width-mult", "0.125", "--epochs-arch", "0"], "arch.epochs")
     bad("vgg16-cifar", ["--lambda", "1e-3", "--width-mult", "0.125", "--joint", "--epochs-joint", "0"],
         "joint.epochs")
+
+
+@pytest.mark.parametrize("name", list(GENERIC_MODELS) + ["flat"])
+def test_cost_at_hard_gates_is_the_pruned_count(name):
+    """Item 2: the cost description read off the DepGraph groups equals dnal_core.count of the
+    really pruned network at random 0/1 gates (a whole group closed included), MACs and params."""
+    model = dn.attach_gates(flat(), torch.zeros(1, 3, 32, 32)) if name == "flat" else gated(name)
+    random_hard_gates(model)
+    pruned = prune(model).model
+    assert dense_cost(model, "macs") == dn.count(model)["macs"]
+    assert {k: hard_cost(model, k) for k in ("macs", "params")} == dn.count(pruned)
+    assert hard_cost(model) < dense_cost(model)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "efficientnet_b0"])
+def test_one_command_lands_on_the_budget(data, tmp_path, name):
+    """``dnal run torchvision.models:NAME --target-macs 0.5``: the finetuned network has half the
+    dense MACs, within the budget's [0.90, 1.03] bounds, as counted on the saved network."""
+    run = tmp_path / "run"
+    assert main(["run", f"torchvision.models:{name}", "--data", str(data), "--out", str(run), *TINY,
+                 "--target-macs", "0.5"]) == 0
+    final = json.loads((run / "final.json").read_text())
+    net, _ = load_model(run / "final.pt")
+    assert dn.count(net)["macs"] == final["macs"] == final["budget"]["reached"]
+    assert BELOW <= final["macs"] / (0.5 * final["baseline_macs"]) <= ABOVE
+    assert final["budget"]["loss_form"] == "expected-macs" and final["budget"]["kind"] == "macs"

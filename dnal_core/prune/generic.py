@@ -29,6 +29,7 @@ from ..attach import _constructor_ref, apply_keep, strip_gates, trace_groups
 from ..gate import gates
 from .coupling import Branch, Family, Group
 from .files import ARCH_FILE, WEIGHTS_FILE, build_pruned
+from .generic_cost import generic_cost
 
 
 def structure(model: nn.Module) -> list[Group]:
@@ -49,7 +50,7 @@ def surgery(src: nn.Module, keep: list[torch.Tensor]) -> tuple[dict, dict]:
     return arch, {k: v.detach().clone() for k, v in plain.state_dict().items()}
 
 
-FAMILY = Family(structure, surgery)
+FAMILY = Family(structure, surgery, generic_cost)  # cost: budgets and the cost-aware term
 
 
 def load(path: str | Path, constructor=None, map_location="cpu") -> nn.Module:

@@ -283,25 +283,53 @@ def test_page_renders_in_chromium(html, tmp_path, page, has_table, has_img):
     assert spread > 10 and inked > 0.01, f"{page} looks blank: stddev {spread:.1f}, {inked:.1%} inked"
     # After scripts ran: MathJax (served locally) typeset the formulas, none failed; nothing is
     # cut at the page edge; every figure has pixels and is shown large enough to read.
-    probe = (html / page).with_name(f"_probe_{Path(page).name}")
+    dom, result = _probe(exe, html / page, source)
+    assert "DNAL, reproduced" in dom
+    if 'class="math' in source:
+        assert "<mjx-container" in dom, f"{page}: MathJax did not render (is it loaded offline?)"
+    assert "<mjx-merror" not in dom and "Math input error" not in dom
+    assert not result["wide"], f"{page}: cut at the page edge or wider than its column: {result['wide'][:5]}"
+    assert result["tables"] == source.count("<table"), f"{page}: the probe saw {result['tables']} tables"
+    for src, natural, shown in result["imgs"]:
+        assert natural > 0, f"{page}: image {src} is empty or missing"
+        assert shown >= min(natural, 300), f"{page}: image {src} shown {shown} px wide (of {natural})"
+    check_header_buttons(html, page, result["buttons"])
+
+
+def _probe(exe, path: Path, source: str):
+    """``(dom, result)``: the page ``path`` with ``source`` as its HTML and PROBE added, as
+    Chromium leaves it after its scripts, and the probe's findings."""
+    probe = path.with_name(f"_probe_{path.name}")
     head, _, tail = source.rpartition("</body>")  # the page's own closing tag (an output may hold one)
     probe.write_text(head + PROBE + "</body>" + tail)
     try:
         dom = _run_chromium(exe, probe.as_uri(), "--window-size=1280,900", "--dump-dom").stdout
     finally:
         probe.unlink()
-    assert "DNAL, reproduced" in dom
-    if 'class="math' in source:
-        assert "<mjx-container" in dom, f"{page}: MathJax did not render (is it loaded offline?)"
-    assert "<mjx-merror" not in dom and "Math input error" not in dom
     found = re.search(r'<pre id="probe-result"[^>]*>(.*?)</pre>', dom, re.S)  # the theme may add tabindex
-    assert found, f"{page}: the layout probe did not run"
-    result = json.loads(html_unescape(found.group(1)))
-    assert not result["wide"], f"{page}: cut at the page edge (scrollWidth > width): {result['wide'][:5]}"
-    for src, natural, shown in result["imgs"]:
-        assert natural > 0, f"{page}: image {src} is empty or missing"
-        assert shown >= min(natural, 300), f"{page}: image {src} shown {shown} px wide (of {natural})"
-    check_header_buttons(html, page, result["buttons"])
+    assert found, f"{path.name}: the layout probe did not run"
+    return dom, json.loads(html_unescape(found.group(1)))
+
+
+@pytest.mark.slow
+def test_probe_flags_a_wide_table_anywhere(html):
+    """The probe finds a table wider than its column wherever it is: a cell's output, a
+    collapsed (hidden) output, the prose of a page."""
+    exe = _chromium()
+    page = html / "chapters" / "table1_vgg16_cifar10.html"
+    source = page.read_text()
+    row = "<tr>" + "".join(f"<td>column{i:02d}_wide_value</td>" for i in range(30)) + "</tr>"
+    wide = f"<table class='dataframe'>{row}</table>"
+    marker, article = '<div class="cell_output docutils container">', '<article class="bd-article">'
+    assert marker in source and article in source
+    places = {
+        "output": source.replace(marker, marker + wide, 1),
+        "hidden": source.replace(marker, marker + f"<details><summary>s</summary>{wide}</details>", 1),
+        "prose": source.replace(article, article + wide, 1),
+    }
+    for where, text in places.items():
+        _, result = _probe(exe, page, text)
+        assert any("column00_wide_value" in w[-1] for w in result["wide"]), (where, result["wide"])
 
 
 def check_header_buttons(html, page, groups):
@@ -331,15 +359,21 @@ def check_header_buttons(html, page, groups):
         assert parse_qs(binder.query) == {"urlpath": [f"lab/tree/{target}"]} and (ROOT / target).is_file(), links
 
 
-# Run in the page after its scripts: every code/output block and result table that scrolls
-# horizontally (a line cut at the page edge), every result table wider than the output area
-# that holds it (its right columns hidden behind that area's scroll bar), each figure's
-# natural and shown width, and the header's button groups (shown or not, their links).
+# Run in the page after its scripts, with every collapsed block opened (a hidden output is
+# still read once a reader opens it): every code/output block and table that scrolls
+# horizontally (a line cut at the page edge), and every table of the page (a result table, a
+# Markdown table such as the front page's status) wider than the column that holds it (a
+# cell's output area, else the article), its right columns hidden behind a scroll bar; each
+# figure's natural and shown width, and the header's button groups (shown or not, links).
 PROBE = """<script>window.addEventListener('load', () => setTimeout(() => {
-  const wide = [...document.querySelectorAll('main pre, main div.cell_output table')]
+  document.querySelectorAll('main details').forEach(d => { d.open = true; });
+  const column = el => el.closest('div.cell_output') || el.closest('article') || el.closest('main');
+  const wide = [...document.querySelectorAll('main pre, main table')]
     .filter(el => el.scrollWidth > el.clientWidth + 1 || (el.tagName === 'TABLE'
-      && el.offsetWidth > el.closest('div.cell_output').clientWidth + 1))
-    .map(el => [el.tagName, el.scrollWidth, el.clientWidth, el.textContent.slice(0, 60)]);
+      && el.offsetWidth > column(el).clientWidth + 1))
+    .map(el => [el.tagName, el.scrollWidth, el.offsetWidth, column(el).clientWidth,
+                el.textContent.slice(0, 60)]);
+  const tables = document.querySelectorAll('main table').length;
   const imgs = [...document.querySelectorAll('main img')].filter(i => !i.closest('.article-header-buttons'))
     .map(i => [i.getAttribute('src'), i.naturalWidth, i.clientWidth]);
   const buttons = Object.fromEntries(['launch', 'source', 'download'].map(g => {
@@ -348,7 +382,7 @@ PROBE = """<script>window.addEventListener('load', () => setTimeout(() => {
       links: [...menu.querySelectorAll('a.dropdown-item')].map(a => [a.textContent.trim(), a.getAttribute('href')])}];
   }));
   const out = document.createElement('pre'); out.id = 'probe-result';
-  out.textContent = JSON.stringify({wide, imgs, buttons});
+  out.textContent = JSON.stringify({wide, imgs, buttons, tables});
   document.body.appendChild(out);
 }, 300));</script>"""
 

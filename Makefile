@@ -60,6 +60,9 @@ chromium:
 
 # Every notebook under papermill (PROFILE=auto: each chapter renders its largest-scale committed
 # results; cpu: trains the cpu experiments, about 5 hours, resumable; smoke; paper), then the book.
+# What the chapters write goes under book/_build/out (ignored), so the checkout stays as it was;
+# PROFILE=cpu writes its chapters' results in place, and DNAL_OUT_ROOT=$(CURDIR) make book
+# re-makes every committed result and figure on purpose (book/build.py execute).
 book: setup
 	MPLBACKEND=Agg $(BIN)/python book/build.py execute --profile $(PROFILE)
 	$(BIN)/python book/build.py html

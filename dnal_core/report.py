@@ -44,8 +44,9 @@ from pathlib import Path
 PROFILES = ("smoke", "cpu", "paper")
 
 
-# Set by `make test`: notebooks re-run by nbval write their results and figures under this
-# folder instead of over the committed ones in the repository.
+# Set by `make test` (a scratch folder) and by `book/build.py execute` (book/_build/out, unless
+# the caller set it): notebooks write their results and figures under this folder instead of
+# over the committed ones in the repository.
 OUT_ROOT_ENV = "DNAL_OUT_ROOT"
 
 

@@ -6,10 +6,10 @@
 
 ``reader_table(df, columns)`` keeps the columns the spec names (a list of the library's column
 names, each set as ``COLUMNS`` says, or a mapping name -> ``Col``, a plain label or None for
-``COLUMNS``' entry), in its order, under the
-spec's labels (human names with units), writes every value as text with its column's format,
-and returns a ``ReaderTable``: shown without the index, as HTML in the book and JupyterLab and
-as plain text in nbval and a terminal (both deterministic, so stored outputs compare).
+``COLUMNS``' entry), in its order, under the spec's labels (human names with units), writes
+every value as text with its column's format, and returns a ``ReaderTable``: shown without
+the index, as HTML in the book and JupyterLab and as plain text in nbval and a terminal (both
+deterministic, so stored outputs compare).
 
 A column's format is a ``str.format`` pattern (``"{:.1f}"``), a callable, or one of ``FORMATS``:
 ``top1`` (two decimals, 83.04), ``points`` (two decimals, a difference in points), ``x`` (a
@@ -24,6 +24,7 @@ from __future__ import annotations
 import html as _html
 from dataclasses import dataclass
 from typing import Callable, Mapping, Union
+
 
 def millions(value) -> str:
     """MACs or parameters in millions: two decimals with thousands separated (15,470.00, 13.96)

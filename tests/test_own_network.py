@@ -19,6 +19,7 @@ from dnal_core.budget import ABOVE, BELOW, dense_cost, hard_cost
 from dnal_core.cli import main
 from dnal_core.io import load_model
 from dnal_core.prune import prune
+from dnal_core.train import evaluate
 from test_generic import MODELS as GENERIC_MODELS, gated, random_hard_gates  # torchvision, 64x64
 
 # 80 synthetic training and 20 test images, batch 16, one epoch a stage
@@ -106,7 +107,10 @@ def test_weights_from_a_plain_state_dict_skips_stage_1(data, tmp_path):
     searched, _ = load_model(run / "search.pt")  # stage 2 trains s only: the user's weights, unchanged
     got = searched.state_dict()
     assert all(torch.equal(got[k], v) for k, v in user.state_dict().items())
-    assert json.loads((run / "final.json").read_text())["weights_from"] == str(sd.resolve())
+    final = json.loads((run / "final.json").read_text())
+    assert final["weights_from"] == str(sd.resolve())
+    base = evaluate(user.eval(), load_test(data))  # the user's network as given
+    assert (final["baseline_top1"], final["baseline_top5"]) == (base["top1"], base["top5"])
 
 
 def test_search_in_one_call(data, tmp_path):
@@ -121,6 +125,11 @@ def test_search_in_one_call(data, tmp_path):
     assert BELOW <= dn.count(net)["params"] / (0.5 * final["baseline_params"]) <= ABOVE
     with pytest.raises(ValueError, match="give one of"):
         dn.search(REF, data, tmp_path / "both", lam=1e-2, target_macs=0.5)
+
+
+def load_test(data):
+    from dnal_core.data import cifar10_loaders
+    return cifar10_loaders(data, 16, 20, device="cpu")[1]
 
 
 def _listing(d):

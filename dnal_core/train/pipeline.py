@@ -193,17 +193,19 @@ def _check_out(out: Path, recipe: Recipe, resume: bool, data=None) -> dict | Non
     return stored
 
 
-def _weights_source(path: str | Path, recipe: Recipe, num_classes: int) -> tuple[dict, dict | None]:
+def _weights_source(path: str | Path, recipe: Recipe, num_classes: int, test, device) -> tuple[dict, dict | None]:
     """(meta, None) when ``path`` is a dense model file of the recipe's network (any SS placement:
     with SS off every placement computes the same function and has the same state_dict keys);
-    ({}, the state dict) when it is a plain state dict (``torch.save(net.state_dict())``, read
-    weights-only) that fits the network; ValueError otherwise."""
+    (its accuracy, the state dict) when it is a plain state dict (``torch.save(net.state_dict())``,
+    read weights-only) that fits the network: the top-1/top-5 of the network as given (its own
+    BatchNorm statistics) on the test split, final.json's baseline; ValueError otherwise."""
     from ..own import load_state
 
     blob, dense = io.load(path), dense_model(recipe, num_classes)
     if not (isinstance(blob, dict) and "arch" in blob and "state_dict" in blob):
         load_state(dense, blob, path)  # ValueError when it does not fit
-        return {}, blob
+        ev = evaluate(dense.to(device), test)
+        return {"top1": ev["top1"], "top5": ev["top5"]}, blob
     model, meta = io.load_model(path)
     same = {"placement": None, "template": None}  # the template: a key of this process's copy
     want, got = dense.arch(), model.arch()
@@ -299,7 +301,7 @@ def _run_pipeline(recipe, data, out, device, resume, quiet, stages, weights_from
     train, test, num_classes = make_loaders(recipe, data, device, download, workers)
     if dist.is_main():
         dist.barrier()  # also: every rank has checked ``out`` before rank 0 writes into it
-    wsrc = _weights_source(weights_from, recipe, num_classes) if weights_from else (None, None)
+    wsrc = _weights_source(weights_from, recipe, num_classes, test, device) if weights_from else (None, None)
     if recipe.search.target is not None:  # an unreachable budget is refused before anything is written
         from ..budget import resolve_target
         resolve_target(dense_model(recipe, num_classes), recipe.search.target_kind, recipe.search.target)

@@ -18,7 +18,8 @@
 # normalisation, the SS (scaled sigmoid) layer and ReLU; Alg. 1 lists the three stages that
 # train it. This chapter draws that unit in each stage, then walks through the stages on a
 # tiny VGG16 with the library's gate functions (`set_mode`, `reset_gates`, `DeltaSchedule`,
-# `sparsity_loss`, `open_counts`), checking at each step what the paper says happens.
+# `open_counts`) and its sparsity loss (`sparsity_loss`, from `dnal_core/loss.py`), checking
+# at each step what the paper says happens.
 # The [quickstart](quickstart.ipynb) then trains a network through all three stages.
 #
 # | Alg. 1 | stage | SS layer | trains | loss |

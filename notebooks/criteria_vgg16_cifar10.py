@@ -166,6 +166,18 @@ else:
 classic
 
 # %% [markdown]
+# At the 3.49x network's MACs (the first target the classic criteria reached at the `cpu`
+# profile), L1 per layer and BN scale by global ranking, from the same weight stage and with
+# the same 12-epoch finetune, land within half a point of uniform width and about five points
+# above DNAL's eq. 4: the selection, not the finetune, is what eq. 4 loses on; even random
+# channels, at the same share in every layer, land three points above it. At 2.36x, where eq.
+# 4 is 0.35 under uniform width, L1 per layer is level with both (within Fig. 4's seed
+# spread). Taylor by one global ranking of raw scores is the outlier: its scores are not
+# normalised per layer, so it closes layers 8-13 down to one channel each (the row's widths)
+# and the network falls to about half its accuracy (at the smoke profile L1 by global ranking
+# did the same to the early layers).
+
+# %% [markdown]
 # **3. The width trend.** The same experiment at another width, from its own weight stage
 # (`criteria --part variant --width-mult 0.125`, rows `w0.125-seed0/...`): eq. 4's lambda
 # nearest 2.4x and 4x fewer MACs, the cost-aware budget at the same two sizes, and the uniform
@@ -209,15 +221,6 @@ else:
 spread
 
 # %% [markdown]
-# At the 3.49x network's MACs (the first target the classic criteria reached at the `cpu`
-# profile), L1 per layer and BN scale by global ranking, from the same weight stage and with
-# the same 12-epoch finetune, land within half a point of uniform width and about five points
-# above DNAL's eq. 4: the selection, not the finetune, is what eq. 4 loses on. Taylor by one
-# global ranking of raw scores is the outlier: its scores are not normalised per layer, so it
-# closes layers 8-13 down to one channel each (the row's widths) and the network falls to
-# about half its accuracy (at the smoke profile L1 by global ranking did the same to the
-# early layers).
-#
 # **Not measured yet** (issue 20): the width trend at 1/2 width (5.6x the quarter width's
 # epoch: one reduction there is a night on the 2-core machine), seeds 1 and 2, and the classic
 # criteria the rows above do not show. Until the seeds exist, a difference smaller than Fig.

@@ -171,11 +171,11 @@ classic
 # the same 12-epoch finetune, land within half a point of uniform width and about five points
 # above DNAL's eq. 4: the selection, not the finetune, is what eq. 4 loses on; even random
 # channels, at the same share in every layer, land three points above it. At 2.36x, where eq.
-# 4 is 0.35 under uniform width, L1 per layer is level with both (within Fig. 4's seed
-# spread). Taylor by one global ranking of raw scores is the outlier: its scores are not
-# normalised per layer, so it closes layers 8-13 down to one channel each (the row's widths)
-# and the network falls to about half its accuracy (at the smoke profile L1 by global ranking
-# did the same to the early layers).
+# 4 is 0.35 under uniform width, L1 per layer and BN scale are level with both (within Fig.
+# 4's seed spread). Taylor by one global ranking of raw scores is the outlier at both sizes:
+# its scores are not normalised per layer, so at 3.49x it closes layers 8-13 down to one
+# channel each (the row's widths) and the network loses 30 points (at the smoke profile L1 by
+# global ranking did the same to the early layers).
 
 # %% [markdown]
 # **3. The width trend.** The same experiment at another width, from its own weight stage

@@ -10,6 +10,7 @@ are only ever compared within their group.
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -140,7 +141,10 @@ def plot_methods(rows: list[dict], title: str = "VGG16 x1/4, CIFAR-10: top-1 aga
 
 # --- the width trend and the seeds -----------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
 def dense_macs(width_mult: float, model: str = "vgg16-cifar") -> int:
+    """MACs of the dense ``model`` at ``width_mult`` (counted once per width: every row of a
+    width shares it)."""
     from .measure import count
     from .models import build
 

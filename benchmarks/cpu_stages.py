@@ -39,7 +39,6 @@ import copy
 import datetime
 import json
 import os
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -49,7 +48,7 @@ import torch
 from dnal_core import build, gates, set_delta, set_mode
 from dnal_core.data import CIFAR10_MEAN, CIFAR10_STD, TensorLoader
 from dnal_core.io import save, write_json
-from dnal_core.machine import cpu_kind, cpu_model, has_bf16_matmul
+from dnal_core.machine import cpu_kind, cpu_model, has_bf16_matmul, kind_slug
 from dnal_core.measure import count
 from dnal_core.train.bn import precise_copy
 from dnal_core.train.stages import evaluate, train_step
@@ -58,11 +57,6 @@ ROOT = Path(__file__).resolve().parents[1]
 EPOCH, TEST, BATCH, CALIB = 50_000, 10_000, 128, 20
 STEPS_PER_EPOCH = EPOCH // BATCH  # the trainer drops the last incomplete batch
 ARCH = ROOT / "results" / "table1_vgg16_cifar10" / "cpu" / "arch" / "lam2.3e-3.json"
-
-
-def kind_slug(kind: str) -> str:
-    """A file name for a CPU kind: ``x86_64 AuthenticAMD AVX2 [avx2]`` -> ``x86_64-authenticamd-avx2-avx2``."""
-    return re.sub(r"[^a-z0-9_]+", "-", kind.lower()).strip("-")
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 3) -> float:

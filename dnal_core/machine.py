@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import platform
+import re
 from pathlib import Path
 
 import torch
@@ -57,6 +58,12 @@ def cpu_kind() -> str:
     except (AttributeError, RuntimeError):  # very old torch: no dispatch level to read
         capability = "unknown"
     return f"{platform.machine()} {vendor} {capability} [{' '.join(sorted(cpu_flags()))}]"
+
+
+def kind_slug(kind: str | None = None) -> str:
+    """A file or folder name for a CPU kind (default this one's):
+    ``x86_64 AuthenticAMD AVX2 [avx2]`` -> ``x86_64-authenticamd-avx2-avx2``."""
+    return re.sub(r"[^a-z0-9_]+", "-", (cpu_kind() if kind is None else kind).lower()).strip("-")
 
 
 def has_bf16_matmul() -> bool:

@@ -91,6 +91,11 @@ def search(recipe: Recipe, data, runs: Path, lam: float, device="auto", prefix: 
     if not (folder / "search.pt").is_file():
         run_pipeline(r, data, folder, device=device, stages=["arch"], resume=True,
                      weights_from=weights(recipe, data, runs, device))
+    return search_row(recipe, folder, lam)
+
+
+def search_row(recipe: Recipe, folder: Path, lam: float) -> dict:
+    """The sweep row of the architecture stage in ``folder`` (see ``search``)."""
     arch = read_json(folder / "arch.json")
     size = count(build_from_arch(arch))
     base = count(build(recipe.model, width_mult=recipe.width_mult, num_classes=arch["num_classes"]))
@@ -511,7 +516,8 @@ def budget_runs(recipe, data, table1_runs: Path, runs: Path, out: Path, command:
 
 
 NAMES = {"table1": "table1_vgg16_cifar10", "fig4": "fig4_ss_placement", "fig5": "fig5_joint_vs_sequential",
-         "budget": "budget_vgg16_cifar10", "criteria": "criteria_vgg16_cifar10"}
+         "budget": "budget_vgg16_cifar10", "criteria": "criteria_vgg16_cifar10",
+         "precision": "precision_vgg16_cifar10"}
 
 
 def figure_lambda(out: Path, table1_out: Path, lam: float | None = None) -> float:

@@ -16,12 +16,14 @@ from . import __doc__ as DOC
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m dnal_core.experiments", description=DOC.split("\n\n")[0])
     p.add_argument("experiment", choices=sorted(NAMES))
-    p.add_argument("--part", choices=["search", "controls", "calibration", "scratch", "classic", "collect", "variant"],
+    p.add_argument("--part", choices=["search", "controls", "calibration", "scratch", "classic", "collect", "variant",
+                                      "dense"],
                    help="table1: which of its processes (calibration: the delta-free loss form's lambda "
                         "sweep); criteria: scratch (the learned widths trained from scratch), classic "
                         "(classic criteria at Table I's MACs), collect (Table I's and the budget "
                         "chapter's networks as rows) or variant (Table I at --width-mult and --seed, "
-                        "at --reductions only: the width trend and the seeds)")
+                        "at --reductions only: the width trend and the seeds); precision: dense (the dense "
+                        "control in bf16) or search (one lambda's search in fp32 and bf16)")
     p.add_argument("--profile", default="cpu")
     p.add_argument("--data", required=True)
     p.add_argument("--runs", default="", help="run folders (default runs/<experiment>/<profile>)")
@@ -54,6 +56,8 @@ def main(argv=None) -> int:
         p.error("table1 needs --part search, controls or calibration")
     if a.experiment == "criteria" and a.part not in ("scratch", "classic", "collect", "variant"):
         p.error("criteria needs --part scratch, classic, collect or variant")
+    if a.experiment == "precision" and a.part not in ("dense", "search"):
+        p.error("precision needs --part dense or search")
     given = [k for k in ("width_mult", "seed", "reductions", "grid") if getattr(a, k) is not None] + ["dense"] * a.dense
     if given and a.part != "variant":
         p.error(f"--{given[0].replace('_', '-')} is for criteria --part variant")
@@ -115,6 +119,17 @@ def main(argv=None) -> int:
                              sources[0], provenance(command), a.device, a.methods, a.targets)
         else:
             criteria.scratch(recipe, a.data, runs, out, *sources, provenance(command), a.device)
+    elif a.experiment == "precision":
+        from . import precision
+
+        table1 = NAMES["table1"]
+        if a.part == "dense":
+            precision.dense(recipe, a.data, runs, out, repo_root() / "results" / table1 / a.profile,
+                            provenance(command), a.device)
+        else:
+            precision.search(recipe, a.data, runs, out, repo_root() / "runs" / table1 / a.profile,
+                             repo_root() / "results" / table1 / a.profile, provenance(command), a.device,
+                             precision.SEARCH_LAMBDA if a.lam is None else a.lam)
     elif a.experiment == "budget":  # from Table I's weight stage (its run folders)
         budget_runs(recipe, a.data, repo_root() / "runs" / NAMES["table1"] / a.profile, runs, out, command, a.device)
     else:

@@ -51,7 +51,7 @@ import pandas as pd
 import torch
 
 import dnal_core as dn
-from dnal_core import report
+from dnal_core import experiments, report
 from dnal_core.paper import paper_baseline
 from dnal_core.recipes import get_recipe
 
@@ -85,7 +85,7 @@ if train:
     if not data:
         raise ValueError("set data_dir or DNAL_DATA to the CIFAR-10 folder")
     prov = report.provenance(NAME, profile, threads, None, device)
-    report.run_lambdas(recipe, data, LAMS, runs, run.out, prov, device)
+    experiments.run_lambdas(recipe, data, LAMS, runs, run.out, prov, device)
 
 # %% [markdown]
 # ## Results beside the paper

@@ -107,7 +107,7 @@ BESIDE_PAPER: dict[str, Col | None] = {
     "drop1": Col("ours: top-1 drop (points)", "points"),
 }
 
-# report.stream_gap_table's columns.
+# prune.stream.stream_gap_table's columns.
 STREAM_GAP: dict[str, Col] = {
     "width": Col("width multiplier", "{:g}"),
     "dense_macs_m": Col("dense MACs (M)", "millions"),

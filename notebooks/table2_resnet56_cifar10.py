@@ -46,8 +46,9 @@ import pandas as pd
 import torch
 
 import dnal_core as dn
-from dnal_core import report
+from dnal_core import experiments, report
 from dnal_core.paper import paper_baseline, paper_lambdas, paper_table
+from dnal_core.prune.stream import stream_gap_table
 from dnal_core.recipes import get_recipe, override
 from dnal_core.report_tables import BESIDE_PAPER, COLUMNS, STREAM_GAP, reader_table
 
@@ -89,7 +90,7 @@ if train or not report.has_results(have):
     if not data:
         raise ValueError("set data_dir or DNAL_DATA to the CIFAR-10 folder")
     prov = report.provenance(NAME, profile, threads, SMOKE, device)
-    have = report.run_lambdas(recipe, data, LAMS, runs, run.out, prov, device)
+    have = experiments.run_lambdas(recipe, data, LAMS, runs, run.out, prov, device)
 root = report.repo_root()
 shown = have.relative_to(root) if have.is_relative_to(root) else have
 report.say(f"results from {shown}")
@@ -127,7 +128,7 @@ reader_table(table, [c for c in table.columns if c in COLUMNS]).transposed()
 
 # %% tags=["hide-input"]
 WIDTHS = [(0.25, {}), (1.0, {})]  # the smoke width and the paper's
-reader_table(report.stream_gap_table(MODEL, WIDTHS), STREAM_GAP)
+reader_table(stream_gap_table(MODEL, WIDTHS), STREAM_GAP)
 
 # %% [markdown]
 # The other methods of Table II, as the paper reports them:

@@ -46,7 +46,7 @@ import pandas as pd
 import torch
 
 import dnal_core as dn
-from dnal_core import report
+from dnal_core import experiments, report
 from dnal_core.paper import paper_baseline, paper_lambdas, paper_table
 from dnal_core.recipes import get_recipe, override
 from dnal_core.report_tables import BESIDE_PAPER, COLUMNS, reader_table
@@ -89,7 +89,7 @@ if train or not report.has_results(have):
     if not data:
         raise ValueError("set data_dir or DNAL_DATA to the CIFAR-10 folder")
     prov = report.provenance(NAME, profile, threads, SMOKE, device)
-    have = report.run_lambdas(recipe, data, LAMS, runs, run.out, prov, device)
+    have = experiments.run_lambdas(recipe, data, LAMS, runs, run.out, prov, device)
 root = report.repo_root()
 print(f"results from {have.relative_to(root) if have.is_relative_to(root) else have}")
 

@@ -46,8 +46,9 @@ import pandas as pd
 import torch
 
 import dnal_core as dn
-from dnal_core import report
+from dnal_core import experiments, report
 from dnal_core.paper import paper_baseline, paper_table
+from dnal_core.prune.stream import stream_gap_table
 from dnal_core.recipes import get_recipe
 from dnal_core.report_tables import COLUMNS, STREAM_GAP, reader_table
 
@@ -108,7 +109,7 @@ if train or have_smoke is None:
     prov = report.provenance(
         NAME, "smoke", threads, {"data": "generated 10-class ImageFolder"}, device
     )
-    have_smoke = report.run_lambdas(
+    have_smoke = experiments.run_lambdas(
         get_recipe(MODEL, "smoke"),
         tiny,
         [SMOKE_LAM],
@@ -150,7 +151,7 @@ reader_table(table, [c for c in table.columns if c in COLUMNS])
 
 # %% tags=["hide-input"]
 WIDTHS = [(1 / 16, {"num_classes": 10}), (1.0, {})]  # the smoke network and the paper's
-reader_table(report.stream_gap_table(MODEL, WIDTHS), STREAM_GAP)
+reader_table(stream_gap_table(MODEL, WIDTHS), STREAM_GAP)
 
 # %% tags=["hide-input"]
 report.save_figure(

@@ -46,7 +46,7 @@ import pandas as pd
 import torch
 
 import dnal_core as dn
-from dnal_core import report
+from dnal_core import experiments, report
 from dnal_core.paper import paper_baseline, paper_table
 from dnal_core.recipes import get_recipe
 from dnal_core.report_tables import COLUMNS, reader_table
@@ -108,7 +108,7 @@ if train or have_smoke is None:
     prov = report.provenance(
         NAME, "smoke", threads, {"data": "generated 10-class ImageFolder"}, device
     )
-    have_smoke = report.run_lambdas(
+    have_smoke = experiments.run_lambdas(
         get_recipe(MODEL, "smoke"),
         tiny,
         [SMOKE_LAM],

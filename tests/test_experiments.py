@@ -84,17 +84,18 @@ def test_table1_search_keeps_what_out_already_holds(tmp_path, monkeypatch):
     nor finetune a lambda whose result exists; a chosen lambda without a run folder is searched
     again before its finetuning."""
     import dnal_core.experiments as ex
+    import dnal_core.experiments.sweeps as sweeps
     from dnal_core.io import read_json, write_json
 
     calls = []
-    monkeypatch.setattr(ex, "search", _fake_search(calls))
+    monkeypatch.setattr(sweeps, "search", _fake_search(calls))
 
     def finetune(recipe, data, runs, lam, device="auto"):
         calls.append(("finetune", lam))
         (runs / f"lam{ex.label(lam)}" / "arch.json").write_text("{}")
         return {"top1": 1.0}
 
-    monkeypatch.setattr(ex, "finetune", finetune)
+    monkeypatch.setattr(sweeps, "finetune", finetune)
     import dnal_core.report as rep
     monkeypatch.setattr(rep, "copy_metrics", lambda *a, **k: 0)
     r = get_recipe("vgg16-cifar", "smoke")
@@ -137,6 +138,7 @@ def test_calibration_sweeps_the_other_loss_form(tmp_path, monkeypatch):
     weight stage of its own), into its own run folders and out/sweep_code.json; extended like
     Table I's sweep; rows already there are not searched again; read_sweep shows both forms."""
     import dnal_core.experiments as ex
+    import dnal_core.experiments.sweeps as sweeps
     from dnal_core.io import read_json, write_json
     from dnal_core.report_cpu import read_sweep
 
@@ -146,7 +148,7 @@ def test_calibration_sweeps_the_other_loss_form(tmp_path, monkeypatch):
         seen.append((recipe.search.loss_form, prefix, lam))
         return {"lambda": lam, "loss_form": recipe.search.loss_form, "macs_reduction": lam * 100}
 
-    monkeypatch.setattr(ex, "search", search)
+    monkeypatch.setattr(sweeps, "search", search)
     r = get_recipe("vgg16-cifar", "smoke")
     out = tmp_path / "out"
     write_json(out / "sweep.json", {"rows": [{"lambda": 1e-3, "loss_form": "paper", "macs_reduction": 2.0}]})
@@ -172,6 +174,7 @@ def test_two_controls_processes_share_the_work(tmp_path, monkeypatch):
     import sys
 
     import dnal_core.experiments as ex
+    import dnal_core.experiments.controls as controls
     from dnal_core.io import write_json
 
     out, runs = tmp_path / "out", tmp_path / "runs"
@@ -188,7 +191,7 @@ def test_two_controls_processes_share_the_work(tmp_path, monkeypatch):
             trained.append(name)
             return {"name": name, "macs": 5e6, "top1": 70.0}
 
-        monkeypatch.setattr(ex, "control", control)
+        monkeypatch.setattr(controls, "control", control)
         ex.table1_controls(get_recipe("vgg16-cifar", "smoke"), None, runs, out, "cmd", poll=0.01)
         assert trained == ["uniform_lam1e-3"]  # 3e-3 left to the other worker, then nothing to do
         assert not (out / "controls" / "uniform_lam3e-3.json").exists()

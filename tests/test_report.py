@@ -188,7 +188,8 @@ def test_plot_acc_vs_relative_macs_scales_each_side_by_its_baseline():
     plt.close(fig)
 
 
-# What the table chapters share (report.random_imagefolder ... report.plot_tables).
+# What the table chapters share (report.random_imagefolder ... report.plot_tables, and
+# experiments.run_lambdas).
 
 def test_random_imagefolder_layout_and_seed(tmp_path):
     root = report.random_imagefolder(tmp_path / "a", classes=2, per_class=(3, 1), size=16, seed=1)
@@ -214,12 +215,13 @@ def _fake_pipeline(calls):
 @pytest.mark.parametrize("shared", [True, False])
 def test_run_lambdas_records_each_lambda_with_provenance(tmp_path, monkeypatch, shared):
     import dnal_core.train
+    from dnal_core.experiments import run_lambdas
     from dnal_core.recipes import get_recipe
 
     calls = []
     monkeypatch.setattr(dnal_core.train, "run_pipeline", _fake_pipeline(calls))
-    out = report.run_lambdas(get_recipe("vgg16-cifar", "smoke"), "data", [1e-4, 5e-4], tmp_path / "runs",
-                             tmp_path / "out", {"date": "d"}, "cpu", shared_weights=shared)
+    out = run_lambdas(get_recipe("vgg16-cifar", "smoke"), "data", [1e-4, 5e-4], tmp_path / "runs",
+                      tmp_path / "out", {"date": "d"}, "cpu", shared_weights=shared)
     assert sorted(p.name for p in out.glob("*.json")) == ["lam1e-4.json", "lam5e-4.json"]
     assert json.loads((out / "lam5e-4.json").read_text()) == {"date": "d", "lambda": 5e-4, "top1": 1.0}
     assert json.loads((out / "arch" / "lam1e-4.json").read_text())["lam"] == 1e-4

@@ -22,6 +22,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 NAMES = sorted(p.stem for p in NOTEBOOKS.glob("*.py"))
+# The reference pages (book/reference/*.md, the manual the README links to): the toc's last part.
+REFERENCE = sorted(p.stem for p in (ROOT / "book" / "reference").glob("*.md"))
 
 _spec = importlib.util.spec_from_file_location("book_build", ROOT / "book" / "build.py")
 build = importlib.util.module_from_spec(_spec)
@@ -31,8 +33,10 @@ buttons = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(buttons)
 
 # Pages the browser test renders: every page, (page, must have a <table>, must have an <img>).
-# The front page has the status table; every chapter shows at least one figure.
-PAGES = [("intro.html", True, False)] + [(f"chapters/{n}.html", False, True) for n in NAMES]
+# The front page has the status table; every chapter shows at least one figure; the reference
+# pages are prose (their tables, where they have some, are checked for width like any other).
+PAGES = ([("intro.html", True, False)] + [(f"chapters/{n}.html", False, True) for n in NAMES]
+         + [(f"reference/{n}.html", False, False) for n in REFERENCE])
 SKELETON = ["What it reproduces", "## Set-up", "## Run", "## Results", "## Check", "## Notes"]
 PARAMETERS = ("profile", "data_dir", "device", "out_dir", "fig_dir")
 # The address the test build's buttons must carry: what a workflow's context would give
@@ -176,13 +180,16 @@ def test_make_book_leaves_committed_quickstart_results_alone(tmp_path, monkeypat
     assert (tmp_path / "chapters" / "quickstart.ipynb").is_file()
 
 
-def test_toc_lists_every_notebook_and_nothing_else():
+def test_toc_lists_every_notebook_and_reference_page_and_nothing_else():
     listed = build.toc_files(ROOT / "book")
     assert listed[0] == "intro"
-    chapters = [f for f in listed[1:]]
+    chapters = [f for f in listed[1:] if not f.startswith("reference/")]
     assert sorted(chapters) == sorted(f"chapters/{n}" for n in NAMES), \
         "book/_toc.yml and notebooks/*.py disagree: add or remove `- file: chapters/<name>`"
-    assert len(set(chapters)) == len(chapters)
+    reference = listed[len(listed) - len(REFERENCE):]
+    assert sorted(reference) == sorted(f"reference/{n}" for n in REFERENCE), \
+        "book/_toc.yml's last entries and book/reference/*.md disagree: add or remove `- file: reference/<name>`"
+    assert len(set(listed)) == len(listed)
 
 
 def test_offline_check_flags_fetched_urls_not_links(tmp_path):
@@ -342,7 +349,7 @@ def check_header_buttons(html, page, groups):
     for group in wanted:
         assert groups.get(group) and groups[group]["shown"], f"{page}: no {group} buttons shown"
     links = {text: href for g in wanted for text, href in groups[g]["links"]}
-    source = f"notebooks/{name}.py" if chapter else f"book/{name}.md"
+    source = f"notebooks/{name}.py" if chapter else f"book/{Path(page).with_suffix('.md')}"
     assert links["Repository"] == REPO, links
     assert links["Suggest edit"] == f"{REPO}/edit/{BRANCH}/{source}" and (ROOT / source).is_file(), links
     issue = urlsplit(links["Open issue"])

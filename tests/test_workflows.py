@@ -1,7 +1,8 @@
 """The GitHub workflows (.github/): valid under the schemas that check-jsonschema ships (offline),
 so that a broken workflow fails here before it fails on the forge, and running what the README
-says: `make test` on every push, pull request and once a week, `make book` deployed by the
-official Pages actions with the repository's address from the workflow's context."""
+and its reference page (book/reference/building.md) say: `make test` on every push, pull request
+and once a week, `make book` deployed by the official Pages actions with the repository's
+address from the workflow's context."""
 import importlib.util
 from pathlib import Path
 
@@ -93,7 +94,9 @@ def test_book_workflow_builds_with_make_book_and_deploys_to_pages():
     assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
 
 
-def test_readme_has_the_two_commands_and_names_the_workflows():
+def test_readme_has_the_two_commands_and_the_reference_names_the_workflows():
     readme = (ROOT / "README.md").read_text()
     assert "```bash\nmake book    #" in readme and "\nmake test    #" in readme
-    assert all(f"`{f.name}`" in readme for f in WORKFLOWS.glob("*.yml"))
+    building = (ROOT / "book" / "reference" / "building.md").read_text()  # linked from the README
+    assert "book/reference/building.md" in readme
+    assert all(f"`{f.name}`" in building for f in WORKFLOWS.glob("*.yml"))

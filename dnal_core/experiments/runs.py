@@ -38,7 +38,7 @@ def label(lam: float) -> str:
 
 
 def provenance(command: str) -> dict:
-    from ..train.pipeline import git_commit
+    from ..train.runfolder import git_commit
 
     return {"date": datetime.date.today().isoformat(), "torch": str(torch.__version__),
             "device": f"cpu ({torch.get_num_threads()} thread{'s' * (torch.get_num_threads() > 1)})"

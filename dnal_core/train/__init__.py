@@ -41,7 +41,8 @@ and rank 0 alone writes (``dnal_core.train.dist``). On CUDA the stages take the 
 (``dnal_core.train.fast``: bf16, channels_last, one CUDA graph per stage) unless ``--eager``.
 """
 from .own import search
-from .pipeline import make_loaders, resolve_device, run_pipeline, stage_order, stored_recipe
+from .pipeline import make_loaders, resolve_device, run_pipeline, stage_order
+from .runfolder import stored_recipe
 from .stages import (derive_network, evaluate, finetune, hard_gated, size_of, start_search, train_architecture,
                      train_joint, train_step, train_weights)
 

@@ -1,6 +1,7 @@
 """dnal_core is built in layers: no module imports, directly or through others, a module that
 imports it back. Imports inside functions count: Python does not see a cycle through them, a
-reader does (to change the gate one would have to know the pruner).
+reader does (to change the gate one would have to know the pruner). And no module is over
+``MAX_LINES`` lines: a longer one is split by concern.
 
 The graph is read from the source with ``ast``, never by importing it:
   - every ``import``/``from ... import`` of a ``dnal_core`` module (relative or absolute), at
@@ -146,6 +147,16 @@ def test_dnal_core_has_no_import_cycle():
     assert not new, "import cycles in dnal_core:\n" + "\n".join(describe(graph, c) for c in new)
     gone = KNOWN - {frozenset(c) for c in found}
     assert not gone, f"no longer a cycle, remove from KNOWN: {sorted(sorted(c) for c in gone)}"
+
+
+MAX_LINES = 450  # a module longer than this does more than one thing: split it by concern (issue 30)
+
+
+def test_no_module_is_over_max_lines():
+    long = {str(path.relative_to(ROOT.parent)): n for path in sorted(ROOT.rglob("*.py"))
+            if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines (split each by concern): " + ", ".join(
+        f"{p} ({n})" for p, n in long.items())
 
 
 def _write(root: Path, files: dict[str, str]) -> Path:

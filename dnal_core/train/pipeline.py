@@ -31,6 +31,7 @@ from ..recipes import Recipe
 from . import dist
 from .bn import calibration_batches, recalibrate_bn
 from .runfolder import _check_out, _metrics_keep, provenance, rng_state, seed_everything, set_rng_state
+from .runfolder import git_commit, stored_recipe  # noqa: F401  (still importable from here)
 from .stages import (derive_network, evaluate, finetune, train_architecture, train_joint,
                      train_weights)
 

@@ -26,6 +26,7 @@ from .fast import FastStep, autocast, use_fast
 from . import dist
 
 HIST_BINS = 10  # gate-value histogram per architecture epoch: counts in 10 bins over [0, 1] (Fig. 3)
+CPU_EVAL_SLICE = 128  # CPU evaluation in slices: 500 images outgrow the caches (1.45x the time; same logits)
 
 
 # --- evaluation -----------------------------------------------------------------------------------
@@ -51,7 +52,8 @@ def evaluate(model: nn.Module, data: Iterable, device=None, bn_batches: Iterable
     try:
         for x, y in data:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            out = model(x)
+            step = CPU_EVAL_SLICE if device.type == "cpu" else len(x)
+            out = torch.cat([model(x[i:i + step]) for i in range(0, len(x), step)])
             loss += F.cross_entropy(out.float(), y, reduction="sum")
             top = out.topk(min(5, out.shape[1]), dim=1).indices == y[:, None]  # (B, k)
             hit1 += top[:, 0].sum()

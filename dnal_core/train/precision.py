@@ -23,13 +23,16 @@ from torch import nn
 from ..machine import cpu_kind, cpu_model, has_bf16_matmul
 
 PRECISIONS = ("auto", "fp32", "bf16")
-PROBE_STEPS = 3  # timed steps per precision, after one untimed step each
+PROBE_STEPS = 5  # timed steps per precision, after one untimed step each
 
 
 def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = PROBE_STEPS) -> dict:
-    """Seconds per SGD step (forward, backward, update; channels_last) of a copy of ``model`` on
-    the batch (x, y) in fp32 and in bf16 autocast: {"fp32_s", "bf16_s"}, the median of ``steps``
-    timed steps after one untimed step. ``model`` itself is not changed."""
+    """CPU seconds per SGD step (forward, backward, update; channels_last) of a copy of ``model``
+    on the batch (x, y) in fp32 and in bf16 autocast: {"fp32_s", "bf16_s"}, the median of
+    ``steps`` timed steps after one untimed step. The process's CPU time, not the wall clock: on
+    a 2-core machine shared with other trainings the wall clock of one step varied 10x under
+    load (AMD EPYC AVX512-BF16, 2026-12-07) and picked either precision by chance. ``model``
+    itself is not changed."""
     out = {}
     for name in ("fp32", "bf16"):
         net = copy.deepcopy(model).train().to(memory_format=torch.channels_last)
@@ -37,7 +40,7 @@ def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = PROBE
         xb = x.contiguous(memory_format=torch.channels_last)
         times = []
         for i in range(steps + 1):
-            t = time.perf_counter()
+            t = time.process_time()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=name == "bf16"):
                 logits = net(xb)
             loss = F.cross_entropy(logits.float(), y)
@@ -45,7 +48,7 @@ def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = PROBE
             loss.backward()
             opt.step()
             if i:
-                times.append(time.perf_counter() - t)
+                times.append(time.process_time() - t)
         out[f"{name}_s"] = sorted(times)[len(times) // 2]
     return out
 

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= auto
 PYTEST_ARGS ?=
-# OpenMP threads that spin-wait lose their core on a busy 2-core machine (README, Training).
+# OpenMP threads that spin-wait lose their core on a busy 2-core machine (book/reference/training.md).
 OMP_WAIT_POLICY ?= PASSIVE
 export OMP_WAIT_POLICY
 

@@ -15,7 +15,7 @@ MODEL may also be any importable ``module:function`` returning an ``nn.Module`` 
 ``torchvision.models:resnet18``): it is called with ``num_classes`` from the data and the
 keywords of ``--set model_args.KEY=VALUE``, gated by ``attach_gates`` and run with the recipe
 of ``--profile`` (``dnal_core.own``); ``--weights-from`` then also takes a plain state dict.
-Multi-GPU / multi-node: the same command under ``torchrun --nproc_per_node N`` (README).
+Multi-GPU / multi-node: the same command under ``torchrun --nproc_per_node N`` (book/reference/multi_gpu.md).
 """
 from __future__ import annotations
 
@@ -58,17 +58,17 @@ def register(sub) -> None:
     b = p.add_mutually_exclusive_group()
     b.add_argument("--target-macs", metavar="X",
                    help="a budget instead of --lambda: the pruned network's MACs, a fraction of the dense "
-                        "network's (0.3) or a count (25M, 1.5e6, 800k); the search is projected onto it (README)")
+                        "network's (0.3) or a count (25M, 1.5e6, 800k); the search is projected onto it (book/reference/budget.md)")
     b.add_argument("--target-params", metavar="X", help="the same for the parameters")
     p.add_argument("--profile", help="recipe: paper (Section V-B, the default) or smoke")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
     p.add_argument("--eager", action="store_true",
                    help="on CUDA, train eagerly in fp32 instead of the fast path (bf16, channels_last, "
-                        "CUDA graphs; README: Fast training on one GPU)")
+                        "CUDA graphs; book/reference/speed.md)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                    help="CPU training arithmetic: fp32 (default), bf16 (autocast of the forward pass), auto "
                         "(bf16 where the CPU has bf16 matrix instructions and a probe on this model finds it "
-                        "faster); resolved once and kept on --resume (README: Training)")
+                        "faster); resolved once and kept on --resume (book/reference/training.md)")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars, no per-epoch lines")

@@ -4,7 +4,7 @@ Under ``torchrun`` (the env vars ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` are se
 starts the process group (nccl on CUDA, gloo on the CPU) and picks ``cuda:LOCAL_RANK``;
 without them every function here is a no-op and the trainer runs as one plain process.
 
-Conventions (README, "Multi-GPU and ImageNet"):
+Conventions (book/reference/multi_gpu.md):
   * ``batch_size`` in a recipe is the GLOBAL batch (the paper's numbers are); each rank takes
     ``batch_size // world`` images of it (``RankSlice``, the ImageNet loader's sampler).
   * every rank runs the same code on the same seed; only rank 0 writes files, the others wait

@@ -9,7 +9,7 @@ fp32) or ``auto``, resolved once per run folder by ``resolve``:
 
 The choice, the probe's times and the CPU are written to config.json, to every model file and to
 final.json (``precision``), and a resumed run keeps the choice it started with. On CUDA the fast
-path decides (README, "Fast training on one GPU"): ``precision`` applies to the CPU.
+path decides (book/reference/speed.md, "Fast training on one GPU"): ``precision`` applies to the CPU.
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@
 # 3.5x to 130x between two neighbouring lambdas). Here the architecture stage is asked for 50%,
 # 25% and 10% of the dense VGG16's MACs and steers itself there.
 #
-# **How** (`dnal_core/budget.py`; the README's "A budget instead of lambda"):
+# **How** (`dnal_core/budget.py`; the reference page "A budget instead of lambda"):
 #
 # 1. *A sparsity term that knows what a channel costs* (loss form `expected-macs`): the MACs of
 #    the soft-gated network as a polynomial in the gate values $v_j = \mathrm{sigmoid}(\delta

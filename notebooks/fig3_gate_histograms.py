@@ -237,7 +237,7 @@ for model, rows in summary.groupby("model"):
 #   chosen values of $\delta$ over its 20-epoch search.
 # - At the smoke profile the networks are barely trained (two weight epochs on 1,000 images):
 #   that panel is about the form of the histograms, not about accuracy.
-# - Stage-2 BatchNorm normalises with batch statistics (the library's default; README, Training).
+# - Stage-2 BatchNorm normalises with batch statistics (the library's default; reference: Training and resume).
 #
 # ## Exercises
 #

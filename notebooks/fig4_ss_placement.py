@@ -315,7 +315,7 @@ for model in MODELS:
 #   (the cell above); a search whose gates flip at $s = 0$ amplifies that. The gap between the
 #   placements is of the same size as the one between two seeds of one placement: run-to-run
 #   noise.
-# - Stage-2 BatchNorm normalises with batch statistics (the library's default; README, Training),
+# - Stage-2 BatchNorm normalises with batch statistics (the library's default; reference: Training and resume),
 #   for every placement alike; every accuracy is measured with re-estimated BN statistics.
 #
 # ## Exercises

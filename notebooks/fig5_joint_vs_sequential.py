@@ -289,7 +289,7 @@ for model in MODELS:
 #   $\lambda_a = 10^{-3}$, searched from the first run of the weight stage (80.98%); the 15
 #   weight epochs drawn before them are a re-run of that stage with the same recipe and seed
 #   (81.13% at the end), made when the run folders were lost. The joint run was stopped after
-#   its epoch 9 (1,100 s an epoch: denormal floats, README) and resumed from its checkpoint
+#   its epoch 9 (1,100 s an epoch: denormal floats, reference: Speed) and resumed from its checkpoint
 #   with denormals flushed to zero, which changes values below 1.2e-38 only.
 # - During the architecture stage the sequential curve shows the gated network with BatchNorm
 #   statistics re-estimated (precise BN); without that, its frozen running statistics would put

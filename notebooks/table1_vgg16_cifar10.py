@@ -300,7 +300,7 @@ print(
 # - **The controls** train from scratch for 30 epochs with one cosine schedule, which is at
 #   least as kind to them as DNAL's 15 + 12 (restart) schedule.
 # - **No paper-profile run exists yet**: `make book PROFILE=paper` on a GPU, or the commands in
-#   the README's Training section.
+#   the reference page Training and resume.
 #
 # ## Exercises
 #

@@ -178,8 +178,8 @@ if profile == "paper":
 # ## Notes
 #
 # - **No paper-profile run exists yet** unless `results/table2_resnet56_cifar10/paper/` holds one
-#   (`make book PROFILE=paper`, or `dnal run resnet56-cifar --profile paper ...` as the README's
-#   Training section shows). This page shows the smoke profile: a quarter-width ResNet56 on 100
+#   (`make book PROFILE=paper`, or `dnal run resnet56-cifar --profile paper ...` as the reference
+#   page Training and resume shows). This page shows the smoke profile: a quarter-width ResNet56 on 100
 #   images a class for one or two epochs a stage, whose accuracies say nothing about the paper's.
 # - The smoke baseline MACs are the quarter-width network's; the full-width count above is the
 #   one compared with the paper's baseline, and it matches.

@@ -134,7 +134,7 @@ report.save_figure(fig, f"{NAME}_{profile}", run.fig)
 # %%
 paper_base = paper_baseline(TABLE)
 # Our MobileNetV2-CIFAR counts 87.98M MACs / 2.24M params against the paper's 91.17M /
-# 2.30M (no stride pattern of the CIFAR variant reaches 91.17M; README, Models): the
+# 2.30M (no stride pattern of the CIFAR variant reaches 91.17M; reference: Models and counting): the
 # check pins our count and bounds the gap; rows are compared through the reduction
 # ratios (*_macs_x).
 assert (full["macs"], full["params"]) == (87_976_448, 2_236_682), full
@@ -159,13 +159,13 @@ if (
 # ## Notes
 #
 # - **No paper-profile run exists yet** unless `results/table3_mobilenetv2_cifar10/paper/` holds one
-#   (`make book PROFILE=paper`, or `dnal run mobilenetv2-cifar --profile paper ...` as the README's
-#   Training section shows). This page shows the smoke profile: a quarter-width MobileNetV2 on 100
+#   (`make book PROFILE=paper`, or `dnal run mobilenetv2-cifar --profile paper ...` as the reference
+#   page Training and resume shows). This page shows the smoke profile: a quarter-width MobileNetV2 on 100
 #   images a class for one or two epochs a stage, whose accuracies say nothing about the paper's.
 # - The smoke baseline MACs are the quarter-width network's. The full-width count above is
 #   87.98M MACs / 2.24M params, 3.5% / 2.8% under the paper's 91.17M / 2.30M: the paper's
 #   MobileNetV2-CIFAR has no released code and no stride pattern of the usual CIFAR variant
-#   reaches its count (README, Models; notes/official-code.md). Compare rows by `*_macs_x`.
+#   reaches its count (reference: Models and counting). Compare rows by `*_macs_x`.
 # - Our baseline accuracy is the weight stage's (the dense network is not finetuned again), so a
 #   "drop" compares the pruned and finetuned network with the network the search started from.
 #

@@ -172,7 +172,7 @@ if (
 #
 # - **No full run exists yet** unless the page above shows one. The smoke run trains a 1/16-width
 #   network on random images: it checks the machinery, and its accuracies are chance.
-# - VGG16 here is laid out as torchvision's `vgg16_bn` (README, ImageNet models); its count
+# - VGG16 here is laid out as torchvision's `vgg16_bn` (reference: Models and counting); its count
 #   matches the paper's baseline row.
 #
 # ## Exercises

@@ -30,11 +30,13 @@ Torch-Pruning is imported only inside these functions: ``import dnal_core`` does
 """
 from __future__ import annotations
 
+import collections
 import copy
 import functools
 import importlib
 import json
 import math
+import types
 import uuid
 import weakref
 from dataclasses import dataclass, replace
@@ -120,6 +122,30 @@ def _run_record(model: nn.Module, x: torch.Tensor) -> tuple[list[nn.Module], dic
     return order, shapes
 
 
+def _failed_at(e: Exception, names: dict) -> str:
+    """Where in the network DepGraph's ``e`` arose: " at <op> after layer '<name>'" (the op node
+    DepGraph was handling, from its frames, and the nearest conv/linear/BN feeding it), or ""."""
+    from torch_pruning.dependency.node import Node
+
+    node, tb = None, e.__traceback__
+    while tb is not None:  # the innermost frame that holds a graph node
+        node = next((v for v in tb.tb_frame.f_locals.values() if isinstance(v, Node)), node)
+        tb = tb.tb_next
+    if node is None:
+        return ""
+    op = type(node.grad_fn).__name__.removesuffix("Backward0") if node.grad_fn is not None else "an op"
+    todo, seen = collections.deque([node]), {id(node)}
+    while todo:  # breadth first, back through the inputs
+        n = todo.popleft()
+        if isinstance(n.module, (nn.Conv2d, nn.Linear, _BN)) and n.module in names:
+            return f" at a {op} after layer {names[n.module]!r}"
+        for i in n.inputs:
+            if id(i) not in seen:
+                seen.add(id(i))
+                todo.append(i)
+    return f" at a {op}"
+
+
 def trace_groups(model: nn.Module, x: torch.Tensor, ignored: tuple[str, ...] = ()):
     """Trace ``model`` (ungated) with DepGraph: (the graph, the GateGroups to gate in gate order,
     the groups left ungated as {"layers", "why"}). ValueError for what DNAL cannot gate."""
@@ -130,12 +156,21 @@ def trace_groups(model: nn.Module, x: torch.Tensor, ignored: tuple[str, ...] = (
     model.eval()  # no BN statistics updated, no dropout drawn, batch 1 allowed
     try:
         order, shapes = _run_record(model, x)
+        lin = [m for m in order if isinstance(m, (nn.Conv2d, nn.Linear))]
+        if not lin:
+            raise ValueError(f"{type(model).__name__} runs no conv or linear layer: nothing to gate")
+        if not any(isinstance(m, _BN) for m in order):  # refused before DepGraph, which can take
+            # minutes and gigabytes on a transformer (swin_t)
+            raise ValueError(f"{type(model).__name__}: no group of channels to gate: it runs no BatchNorm "
+                             f"(its first layer {names[lin[0]]!r} is a {type(lin[0]).__name__}), and DNAL "
+                             "gates a channel after its BatchNorm (conv-bn-ss-relu)")
         with torch.enable_grad():
             try:
                 dg = tp.DependencyGraph().build_dependency(model, example_inputs=x, verbose=False)
             except Exception as e:  # what DepGraph raises is not ours to type
-                raise ValueError(f"Torch-Pruning's DependencyGraph cannot trace {type(model).__name__}: "
-                                 f"{type(e).__name__}: {e}") from None
+                raise ValueError(f"Torch-Pruning's DependencyGraph cannot trace {type(model).__name__}"
+                                 f"{_failed_at(e, names)}: {type(e).__name__}: "
+                                 f"{(str(e).splitlines() or [''])[0]}") from None
     finally:
         for m, t in flags:
             m.training = t
@@ -147,9 +182,6 @@ def trace_groups(model: nn.Module, x: torch.Tensor, ignored: tuple[str, ...] = (
                              "reach it (a .detach(), .data, torch.no_grad or a non-differentiable op on its "
                              "path): DNAL cannot tell which channels it couples; pass it in ignored_layers or "
                              "make the path differentiable")
-    lin = [m for m in order if isinstance(m, (nn.Conv2d, nn.Linear))]
-    if not lin:
-        raise ValueError(f"{type(model).__name__} runs no conv or linear layer: nothing to gate")
     skip = [lin[-1]] + [model.get_submodule(n) for n in ignored]  # the classifier's outputs stay
     specs, ungated = [], []
     for group in dg.get_all_groups(ignored_layers=skip, root_module_types=(nn.Conv2d, nn.Linear)):
@@ -159,6 +191,15 @@ def trace_groups(model: nn.Module, x: torch.Tensor, ignored: tuple[str, ...] = (
                                        if it.dep.target.module in names], "why": why})
         else:
             specs.append(spec)
+    # a layer that did not run at all (an auxiliary classifier that runs in training mode only):
+    # its input channels' coupling is unknown, so the pruned network would fail when it runs
+    attn = {m.out_proj for m in model.modules() if isinstance(m, nn.MultiheadAttention)}  # called functionally
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear, _BN)) and m not in shapes and m not in attn:
+            raise ValueError(f"layer {names[m]!r} ({type(m).__name__}) does not run in eval mode, where "
+                             "attach_gates traces the network (an auxiliary classifier run in training "
+                             "only?): DNAL cannot tell which channels it reads; build the network without "
+                             "it (torchvision's GoogLeNet and Inception3: aux_logits=False)")
     index = {n: i for i, n in enumerate(names.values())}
     specs.sort(key=lambda s: index[s.bns[0]])  # gate order (dnal_core.gates): the owners' module order
     return dg, specs, ungated
@@ -253,7 +294,19 @@ def _describe(model: nn.Module, arch: dict, groups, ungated, template) -> nn.Mod
     model.dnal_groups = list(groups)
     model.dnal_ungated = list(ungated)
     model._dnal_template = template  # keeps the template alive while any copy of the model is
+    model.load_state_dict = types.MethodType(_load_state_dict, model)
     return model
+
+
+def _load_state_dict(self: nn.Module, state_dict, strict: bool = True, assign: bool = False):
+    """``nn.Module.load_state_dict`` of a network of attach_gates: a state dict without torch's
+    version metadata (a dict copied key by key: the pruner's surgery, save_pruned's weights,
+    ``--weights-from``) is read as of this network's own module versions, as a state_dict() of
+    it would be. Without this, torchvision's MNASNet refuses to load (version None)."""
+    if getattr(state_dict, "_metadata", None) is None:
+        state_dict = collections.OrderedDict(state_dict)
+        state_dict._metadata = {n: {"version": m._version} for n, m in self.named_modules()}
+    return nn.Module.load_state_dict(self, state_dict, strict=strict, assign=assign)
 
 
 def _probe(model: nn.Module, x: torch.Tensor, ignored: tuple[str, ...]) -> None:
@@ -307,7 +360,7 @@ def attach_gates(model: nn.Module, example_inputs, placement: str = DEFAULT_PLAC
     del dg
     if not specs:
         raise ValueError(f"{type(model).__name__}: no group of channels to gate "
-                         f"({'; '.join(u['why'] for u in ungated) or 'no conv'})")
+                         f"({'; '.join(dict.fromkeys(u['why'] for u in ungated)) or 'no conv'})")
     _probe(model, x, ignored)
     template = _Template(model)  # the ungated network, for the builder
     _insert_gates(model, specs)

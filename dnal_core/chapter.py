@@ -1,0 +1,156 @@
+"""What a chapter calls once per experiment, and what the four ImageNet chapters share.
+
+  ``ensure``   a chapter's results: the committed ones, or made by the chapter's own ``make``
+               when none are committed (or when ``train``), with one line saying where they
+               came from (profile, device, date, command)
+  ``ImageNet`` a Table IV-VII chapter (ImageNet is not on this machine, a paper run takes
+               days of GPU time): the paper's rows, our baseline counted both ways beside the
+               paper's, the commands of a paper run, the smoke run on a generated ImageFolder,
+               paper-profile results beside the paper's when committed, the figure, and the
+               checks the four share. A chapter makes one with its name, table, model and
+               title and keeps its narrative, its parameters and its own checks in view.
+
+The chapter decides what to show and in which order; this module places, runs and formats.
+It sits above ``report`` (results, text, plots, the paper beside us) and ``experiments``
+(``run_lambdas``), which it calls.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .experiments.lambdas import run_lambdas
+from .models import build
+from .paper import paper_baseline, paper_table
+from .recipes import get_recipe
+from .report.compare import baseline_counts, check_smoke_baseline, check_top1, paper_commands, paper_run_table
+from .report.plots import plot_acc_vs_macs, save_figure
+from .report.results import paths, provenance, random_imagefolder, read_folder, repo_root, results_dir
+from .report.text import ours_table, run_line, say, shell
+from .report_tables import COLUMNS, reader_table
+
+
+def ensure(name: str, profile: str, make, train: bool = False, root: Path | str | None = None):
+    """The results of experiment ``name`` under ``profile`` as final.json rows (``read_folder``):
+    the folder ``report.results_dir`` finds (``$DNAL_OUT_ROOT``'s, else the committed one), or,
+    when there is none or ``train`` is true, the folder ``make()`` fills and returns. Prints one
+    line: the profile, then the device, torch, date and command the results record."""
+    folder = None if train else results_dir(name, profile, root)
+    if folder is None:
+        folder = make()
+    finals = read_folder(folder)
+    say(f"{profile} result: {run_line(finals)}")
+    return finals
+
+
+# What the smoke run trains on: an ImageFolder of seeded random JPEGs, ImageNet's layout.
+SMOKE_DATA = {"classes": 10, "per_class": (8, 4)}
+PAPER_COLUMNS = ["method", "lambda", "macs_m", "params_m", "top1", "top5", "search_cost_epochs"]
+OUR_COLUMNS = ["lambda", "macs_m", "params_m", "top1", "top5"]
+
+
+@dataclass
+class ImageNet:
+    """One ImageNet table chapter: ``name`` (its notebook and results folder), ``table`` (the
+    paper's, "IV"), ``model`` (``dnal_core.models`` name) and ``title`` (the figure's: "VGG16 on
+    ImageNet"); ``out_dir``, ``fig_dir`` and ``threads`` are the chapter's parameters of those
+    names (``out_dir``: where paper-profile results are read from, empty: the committed ones).
+    Setting torch's CPU threads to ``threads`` is the one thing making one does."""
+    name: str
+    table: str
+    model: str
+    title: str
+    out_dir: str = ""
+    fig_dir: str = ""
+    threads: int = 1
+    lams: list = field(init=False)
+
+    def __post_init__(self):
+        import torch
+
+        paper = paper_table(self.table)
+        self.lams = paper.loc[paper["method"] == "DNAL", "lambda"].tolist()  # the paper's lambda_a
+        torch.set_num_threads(self.threads)
+
+    @property
+    def baseline_row(self):
+        """The paper's baseline row (``paper.paper_baseline``): ``macs_m``, ``params_m``, ..."""
+        return paper_baseline(self.table)
+
+    def paper_rows(self):
+        """The paper's table (every method it lists), for the reader."""
+        return reader_table(paper_table(self.table), PAPER_COLUMNS)
+
+    def baseline(self):
+        """Build our baseline network (224x224), print it counted both ways beside the paper's
+        baseline row (``report.baseline_counts``), and return it."""
+        model = build(self.model)
+        print(f"{self.model} at {tuple(model.input_size)}")
+        counts = baseline_counts(model, self.table)
+        print(counts.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+        return model
+
+    def commands(self, data_dir: str = "", gpus: int = 8) -> None:
+        """Print the shell commands of a paper-profile run (``report.paper_commands``) on
+        ``gpus`` GPUs, wrapped to the page; ``data_dir`` empty: ``$IMAGENET`` (as set, or as
+        the variable's name when unset)."""
+        import os
+
+        data = data_dir or os.environ.get("IMAGENET", "$IMAGENET")
+        cmds = paper_commands(self.name, self.model, self.lams, data, gpus)
+        print("\n\n".join(shell(c) for c in cmds))
+
+    def smoke(self, train: bool = False, runs_dir: str = "", device: str = "auto"):
+        """The smoke run's final.json rows (``ensure``): committed, or trained when none are (or
+        ``train``): the smoke recipe at the paper's first lambda_a on a generated 10-class
+        ImageFolder, all three stages, in ``runs_dir`` (empty: ``runs/<name>/smoke``)."""
+        out = paths(self.name, "smoke", "", self.fig_dir).out
+
+        def make():
+            runs = Path(runs_dir) if runs_dir else repo_root() / "runs" / self.name / "smoke"
+            data = random_imagefolder(runs / "imagefolder", **SMOKE_DATA)
+            prov = provenance(self.name, "smoke", self.threads, {"data": "generated 10-class ImageFolder"},
+                              device)
+            return run_lambdas(get_recipe(self.model, "smoke"), data, [float(self.lams[0])], runs, out, prov,
+                               device, shared_weights=False, workers=0)
+
+        return ensure(self.name, "smoke", make, train)
+
+    @staticmethod
+    def rows(finals):
+        """Our rows of ``finals`` (baseline first, ``report.ours_table``), for the reader."""
+        return reader_table(ours_table(finals), OUR_COLUMNS)
+
+    def paper_run(self):
+        """``(ours, table)``: committed paper-profile results (in ``out_dir`` if set) beside the
+        paper's rows, or ``(None, the paper's rows)`` when there are none
+        (``report.paper_run_table``); prints where they came from, or that none exist."""
+        folder = paths(self.name, "paper", self.out_dir, self.fig_dir).out if self.out_dir else \
+            results_dir(self.name, "paper")
+        ours, table, message = paper_run_table(self.name, self.table, folder)
+        say(message)
+        return ours, table
+
+    @staticmethod
+    def beside(table):
+        """A ``paper_run`` table for the reader (the columns ``COLUMNS`` knows)."""
+        return reader_table(table, [c for c in table.columns if c in COLUMNS])
+
+    def figure(self, ours, x: str = "macs_m"):
+        """Top-1 against ``x`` (``macs_m``; ``params_m`` where the table gives no MACs), the
+        paper's points and our pruned rows (``ours`` from ``paper_run``, None: the paper's
+        alone), saved as ``figures/<name>.png`` and returned for the cell to show."""
+        mine = None if ours is None else ours[ours["lambda"] != "-"]
+        fig = plot_acc_vs_macs(self.table, mine, x=x, title=f"Table {self.table}: {self.title}")
+        return save_figure(fig, self.name, paths(self.name, "paper", self.out_dir, self.fig_dir).fig)
+
+    def check(self, smoke, ours, table) -> str:
+        """The checks every ImageNet chapter makes after its own, as the lines to print: the
+        smoke run's baseline is this network at the smoke width with 10 classes (counted, like
+        every final.json, at the 224x224 input whatever crop it trained on) and pruning saved
+        MACs; and, when a paper run is shown (``ours``), its top-1 within half a point of the
+        paper's."""
+        lines = [check_smoke_baseline(self.model, smoke, SMOKE_DATA["classes"])]
+        if ours is not None:
+            lines += check_top1(table, 0.5)
+        return "\n".join(lines)

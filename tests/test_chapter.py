@@ -1,0 +1,142 @@
+"""dnal_core.chapter: ``ensure`` (committed results, or made once, and where they came from) and
+the ImageNet chapters' shared steps, on Table VI's MobileNetV2 (small enough to build at full
+width in a second) with a stand-in for the trainer, under a scratch $DNAL_OUT_ROOT."""
+import json
+
+import pandas as pd
+import pytest
+
+from dnal_core import chapter as ch
+from dnal_core.measure import count
+from dnal_core.models import build
+from dnal_core.paper import paper_table
+from dnal_core.recipes import get_recipe
+from dnal_core.report import lambda_label
+
+PROV = {"date": "2026-12-07", "torch": "2.0", "device": "cpu", "command": "make it"}
+NAME, TABLE, MODEL = "test_chapter_imagenet", "VI", "mobilenetv2-imagenet"
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    monkeypatch.setenv("DNAL_OUT_ROOT", str(tmp_path / "root"))
+    return tmp_path / "root"
+
+
+def _write(folder, name="lam1e-4.json", **fields):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(json.dumps({**PROV, "lambda": 1e-4, **fields}))
+    return folder
+
+
+def test_ensure_reads_committed_results_and_says_where_from(root, capsys):
+    folder = _write(root / "results" / "exp" / "smoke", top1=12.5)
+
+    def make():
+        raise AssertionError("results exist: nothing to make")
+
+    finals = ch.ensure("exp", "smoke", make)
+    assert finals["top1"].tolist() == [12.5] and finals["source"].tolist() == ["lam1e-4.json"]
+    assert capsys.readouterr().out == "smoke result: cpu, torch 2.0, 2026-12-07; made by `make it`\n"
+    assert folder.is_dir()
+
+
+def test_ensure_makes_results_when_none_or_asked(root, capsys):
+    made = []
+
+    def make():
+        made.append(1)
+        return _write(root / "results" / "exp" / "cpu", top1=float(len(made)))
+
+    assert ch.ensure("exp", "cpu", make)["top1"].tolist() == [1.0]  # none yet: made
+    assert ch.ensure("exp", "cpu", make)["top1"].tolist() == [1.0]  # committed now: read
+    assert ch.ensure("exp", "cpu", make, train=True)["top1"].tolist() == [2.0]  # asked: made again
+    assert len(made) == 2
+    assert capsys.readouterr().out.count("cpu result: cpu, torch 2.0") == 3
+
+
+def _fake_pipeline(calls):
+    """A stand-in for train.run_pipeline: no training; the smoke network's counts as the
+    baseline, half its MACs as the pruned network's, and an arch.json."""
+    def run_pipeline(recipe, data, out, device="auto", resume=False, workers=8, **kw):
+        calls.append({"recipe": recipe, "data": data, "out": out, "workers": workers, **kw})
+        dense = count(build(MODEL, width_mult=recipe.width_mult, num_classes=10))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "arch.json").write_text(json.dumps({"widths": [1, 2]}))
+        return {"lambda": recipe.lam, "macs": dense["macs"] // 2, "params": dense["params"] - 1, "top1": 10.0,
+                "top5": 50.0, "baseline_macs": dense["macs"], "baseline_params": dense["params"],
+                "baseline_top1": 10.0, "baseline_top5": 50.0}
+    return run_pipeline
+
+
+def test_imagenet_smoke_run_trains_once_on_a_generated_imagefolder(root, tmp_path, monkeypatch, capsys):
+    import dnal_core.train as train_pkg
+
+    calls = []
+    monkeypatch.setattr(train_pkg, "run_pipeline", _fake_pipeline(calls))
+    chapter = ch.ImageNet(NAME, TABLE, MODEL, "MobileNetV2 on ImageNet")
+    first = paper_table(TABLE).query("method == 'DNAL'")["lambda"].iloc[0]
+    assert chapter.lams[0] == first
+
+    smoke = chapter.smoke(runs_dir=str(tmp_path / "runs"))
+    (call,) = calls
+    assert call["recipe"].width_mult == get_recipe(MODEL, "smoke").width_mult and call["recipe"].lam == float(first)
+    assert call["workers"] == 0 and "weights_from" not in call  # every stage, one lambda
+    assert len(list((tmp_path / "runs" / "imagefolder" / "train").iterdir())) == ch.SMOKE_DATA["classes"]
+    out = root / "results" / NAME / "smoke"
+    assert (out / f"lam{lambda_label(first)}.json").is_file() and (out / "arch").is_dir()
+    assert smoke["command"].iloc[0].startswith(f"python book/build.py execute --only {NAME} (profile smoke")
+    assert capsys.readouterr().out.startswith("smoke result: ")
+
+    assert chapter.smoke(runs_dir=str(tmp_path / "runs"))["macs"].tolist() == smoke["macs"].tolist()
+    assert len(calls) == 1  # the second call read what the first made
+    chapter.smoke(train=True, runs_dir=str(tmp_path / "runs"))
+    assert len(calls) == 2
+
+    rows = chapter.rows(smoke).data
+    assert rows.columns.tolist() == ["lambda", "MACs (M)", "params (M)", "top-1 (%)", "top-5 (%)"]
+    assert rows["lambda"].tolist() == ["-", lambda_label(first)]
+    # no paper run: the smoke check alone
+    assert chapter.check(smoke, None, None).startswith("smoke: ")
+    with pytest.raises(AssertionError):  # a smoke result of another network fails it
+        chapter.check(smoke.assign(baseline_macs=smoke["baseline_macs"] + 1), None, None)
+
+
+def test_imagenet_baseline_commands_and_paper_run(root, tmp_path, capsys):
+    chapter = ch.ImageNet(NAME, TABLE, MODEL, "MobileNetV2 on ImageNet", fig_dir=str(tmp_path / "figs"))
+    assert chapter.paper_rows().data["method"].iloc[0] == "Baseline"
+
+    model = chapter.baseline()
+    counts = capsys.readouterr().out
+    assert counts.startswith(f"{MODEL} at (3, 224, 224)\n") and "authors" in counts and "paper" in counts
+    assert len(model.widths) > 0
+
+    chapter.commands(gpus=2)
+    cmds = capsys.readouterr().out
+    assert "--nproc_per_node 2" in cmds and "$IMAGENET" in cmds
+    assert cmds.count("--lambda") == len(chapter.lams) and max(map(len, cmds.splitlines())) <= 88
+
+    ours, table = chapter.paper_run()  # none committed: the paper's rows alone, and why
+    assert ours is None and set(table["lambda"]) == {"-", *map(lambda_label, chapter.lams)}
+    assert "No full (paper-profile) run of Table VI" in capsys.readouterr().out
+    assert chapter.figure(None).data[:4] == b"\x89PNG" and (tmp_path / "figs" / f"{NAME}.png").is_file()
+
+    # a paper run in out_dir: beside the paper's rows, its top-1 checked against the paper's
+    paper = paper_table(TABLE).set_index("method")
+    base, dnal = paper.loc["Baseline"], paper.loc["DNAL"].iloc[0]
+    out = tmp_path / "paper_run"
+    _write(out, f"lam{lambda_label(dnal['lambda'])}.json", **{
+        "lambda": float(dnal["lambda"]), "macs": dnal["macs_m"] * 1e6, "params": dnal["params_m"] * 1e6,
+        "top1": dnal["top1"] + 0.2, "top5": dnal["top5"], "baseline_macs": base["macs_m"] * 1e6,
+        "baseline_params": base["params_m"] * 1e6, "baseline_top1": base["top1"], "baseline_top5": base["top5"]})
+    chapter = ch.ImageNet(NAME, TABLE, MODEL, "MobileNetV2 on ImageNet", out_dir=str(out),
+                          fig_dir=str(tmp_path / "figs"))
+    ours, table = chapter.paper_run()
+    said = " ".join(capsys.readouterr().out.split())  # wrapped to the page
+    assert said == f"paper-profile results from {out}: cpu, torch 2.0, 2026-12-07; made by `make it`"
+    assert isinstance(ours, pd.DataFrame) and "ours_top1" in table
+    assert "ours: top-1 (%)" in chapter.beside(table).data.columns
+    smoke = pd.DataFrame([{"lambda": 1e-4, "macs": 1, "params": 1, "baseline_macs": 2, "baseline_params": 2}])
+    with pytest.raises(AssertionError):  # not this network's smoke run: the smoke check fails first
+        chapter.check(smoke, ours, table)
+    chapter.figure(ours)

@@ -35,7 +35,8 @@ def main(argv=None) -> int:
                         "else Table I's chosen lambda nearest a 2.5x reduction)")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="fig4: the seeds to run (default 0 1); two processes given one seed each run side "
-                        "by side and write different files")
+                        "by side and write different files; precision --part search: the search's seeds "
+                        "(default the recipe's)")
     p.add_argument("--methods", nargs="+", default=None,
                    help="criteria --part classic|variant: the classic methods to run, in order (classic's "
                         "default all: l1|bn|taylor|random, each -layer and -global; variant's none)")
@@ -76,8 +77,8 @@ def main(argv=None) -> int:
     out = Path(a.out) if a.out else repo_root() / "results" / name / a.profile
     part = f" --part {a.part}" if a.part else ""
     lam = f" --lambda {a.lam:g}" if a.lam is not None else ""
-    if a.seeds is not None and a.experiment != "fig4":
-        p.error("--seeds is for fig4")
+    if a.seeds is not None and a.experiment not in ("fig4", "precision"):
+        p.error("--seeds is for fig4 and precision --part search")
     if a.targets and a.part != "classic" or a.methods and a.part not in ("classic", "variant"):
         p.error("--methods is for criteria --part classic or variant, --targets for classic")
     seeds = " --seeds " + " ".join(map(str, a.seeds)) if a.seeds else ""
@@ -129,7 +130,7 @@ def main(argv=None) -> int:
         else:
             precision.search(recipe, a.data, runs, out, repo_root() / "runs" / table1 / a.profile,
                              repo_root() / "results" / table1 / a.profile, provenance(command), a.device,
-                             precision.SEARCH_LAMBDA if a.lam is None else a.lam)
+                             precision.SEARCH_LAMBDA if a.lam is None else a.lam, a.seeds)
     elif a.experiment == "budget":  # from Table I's weight stage (its run folders)
         budget_runs(recipe, a.data, repo_root() / "runs" / NAMES["table1"] / a.profile, runs, out, command, a.device)
     else:

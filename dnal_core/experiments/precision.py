@@ -56,26 +56,32 @@ def dense(recipe: Recipe, data, runs: Path, out: Path, table1_out: Path, prov: d
 
 
 def search(recipe: Recipe, data, runs: Path, out: Path, table1_runs: Path, table1_out: Path, prov: dict,
-           device="auto", lam: float = SEARCH_LAMBDA) -> dict:
-    """The architecture stage at ``lam`` in fp32 and in bf16 from one fp32 weight stage;
-    writes out/<kind>/search.json."""
+           device="auto", lam: float = SEARCH_LAMBDA, seeds=None) -> dict:
+    """The architecture stage at ``lam`` in fp32 and in bf16 from one fp32 weight stage, for
+    each of ``seeds`` (the search's data order; default the recipe's seed): fp32's spread over
+    the seeds is the yardstick for bf16's difference. Writes out/<kind>/search.json."""
     from ..train import run_pipeline
 
     start = weights(override(recipe, {"precision": "fp32"}), data, table1_runs, device)
-    rows = {}
-    for name in ("fp32", "bf16"):  # fp32 first: its row is the reference
-        folder = runs / f"{name}-lam{label(lam)}"
-        if not (folder / "search.pt").is_file():
-            run_pipeline(override(recipe, {"lam": lam, "precision": name}), data, folder, device=device,
-                         stages=["arch"], resume=True, weights_from=start)
-        _, meta = load_model(folder / "search.pt")
-        rows[name] = {**search_row(recipe, folder, lam), "precision": meta.get("precision"),
-                      "seconds": meta.get("seconds")}
+    seeds = list(seeds or [recipe.seed])
+    rows = []
+    for seed in seeds:
+        for name in ("fp32", "bf16"):
+            folder = runs / (f"{name}-lam{label(lam)}" + (f"-seed{seed}" if seed != recipe.seed else ""))
+            if not (folder / "search.pt").is_file():
+                run_pipeline(override(recipe, {"lam": lam, "precision": name, "seed": seed}), data, folder,
+                             device=device, stages=["arch"], resume=True, weights_from=start)
+            _, meta = load_model(folder / "search.pt")
+            rows.append({**search_row(recipe, folder, lam), "seed": seed, "precision": meta.get("precision"),
+                         "seconds": meta.get("seconds")})
+    macs = {name: [r["macs"] for r in rows if r["precision"]["used"] == name] for name in ("fp32", "bf16")}
+    mean = {name: sum(v) / len(v) for name, v in macs.items()}
     swept = table1_out / "sweep.json"
     committed = next((r for r in (read_json(swept)["rows"] if swept.is_file() else [])
                       if abs(r["lambda"] - lam) <= 1e-12), None)
-    result = {**prov, "part": "search", "lambda": lam, "fp32": rows["fp32"], "bf16": rows["bf16"],
-              "macs_relative_difference": rows["bf16"]["macs"] / rows["fp32"]["macs"] - 1,
+    result = {**prov, "part": "search", "lambda": lam, "seeds": seeds, "rows": rows, "macs": macs,
+              "mean_macs": mean, "mean_relative_difference": mean["bf16"] / mean["fp32"] - 1,
+              "fp32_relative_spread": (max(macs["fp32"]) - min(macs["fp32"])) / mean["fp32"],
               "table1_fp32": {k: committed.get(k) for k in ("macs", "hard_top1", "date", "git")} if committed else None,
               "tolerances": TOLERANCES}
     write_json(out / kind_slug() / "search.json", result)

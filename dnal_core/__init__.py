@@ -13,6 +13,8 @@ The pieces, each with one home:
            ``dnal_core.search(model, data, out, lam=...)``: all of it in one call (loaded on first use)
   prune    channel removal checked against the hard gates (``dnal_core.prune``)
   report   what the book's chapters use to put results beside the paper (``dnal_core.report``)
+  chapter  what a chapter calls once per experiment (``ensure``: the committed results, or made)
+           and the steps the ImageNet chapters share (``chapter.ImageNet``)
 """
 __version__ = "0.1.0"
 

@@ -23,7 +23,9 @@ shows results.
                ``check_macs_order``, ``check_smoke_baseline``)
 
 The chapters' reader tables are ``dnal_core.report_tables``; Table I's cpu-profile views
-(controls, sweep, widths) ``dnal_core.report_cpu``.
+(controls, sweep, widths) ``dnal_core.report_cpu``; what a chapter calls once per experiment
+(``ensure``) and the ImageNet chapters' shared steps ``dnal_core.chapter``, above this package
+and ``experiments``.
 """
 from __future__ import annotations
 

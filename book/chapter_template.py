@@ -37,7 +37,7 @@ device = "auto"    # "cpu", "cuda" or "auto"
 out_dir = ""       # results folder (empty: results/table1_vgg16_cifar10/<profile>)
 fig_dir = ""       # figures folder (empty: figures/)
 runs_dir = ""      # dnal run folders with checkpoints, not committed (empty: runs/table1_vgg16_cifar10/<profile>)
-train = True       # False: only read the results already in out_dir (e.g. paper runs made on a GPU)
+train = True       # False: the results already in out_dir if any (e.g. paper runs made on a GPU)
 threads = 1        # CPU threads; 1 avoids a 10x slowdown when other jobs share the 2 cores
 
 # %% [markdown]
@@ -52,6 +52,7 @@ import torch
 
 import dnal_core as dn
 from dnal_core import experiments, report
+from dnal_core.chapter import ensure
 from dnal_core.paper import paper_baseline
 from dnal_core.recipes import get_recipe
 
@@ -81,18 +82,20 @@ print(f"{MODEL}: {full['macs'] / 1e6:.2f}M MACs, {full['params'] / 1e6:.2f}M par
 # `arch.json` (the learned widths, into `arch/`) are copied into the results folder.
 
 # %%
-if train:
+def make():  # what the results of this profile are made by, when none are committed
     if not data:
         raise ValueError("set data_dir or DNAL_DATA to the CIFAR-10 folder")
     prov = report.provenance(NAME, profile, threads, None, device)
-    experiments.run_lambdas(recipe, data, LAMS, runs, run.out, prov, device)
+    return experiments.run_lambdas(recipe, data, LAMS, runs, run.out, prov, device)
+
+
+# the committed results (one line says where they came from), or made when none are or train
+finals = ensure(NAME, profile, make, train)
 
 # %% [markdown]
 # ## Results beside the paper
 
 # %%
-finals = report.read_results(NAME, profile)
-print(f"profile {profile}: {report.run_line(finals)}")
 ours, table = report.beside_paper(TABLE, finals)  # our baseline first, drop1/drop5 in points
 table
 

@@ -32,9 +32,10 @@ from .report_tables import COLUMNS, reader_table
 
 def ensure(name: str, profile: str, make, train: bool = False, root: Path | str | None = None):
     """The results of experiment ``name`` under ``profile`` as final.json rows (``read_folder``):
-    the folder ``report.results_dir`` finds (``$DNAL_OUT_ROOT``'s, else the committed one), or,
-    when there is none or ``train`` is true, the folder ``make()`` fills and returns. Prints one
-    line: the profile, then the device, torch, date and command the results record."""
+    the folder ``report.results_dir`` finds (``$DNAL_OUT_ROOT``'s, else the committed one;
+    ``root``: this results folder instead), or, when there is none or ``train`` is true, the
+    folder ``make()`` fills and returns. Prints one line: the profile, then the device, torch,
+    date and command the results record (``report.run_line``)."""
     folder = None if train else results_dir(name, profile, root)
     if folder is None:
         folder = make()

@@ -78,7 +78,7 @@ chapter.commands(data_dir)  # shell lines that fit the page
 # accuracy. Its `final.json` and `arch.json` are committed in `results/<name>/smoke/`.
 
 # %%
-smoke = chapter.smoke(train, runs_dir, device)  # the committed run, or made when train
+smoke = chapter.smoke(train, runs_dir, device)  # committed; made if none, or if train
 chapter.rows(smoke)
 
 # %% [markdown]

@@ -134,9 +134,9 @@ report.save_figure(fig, f"{NAME}_{profile}", run.fig)
 # %%
 paper_base = paper_baseline(TABLE)
 # Our MobileNetV2-CIFAR counts 87.98M MACs / 2.24M params against the paper's 91.17M /
-# 2.30M (no stride pattern of the CIFAR variant reaches 91.17M; reference: Models and counting): the
-# check pins our count and bounds the gap; rows are compared through the reduction
-# ratios (*_macs_x).
+# 2.30M (no stride pattern of the CIFAR variant reaches 91.17M; reference: Models and
+# counting): the check pins our count and bounds the gap; rows are compared through the
+# reduction ratios (*_macs_x).
 assert (full["macs"], full["params"]) == (87_976_448, 2_236_682), full
 print(
     report.check_close(

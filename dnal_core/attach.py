@@ -45,6 +45,7 @@ from typing import Annotated
 import torch
 from torch import nn
 
+from .constructors import check_constructor, constructor_ref, resolve
 from .gate import SSGate
 from .models import DEFAULT_PLACEMENT, register_model
 
@@ -353,9 +354,9 @@ def attach_gates(model: nn.Module, example_inputs, placement: str = DEFAULT_PLAC
     ignored = tuple(names[m] if isinstance(m, nn.Module) else str(m) for m in ignored_layers or ())
     for n in ignored:
         model.get_submodule(n)  # AttributeError naming an unknown layer
-    ref, kwargs = _constructor_ref(constructor)
+    ref, kwargs = constructor_ref(constructor)
     if ref is not None:
-        _check_constructor(model, ref, kwargs)
+        check_constructor(model, ref, kwargs)
     dg, specs, ungated = trace_groups(model, x, ignored)
     del dg
     if not specs:
@@ -368,54 +369,6 @@ def attach_gates(model: nn.Module, example_inputs, placement: str = DEFAULT_PLAC
             "input_size": list(x.shape[1:]), "placement": placement, "ignored_layers": list(ignored),
             "gates": [s.gate for s in specs], "widths": [s.channels for s in specs], "keep": None}
     return _describe(model, arch, specs, ungated, template)
-
-
-# --- constructors -------------------------------------------------------------------------------
-
-def _constructor_ref(constructor) -> tuple[str | None, dict]:
-    """("module:qualname", JSON-able kwargs) of a constructor, or (None, {})."""
-    if constructor is None:
-        return None, {}
-    kwargs = {}
-    if isinstance(constructor, functools.partial):
-        if constructor.args:
-            raise ValueError("constructor: a functools.partial with keyword arguments only")
-        kwargs, constructor = dict(constructor.keywords), constructor.func
-    if isinstance(constructor, str):
-        ref = constructor
-    elif callable(constructor):
-        ref = f"{constructor.__module__}:{constructor.__qualname__}"
-    else:
-        raise ValueError(f"constructor must be a callable or 'module:name', got {constructor!r}")
-    if ":" not in ref or "<" in ref:
-        raise ValueError(f"constructor {ref!r}: give an importable 'module:name' (a function defined "
-                         "at module level)")
-    try:
-        json.dumps(kwargs)
-    except TypeError as e:
-        raise ValueError(f"constructor keyword arguments must be JSON-able: {e}") from None
-    return ref, kwargs
-
-
-def _resolve(ref: str):
-    module, _, qualname = ref.partition(":")
-    try:
-        obj = importlib.import_module(module)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"cannot import the constructor {ref!r}: {e}") from None
-    return obj
-
-
-def _check_constructor(model: nn.Module, ref: str, kwargs: dict) -> None:
-    """The constructor must build ``model``'s architecture: same state_dict keys and shapes."""
-    got = {k: tuple(v.shape) for k, v in _resolve(ref)(**kwargs).state_dict().items()}
-    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    if got != want:
-        key = next((k for k in want if got.get(k) != want[k]), None) or next(k for k in got if k not in want)
-        raise ValueError(f"constructor {ref!r}({kwargs}) builds another network than the model "
-                         f"given: {key!r} is {got.get(key)} there, {want.get(key)} here")
 
 
 # --- the "generic" builder: arch() back into a network ------------------------------------------
@@ -436,7 +389,7 @@ def build_generic(constructor=None, kwargs=None, template=None, input_size=None,
     if t is not None:
         plain = copy.deepcopy(t.plain)
     elif constructor:
-        plain = _resolve(constructor)(**(kwargs or {}))
+        plain = resolve(constructor)(**(kwargs or {}))
         t = _Template(plain)
     else:
         raise ValueError(f"{NAME}: this network was gated in another process without a constructor; "

@@ -36,13 +36,13 @@ def check_recipe(recipe) -> None:
 
 def resolve(ref: str):
     """The callable ``ref`` ("module:function") names; ValueError in one line otherwise."""
-    from .attach import _resolve
+    from .constructors import resolve as import_ref
 
     module, _, name = str(ref).partition(":")
     if not module or not name:
         raise ValueError(f"model {ref!r}: give 'module:function', e.g. torchvision.models:resnet18")
     try:
-        fn = _resolve(ref)
+        fn = import_ref(ref)
     except ValueError:
         raise
     except Exception as e:  # an import that runs code can fail in any way

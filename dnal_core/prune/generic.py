@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from .. import io
-from ..attach import _constructor_ref, apply_keep, strip_gates, trace_groups
+from ..attach import apply_keep, strip_gates, trace_groups
+from ..constructors import constructor_ref
 from ..gate import gates
 from .coupling import Branch, Family, Group
 from .files import ARCH_FILE, WEIGHTS_FILE, build_pruned
@@ -60,7 +61,7 @@ def load(path: str | Path, constructor=None, map_location="cpu") -> nn.Module:
     d = Path(path)
     arch = io.read_json(d / ARCH_FILE)
     if constructor is not None:
-        arch["constructor"], arch["kwargs"] = _constructor_ref(constructor)
+        arch["constructor"], arch["kwargs"] = constructor_ref(constructor)
     model = build_pruned(arch)
     model.load_state_dict(io.load(d / WEIGHTS_FILE, map_location), strict=True)
     return model.eval()

@@ -26,7 +26,7 @@ from .fast import FastStep, autocast, use_fast
 from . import dist
 
 HIST_BINS = 10  # gate-value histogram per architecture epoch: counts in 10 bins over [0, 1] (Fig. 3)
-CPU_EVAL_SLICE = 128  # CPU evaluation in slices: 500 images outgrow the caches (1.45x the time; same logits)
+CPU_EVAL_SLICE = 128  # CPU evaluation in slices: 500 images outgrow the caches (1.45x the time, same logits)
 
 
 # --- evaluation -----------------------------------------------------------------------------------
@@ -250,8 +250,8 @@ def _fit(model, train_data, test_data, cfg: StageConfig, plan: _Plan, *, device=
             train_s = time.perf_counter() - t0
             sched.step()
             t1 = time.perf_counter()
-            # the last epoch's accuracies (the stage's reported ones) in fp32; bf16 before it
-            with autocast(device, fast_step is not None and fast_step.cfg.autocast and epoch < cfg.epochs - 1):
+            low = bf16 or fast_step is not None and fast_step.cfg.autocast  # bf16 runs: bf16 evaluation
+            with autocast(device, low and epoch < cfg.epochs - 1):  # but the last, the stage's reported one
                 ev = evaluate(model, test_data, device, calib)
                 if plan.delta is not None:  # searching: the hard-gated network the pruner derives
                     hard = evaluate(hard_gated(model), test_data, device, calib)

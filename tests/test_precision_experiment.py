@@ -52,3 +52,22 @@ def test_search_runs_both_precisions_from_one_weight_stage(cifar_dir, tmp_path, 
     mean = {k: sum(v) / 2 for k, v in got["macs"].items()}
     assert got["mean_relative_difference"] == pytest.approx(mean["bf16"] / mean["fp32"] - 1)
     assert got["table1_fp32"] is None  # no committed sweep in that folder
+
+
+def test_experiments_take_a_precision_for_every_run(monkeypatch, tmp_path):
+    """``--precision`` sets the recipe of every run an experiment makes, and its command line
+    says so; the precision experiment, which sets each run's own, refuses it."""
+    from dnal_core.experiments import cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "table1_search", lambda recipe, data, runs, out, command, device:
+                        seen.update(recipe=recipe, command=command))
+    assert cli.main(["table1", "--part", "search", "--data", str(tmp_path), "--runs", str(tmp_path / "r"),
+                     "--out", str(tmp_path / "o"), "--precision", "auto"]) == 0
+    assert seen["recipe"].precision == "auto" and seen["command"].endswith(" --precision auto")
+    assert cli.main(["table1", "--part", "search", "--data", str(tmp_path), "--runs", str(tmp_path / "r"),
+                     "--out", str(tmp_path / "o")]) == 0
+    assert seen["recipe"].precision == "fp32" and "--precision" not in seen["command"]
+    with pytest.raises(SystemExit) as e:
+        cli.main(["precision", "--part", "dense", "--data", str(tmp_path), "--precision", "bf16"])
+    assert e.value.code == 2

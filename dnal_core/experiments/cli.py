@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..recipes import get_recipe
+from ..recipes import get_recipe, override
 from . import (NAMES, budget_runs, calibration, figure_runs, provenance, table1_controls,
                table1_search)
 from . import __doc__ as DOC
@@ -30,6 +30,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="", help="results (default results/<experiment>/<profile>)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None,
+                   help="CPU training arithmetic of every run (default the profile's, fp32; auto: bf16 where "
+                        "the CPU has bf16 matrix instructions and a probe finds it faster; "
+                        "book/reference/training.md); a run folder keeps the precision it started with")
     p.add_argument("--lambda", dest="lam", type=float, default=None,
                    help="fig4/fig5: the lambda to search at (default: the one their results already used, "
                         "else Table I's chosen lambda nearest a 2.5x reduction)")
@@ -66,8 +70,12 @@ def main(argv=None) -> int:
         p.error("criteria --part variant needs --width-mult in (0, 1]")
     if any(x <= 1 for x in a.reductions or ()) or any(x <= 0 for x in a.grid or ()):
         p.error("--reductions must be above 1 and --grid lambdas above 0")
+    if a.precision is not None and a.experiment == "precision":
+        p.error("precision sets each run's precision itself: no --precision")
     try:
         recipe = get_recipe("vgg16-cifar", a.profile)
+        if a.precision is not None:
+            recipe = override(recipe, {"precision": a.precision})
     except ValueError as e:
         print(f"experiments: {e}", file=sys.stderr)
         return 2
@@ -87,7 +95,8 @@ def main(argv=None) -> int:
         ("seed", [a.seed] if a.seed is not None else None), ("reductions", a.reductions), ("grid", a.grid)) if v)
     only += " --dense" * a.dense
     command = (f"python -m dnal_core.experiments {a.experiment}{part} --profile {a.profile} "
-               f"--data $DNAL_DATA --threads {a.threads}{lam}{seeds}{only}")
+               f"--data $DNAL_DATA --threads {a.threads}{lam}{seeds}{only}"
+               + (f" --precision {a.precision}" if a.precision else ""))
     if a.experiment == "table1" and a.part == "search":
         table1_search(recipe, a.data, runs, out, command, a.device)
     elif a.experiment == "table1" and a.part == "calibration":

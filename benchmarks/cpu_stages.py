@@ -13,7 +13,8 @@ with ``--bf16`` anyway), it times with the trainer's own functions:
   * train step: ``train_step`` (forward, backward, SGD update) on ``--steps`` batches after one
     untimed step, extrapolated to the 390 steps of an epoch;
   * loader: ``TensorLoader`` (augmentation, batching) over the same number of batches;
-  * evaluation: ``evaluate`` over 10,000 test images (fp32, as the trainer evaluates);
+  * evaluation: ``evaluate`` over 10,000 test images (in the stage's precision, as the trainer
+    evaluates every epoch but a stage's last);
   * precise BN: re-estimating the BN statistics on 20 batches (``precise_copy``), once per
     evaluation;
   * checkpoint: ``io.save`` of the epoch's checkpoint (model, optimizer) to a temporary folder;
@@ -51,6 +52,7 @@ from dnal_core.io import save, write_json
 from dnal_core.machine import cpu_kind, cpu_model, has_bf16_matmul, kind_slug
 from dnal_core.measure import count
 from dnal_core.train.bn import precise_copy
+from dnal_core.train.fast import autocast
 from dnal_core.train.stages import evaluate, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,9 +125,11 @@ def breakdown(stage: str, precision: str, steps: int) -> dict:
             "share": round(e.self_cpu_time_total / total_us, 3)} for e in events[:8]]
     test = [(torch.randn(500, 3, 32, 32).contiguous(memory_format=torch.channels_last),
              torch.randint(0, 10, (500,))) for _ in range(2)]
-    eval_s = _timed(lambda: evaluate(model, test)) / 1000 * TEST
+    with autocast(torch.device("cpu"), bf16):
+        eval_s = _timed(lambda: evaluate(model, test)) / 1000 * TEST
     calib = [(x, y) for x, y in (batches * CALIB)[:CALIB]]
-    bn_s = _timed(lambda: precise_copy(model, calib))
+    with autocast(torch.device("cpu"), bf16):
+        bn_s = _timed(lambda: precise_copy(model, calib))
     evals = 2 if stage == "arch" else 1  # the arch stage evaluates the soft and the hard-gated network
     with tempfile.TemporaryDirectory() as d:
         ckpt_s = _timed(lambda: save({"model": model.state_dict(), "optimizer": opt.state_dict()},

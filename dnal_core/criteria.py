@@ -169,7 +169,8 @@ def classic_one(recipe: Recipe, data, runs: Path, weights: Path, criterion: str,
         close_gates(model, sel["keep"])
         io.save_model(model, folder / "search.pt",
                       {"stage": "arch", "seconds": time.perf_counter() - t0, "criterion": method,
-                       "target_macs": target["macs"], "selected_macs": sel["macs"], "top1": None, "hard_top1": None,
+                       "target_macs": target["macs"], "selected_macs": sel["macs"], "spread": sel.get("spread", False),
+                       "top1": None, "hard_top1": None,
                        "config": r.to_dict(), "weights_top1": wmeta.get("top1")})
     final = run_pipeline(r, data, folder, device=device, stages=["finetune"], resume=True, weights_from=weights)
     return {"method": method, "source": target["source"], "width_mult": recipe.width_mult,

@@ -127,6 +127,31 @@ def test_keep_masks_close_the_lowest_scores():
     # one ranking: the three lowest are 0.1, 0.5 (both of layer 2, which keeps one) and 1.0
     assert [k.tolist() for k in keep_masks(scores, True, 3)] == [[True, False, False, True], [True, False]]
     assert [k.tolist() for k in keep_masks(scores, True, 0)] == [[True] * 4, [True] * 2]
+    # spread: layers of one width lose their next channel at different amounts, not together
+    same = [torch.tensor([4.0, 3.0, 2.0, 1.0]), torch.tensor([4.0, 3.0, 2.0, 1.0])]
+    assert [int(k.sum()) for k in keep_masks(same, False, 0.4)] == [3, 3]
+    assert [int(k.sum()) for k in keep_masks(same, False, 0.4, spread=True)] == [3, 2]
+    assert [int(k.sum()) for k in keep_masks(same, False, 0.5, spread=True)] == [2, 2]
+
+
+def test_per_layer_selection_spreads_its_rounding_where_the_steps_skip_the_target():
+    """Quarter-width VGG16: one per-layer share drops a channel from all six 128-channel layers
+    at once; a MACs target between two such steps is reached with the rounding spread."""
+    import torch
+
+    import dnal_core as dn
+    from dnal_core.prune.classic import keep_masks, select_to_macs
+
+    model = dn.build("vgg16-cifar", width_mult=0.25)
+    torch.manual_seed(0)
+    scores = [torch.rand(w) for w in model.widths]
+    plain = sorted({dn.count(dn.build_from_arch({**model.arch(), "widths": [int(k.sum()) for k in
+                    keep_masks(scores, False, a / 512)], "gated": False}))["macs"] for a in range(512)})
+    gap = max(zip(plain, plain[1:]), key=lambda p: p[1] / p[0])
+    target = (gap[0] * gap[1]) ** 0.5
+    assert gap[1] / gap[0] > 1.04  # no plain share lands within 2% of the target
+    sel = select_to_macs(model, "random", target, False)
+    assert sel.get("spread") and abs(sel["macs"] / target - 1) <= 0.02
 
 
 def test_classic_cli_refuses_an_unknown_method_or_target_in_one_line(capsys):

@@ -172,7 +172,10 @@ classic
 # above DNAL's eq. 4: the selection, not the finetune, is what eq. 4 loses on; even random
 # channels, at the same share in every layer, land three points above it. At 2.36x, where eq.
 # 4 is 0.35 under uniform width, L1 per layer and BN scale are level with both (within Fig.
-# 4's seed spread). Taylor by one global ranking of raw scores is the outlier at both sizes:
+# 4's seed spread), and random channels per layer land at 80.27, 0.4 under eq. 4: at this size
+# the selection hardly matters. (That row's weight stage was trained again, on an AMD EPYC
+# with AVX512-BF16: 80.63% before finetuning, against 81.13% for the AVX2 EPYC's that the
+# other rows start from; the row's `cpu_kind` says which.) Taylor by one global ranking of raw scores is the outlier at both sizes:
 # its scores are not normalised per layer, so at 3.49x it closes layers 8-13 down to one
 # channel each (the row's widths) and the network loses 30 points (at the smoke profile L1 by
 # global ranking did the same to the early layers).

@@ -25,19 +25,25 @@ from .paper import paper_baseline, paper_table
 from .recipes import get_recipe
 from .report.compare import baseline_counts, check_smoke_baseline, check_top1, paper_commands, paper_run_table
 from .report.plots import plot_acc_vs_macs, save_figure
-from .report.results import paths, provenance, random_imagefolder, read_folder, repo_root, results_dir
+from .report.results import has_results, paths, provenance, random_imagefolder, read_folder, repo_root, results_dir
 from .report.text import ours_table, run_line, say, shell
 from .report_tables import COLUMNS, reader_table
 
 
-def ensure(name: str, profile: str, make, train: bool = False, root: Path | str | None = None):
+def ensure(name: str, profile: str, make, train: bool = False, root: Path | str | None = None,
+           out_dir: str = ""):
     """The results of experiment ``name`` under ``profile`` as final.json rows (``read_folder``):
     the folder ``report.results_dir`` finds (``$DNAL_OUT_ROOT``'s, else the committed one;
-    ``root``: this results folder instead), or, when there is none or ``train`` is true, the
+    ``root``: this results folder instead; ``out_dir``: a chapter's parameter of that name, this
+    one folder, as ``report.paths`` places it), or, when there is none or ``train`` is true, the
     folder ``make()`` fills and returns. Prints one line: the profile, then the device, torch,
     date and command the results record (``report.run_line``)."""
-    folder = None if train else results_dir(name, profile, root)
-    if folder is None:
+    if out_dir:
+        folder = paths(name, profile, out_dir).out
+        folder = folder if has_results(folder) else None
+    else:
+        folder = results_dir(name, profile, root)
+    if train or folder is None:
         folder = make()
     finals = read_folder(folder)
     say(f"{profile} result: {run_line(finals)}")

@@ -54,7 +54,7 @@ import pandas as pd
 import torch
 
 import dnal_core as dn
-from dnal_core import experiments, report
+from dnal_core import chapter, experiments, report
 from dnal_core.recipes import get_recipe, override
 from dnal_core.report_tables import Col, reader_table
 from dnal_core.train import run_pipeline
@@ -96,57 +96,35 @@ for model in MODELS:
 # 2.5x MACs reduction (run that chapter first).
 
 # %%
-have = run.out if out_dir else report.results_dir(NAME, profile)
-if profile == "cpu" and (train or not report.has_results(have)):
-    table1 = report.results_dir("table1_vgg16_cifar10", "cpu")
-    lam = experiments.pick_lambda(table1)
-    experiments.fig3_lines(table1, run.out / "vgg16-cifar.jsonl", "vgg16-cifar", lam)
-    have = run.out
-elif train or not report.has_results(have):
+def make(profile, out):
+    """The searches of ``profile``, their architecture-stage lines copied to ``out``."""
+    if profile == "cpu":  # VGG16: the Table I chapter's search
+        table1 = report.results_dir("table1_vgg16_cifar10", "cpu")
+        lam_1 = experiments.pick_lambda(table1)
+        experiments.fig3_lines(table1, out / "vgg16-cifar.jsonl", "vgg16-cifar", lam_1)
+        return out
     if not data:
         raise ValueError("set data_dir or DNAL_DATA to the CIFAR-10 folder")
+    extra = SMOKE if profile == "smoke" else {}
     for model in MODELS:
-        recipe = override(
-            get_recipe(model, profile),
-            {**(SMOKE if profile == "smoke" else {}), "lam": lam},
-        )
-        folder = runs / model
-        run_pipeline(
-            recipe,
-            data,
-            folder,
-            device=device,
-            stages=["weights", "arch"],
-            resume=(folder / "config.json").is_file(),
-        )
-        report.copy_metrics(
-            folder,
-            run.out / f"{model}.jsonl",
-            stages=["arch"],
-            model=model,
-            lam=lam,
-            **report.provenance(
-                NAME, profile, threads, SMOKE if profile == "smoke" else None, device
-            ),
-        )
-    have = run.out
-lines = report.read_folder(have).assign(profile=profile)
+        recipe = override(get_recipe(model, profile), {**extra, "lam": lam})
+        folder = (Path(runs_dir) if runs_dir else runs.parent / profile) / model
+        run_pipeline(recipe, data, folder, device=device, stages=["weights", "arch"],
+                     resume=(folder / "config.json").is_file())
+        prov = report.provenance(NAME, profile, threads, extra or None, device)
+        report.copy_metrics(folder, out / f"{model}.jsonl", stages=["arch"],
+                            model=model, lam=lam, **prov)
+    return out
+
+
+# committed results (made if none, or if train), and where they came from
+lines = chapter.ensure(NAME, profile, lambda: make(profile, run.out), train,
+                       out_dir=out_dir).assign(profile=profile)
 if profile == "cpu":  # panel (b) from the smoke results
-    lines = pd.concat(
-        [
-            lines,
-            report.read_results(NAME, "smoke")
-            .query("model == 'mobilenetv2-cifar'")
-            .assign(profile="smoke"),
-        ],
-        ignore_index=True,
-    )
-for model, r in lines.groupby("model"):
-    report.say(
-        f"{model}: {len(r)} architecture-stage epochs at the {r['profile'].iloc[0]}"
-        f" profile, {r['device'].iloc[0]}, {r['date'].iloc[0]}; made by"
-        f" `{r['command'].iloc[0]}`"
-    )
+    smoke_out = report.paths(NAME, "smoke").out
+    smoke = chapter.ensure(NAME, "smoke", lambda: make("smoke", smoke_out))
+    smoke = smoke.query("model == 'mobilenetv2-cifar'").assign(profile="smoke")
+    lines = pd.concat([lines, smoke], ignore_index=True)
 
 # %% [markdown]
 # ## Results beside the paper

@@ -140,3 +140,19 @@ def test_imagenet_baseline_commands_and_paper_run(root, tmp_path, capsys):
     with pytest.raises(AssertionError):  # not this network's smoke run: the smoke check fails first
         chapter.check(smoke, ours, table)
     chapter.figure(ours)
+
+
+def test_ensure_reads_and_makes_in_a_chapters_out_dir(root, tmp_path, capsys):
+    _write(root / "results" / "exp" / "cpu", top1=1.0)  # found by the search, but out_dir says where
+    out = tmp_path / "mine"
+    made = []
+
+    def make():
+        made.append(1)
+        return _write(out, top1=2.0)
+
+    assert ch.ensure("exp", "cpu", make, out_dir=str(out))["top1"].tolist() == [2.0]  # empty: made
+    assert ch.ensure("exp", "cpu", make, out_dir=str(out))["top1"].tolist() == [2.0]  # now read
+    assert len(made) == 1 and ch.ensure("exp", "cpu", make)["top1"].tolist() == [1.0]
+    ch.ensure("exp", "cpu", make, train=True, out_dir=str(out))
+    assert len(made) == 2 and capsys.readouterr().out.count("cpu result: ") == 4

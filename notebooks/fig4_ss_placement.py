@@ -58,7 +58,7 @@ import matplotlib.pyplot as plt
 import torch
 
 import dnal_core as dn
-from dnal_core import experiments, report
+from dnal_core import chapter, experiments, report
 from dnal_core.models import PLACEMENTS
 from dnal_core.recipes import get_recipe, override
 from dnal_core.report_tables import COLUMNS, Col, reader_table
@@ -139,56 +139,39 @@ for layout in (torch.contiguous_format, torch.channels_last):
 # as `<model>_weights.jsonl`).
 
 # %%
-have = run.out if out_dir else report.results_dir(NAME, profile)
-if profile == "cpu" and (
-    train or not report.has_results(have)
-):  # from the Table I chapter's runs
-    command = report.provenance(NAME, profile, threads, None, device)["command"]
-    experiments.figure_runs("fig4", profile, data, runs, run.out, command, device)
-    have = run.out
-elif train or not report.has_results(have):
+def make():
+    """Per network, the weight stage and each placement's search and finetuning from it,
+    their per-epoch lines copied to ``run.out``."""
+    prov, out = report.provenance(NAME, profile, threads, device=device), run.out
+    if profile == "cpu":  # from the Table I chapter's runs
+        command = prov["command"]
+        experiments.figure_runs("fig4", profile, data, runs, out, command, device)
+        return out
     if not data:
         raise ValueError("set data_dir or DNAL_DATA to the CIFAR-10 folder")
     for model in MODELS:
         recipe = override(get_recipe(model, profile), {"lam": lam})
-        tag = dict(
-            model=model,
-            lam=lam,
-            **report.provenance(NAME, profile, threads, device=device),
-        )
+        tag = dict(model=model, lam=lam, **prov)
         weights = runs / model / "weights"
         if not (weights / "weights.pt").is_file():
             run_pipeline(recipe, data, weights, device=device, stages=["weights"])
-        report.copy_metrics(
-            weights, run.out / f"{model}_weights.jsonl", placement="shared", **tag
-        )
+        report.copy_metrics(weights, out / f"{model}_weights.jsonl", placement="shared",
+                            **tag)
         for placement in PLACEMENTS:
             folder = runs / model / placement
-            run_pipeline(
-                override(recipe, {"placement": placement}),
-                data,
-                folder,
-                device=device,
-                stages=["arch", "finetune"],
-                weights_from=weights / "weights.pt",
-                resume=True,
-            )
-            report.copy_metrics(
-                folder,
-                run.out / f"{model}_{placement}.jsonl",
-                placement=placement,
-                **tag,
-            )
-    have = run.out
-lines = report.read_folder(have)
+            run_pipeline(override(recipe, {"placement": placement}), data, folder,
+                         device=device, stages=["arch", "finetune"],
+                         weights_from=weights / "weights.pt", resume=True)
+            report.copy_metrics(folder, out / f"{model}_{placement}.jsonl",
+                                placement=placement, **tag)
+    return out
+
+
+# committed results (made if none, or if train), and where they came from
+lines = chapter.ensure(NAME, profile, make, train, out_dir=out_dir)
 lines = lines[lines["source"].str.endswith(".jsonl")]
 lines = lines.assign(seed=lines["seed"].fillna(0).astype(int) if "seed" in lines else 0)
 lam = lines["lam"].dropna().iloc[0]
-report.say(
-    f"profile {profile}: {len(lines)} epochs from {have.name}/:"
-    f" {lines['device'].iloc[0] if 'device' in lines else ''}, {lines['date'].iloc[0]},"
-    f" made by `{lines['command'].iloc[0]}`"
-)
 
 # %% [markdown]
 # ## Results beside the paper

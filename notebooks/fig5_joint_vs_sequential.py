@@ -71,7 +71,7 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from dnal_core import experiments, report, report_cpu
+from dnal_core import chapter, experiments, report, report_cpu
 from dnal_core.io import write_json
 from dnal_core.recipes import get_recipe, override
 from dnal_core.report_tables import reader_table
@@ -112,62 +112,42 @@ for model in MODELS:
 # `<model>_<strategy>.json`.
 
 # %%
-have = run.out if out_dir else report.results_dir(NAME, profile)
-if profile == "cpu" and (
-    train or not report.has_results(have)
-):  # sequential: the Table I chapter's run
-    command = report.provenance(NAME, profile, threads, None, device)["command"]
-    experiments.figure_runs("fig5", profile, data, runs, run.out, command, device)
-    have = run.out
-elif train or not report.has_results(have):
+# what each run's <model>_<strategy>.json keeps of its final.json
+KEEP = ("macs", "params", "top1", "top5", "baseline_macs", "baseline_params", "device",
+        "torch", "git")
+
+
+def make():
+    """Both strategies end to end per network: their per-epoch lines and final summaries
+    written to ``run.out``."""
+    prov, out = report.provenance(NAME, profile, threads, device=device), run.out
+    if profile == "cpu":  # sequential: the Table I chapter's run
+        command = prov["command"]
+        experiments.figure_runs("fig5", profile, data, runs, out, command, device)
+        return out
     if not data:
         raise ValueError("set data_dir or DNAL_DATA to the CIFAR-10 folder")
     for model in MODELS:
         for strategy, sequential in STRATEGIES.items():
-            recipe = override(
-                get_recipe(model, profile), {"lam": lam, "sequential": sequential}
-            )
+            recipe = override(get_recipe(model, profile),
+                              {"lam": lam, "sequential": sequential})
             folder = runs / model / strategy
-            final = run_pipeline(
-                recipe,
-                data,
-                folder,
-                device=device,
-                resume=(folder / "config.json").is_file(),
-            )
-            tag = dict(
-                model=model,
-                strategy=strategy,
-                lam=lam,
-                **report.provenance(NAME, profile, threads, device=device),
-            )
-            report.copy_metrics(folder, run.out / f"{model}_{strategy}.jsonl", **tag)
-            keep = (
-                "macs",
-                "params",
-                "top1",
-                "top5",
-                "baseline_macs",
-                "baseline_params",
-                "device",
-                "torch",
-                "git",
-            )
-            write_json(
-                run.out / f"{model}_{strategy}.json",
-                {**tag, **{k: final.get(k) for k in keep}},
-            )
-    have = run.out
-results = report.read_folder(have)
+            final = run_pipeline(recipe, data, folder, device=device,
+                                 resume=(folder / "config.json").is_file())
+            tag = dict(model=model, strategy=strategy, lam=lam, **prov)
+            report.copy_metrics(folder, out / f"{model}_{strategy}.jsonl", **tag)
+            kept = {k: final.get(k) for k in KEEP}
+            write_json(out / f"{model}_{strategy}.json", {**tag, **kept})
+    return out
+
+
+# committed results (made if none, or if train), and where they came from
+results = chapter.ensure(NAME, profile, make, train, out_dir=out_dir)
 lines, finals = (
     results[results["source"].str.endswith(".jsonl")],
     results[results["source"].str.endswith(".json")],
 )
 lam = lines["lam"].iloc[0]
-report.say(
-    f"profile {profile}: {len(lines)} epochs from {have.name}/:"
-    f" {lines['date'].iloc[0]}, made by `{lines['command'].iloc[0]}`"
-)
 
 # %% [markdown]
 # ## Results beside the paper

@@ -3,6 +3,7 @@
   ``ensure``   a chapter's results: the committed ones, or made by the chapter's own ``make``
                when none are committed (or when ``train``), with one line saying where they
                came from (profile, device, date, command)
+  ``ensure_lambdas``  ``ensure`` of a CIFAR-10 lambda sweep from one weight stage (Tables II-III)
   ``ImageNet`` a Table IV-VII chapter (ImageNet is not on this machine, a paper run takes
                days of GPU time): the paper's rows, our baseline counted both ways beside the
                paper's, the commands of a paper run, the smoke run on a generated ImageFolder,
@@ -48,6 +49,28 @@ def ensure(name: str, profile: str, make, train: bool = False, root: Path | str 
     finals = read_folder(folder)
     say(f"{profile} result: {run_line(finals)}")
     return finals
+
+
+def ensure_lambdas(name: str, profile: str, recipe, lams, train: bool = False, data_dir: str = "",
+                   out_dir: str = "", runs_dir: str = "", threads: int = 1, device: str = "auto",
+                   overrides: dict | None = None):
+    """``ensure`` of a lambda sweep on CIFAR-10 (Tables II-III): when made, ``recipe`` trained at
+    each of ``lams`` from one shared weight stage (``experiments.run_lambdas``) on ``data_dir``
+    (empty: ``$DNAL_DATA``), its checkpoints in ``runs_dir`` (empty: ``runs/<name>/<profile>``),
+    each lambda's final.json and arch.json, with the provenance (``overrides``: the recipe
+    overrides it names), in ``out_dir`` (empty: ``results/<name>/<profile>``). The arguments
+    are a chapter's parameters of those names."""
+    import os
+
+    def make():
+        data = data_dir or os.environ.get("DNAL_DATA", "")
+        if not data:
+            raise ValueError("set data_dir or DNAL_DATA to the CIFAR-10 folder")
+        runs = Path(runs_dir) if runs_dir else repo_root() / "runs" / name / profile
+        prov = provenance(name, profile, threads, overrides, device)
+        return run_lambdas(recipe, data, lams, runs, paths(name, profile, out_dir).out, prov, device)
+
+    return ensure(name, profile, make, train, out_dir=out_dir)
 
 
 # What the smoke run trains on: an ImageFolder of seeded random JPEGs, ImageNet's layout.

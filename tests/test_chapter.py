@@ -156,3 +156,32 @@ def test_ensure_reads_and_makes_in_a_chapters_out_dir(root, tmp_path, capsys):
     assert len(made) == 1 and ch.ensure("exp", "cpu", make)["top1"].tolist() == [1.0]
     ch.ensure("exp", "cpu", make, train=True, out_dir=str(out))
     assert len(made) == 2 and capsys.readouterr().out.count("cpu result: ") == 4
+
+
+def test_ensure_lambdas_sweeps_from_one_weight_stage_once(root, tmp_path, monkeypatch, capsys):
+    import dnal_core.train as train_pkg
+
+    calls = []
+    monkeypatch.setattr(train_pkg, "run_pipeline", _fake_pipeline(calls))
+    monkeypatch.delenv("DNAL_DATA", raising=False)
+    recipe, lams, smoke = get_recipe("resnet56-cifar", "smoke"), [1e-4, 3e-4], {"arch.epochs": 1}
+    with pytest.raises(ValueError, match="DNAL_DATA"):  # nothing committed, no data: said so
+        ch.ensure_lambdas("exp", "smoke", recipe, lams)
+    assert calls == []
+
+    monkeypatch.setenv("DNAL_DATA", str(tmp_path / "cifar"))
+    kw = dict(runs_dir=str(tmp_path / "runs"), overrides=smoke)
+    finals = ch.ensure_lambdas("exp", "smoke", recipe, lams, **kw)
+    assert [c.get("stages") for c in calls] == [["weights"], ["arch", "finetune"], ["arch", "finetune"]]
+    assert {c["data"] for c in calls} == {str(tmp_path / "cifar")} and calls[0]["out"] == tmp_path / "runs" / "weights"
+    out = root / "results" / "exp" / "smoke"
+    assert sorted(finals["source"]) == ["lam1e-4.json", "lam3e-4.json"] and (out / "arch" / "lam3e-4.json").is_file()
+    assert "recipe overrides {'arch.epochs': 1}" in finals["command"].iloc[0]
+    assert capsys.readouterr().out.startswith("smoke result: ")
+
+    assert ch.ensure_lambdas("exp", "smoke", recipe, lams, **kw)["macs"].tolist() == finals["macs"].tolist()
+    assert len(calls) == 3  # committed now: read, not made
+    (tmp_path / "runs" / "weights" / "weights.pt").touch()  # the weight stage's file: not rerun
+    mine = tmp_path / "mine"  # a chapter's out_dir, and train: made there again
+    ch.ensure_lambdas("exp", "smoke", recipe, lams[:1], True, str(tmp_path / "cifar"), str(mine), **kw)
+    assert len(calls) == 4 and (mine / "lam1e-4.json").is_file()

@@ -39,14 +39,11 @@ threads = 1  # CPU threads; 1 avoids a 10x slowdown when other jobs share the 2 
 # ## Set-up
 
 # %% tags=["hide-input"]
-import os
-from pathlib import Path
-
 import pandas as pd
 import torch
 
 import dnal_core as dn
-from dnal_core import experiments, report
+from dnal_core import chapter, report
 from dnal_core.paper import paper_baseline, paper_lambdas, paper_table
 from dnal_core.recipes import get_recipe, override
 from dnal_core.report_tables import BESIDE_PAPER, COLUMNS, reader_table
@@ -59,8 +56,6 @@ LAMS = ([1e-4, 3e-4, 5e-4] if profile == "smoke" else paper_lambdas(TABLE))
 # three lambdas.
 SMOKE = {"arch.epochs": 1, "finetune.epochs": 1}
 run = report.paths(NAME, profile, out_dir, fig_dir)
-runs = Path(runs_dir) if runs_dir else report.repo_root() / "runs" / NAME / profile
-data = data_dir or os.environ.get("DNAL_DATA", "")
 recipe = get_recipe(MODEL, profile)
 recipe = override(recipe, SMOKE) if profile == "smoke" else recipe
 torch.set_num_threads(threads)
@@ -84,14 +79,11 @@ print(f"{MODEL}: {full['macs'] / 1e6:.2f}M MACs, {full['params'] / 1e6:.2f}M par
 # call that made it, and its `arch.json` (the learned widths) into `arch/`.
 
 # %%
-have = run.out if out_dir else report.results_dir(NAME, profile)
-if train or not report.has_results(have):
-    if not data:
-        raise ValueError("set data_dir or DNAL_DATA to the CIFAR-10 folder")
-    prov = report.provenance(NAME, profile, threads, SMOKE, device)
-    have = experiments.run_lambdas(recipe, data, LAMS, runs, run.out, prov, device)
-root = report.repo_root()
-print(f"results from {have.relative_to(root) if have.is_relative_to(root) else have}")
+# committed results (made if none, or if train), and where they came from
+finals = chapter.ensure_lambdas(
+    NAME, profile, recipe, LAMS, train, data_dir, out_dir, runs_dir, threads, device,
+    overrides=SMOKE if profile == "smoke" else None,
+)
 
 # %% [markdown]
 # ## Results beside the paper
@@ -102,8 +94,6 @@ print(f"results from {have.relative_to(root) if have.is_relative_to(root) else h
 # pruned network's, in points.
 
 # %% tags=["nbval-check-output"]
-finals = report.read_folder(have)
-report.say(f"profile {profile}: {report.run_line(finals)}")
 ours, table = report.beside_paper(TABLE, finals)
 # the comparison in the columns that fit the page; every column one click below
 reader_table(table, BESIDE_PAPER)

@@ -178,7 +178,8 @@ classic
 # other rows start from; the row's `cpu_kind` says which.) At the third target, Table I's 4.9x
 # network (4.07M MACs; from that retrained weight stage too), L1 per layer lands at 74.91: 1.6
 # points above eq. 4 (73.31) and 3.6 under uniform width (78.48); random channels per layer,
-# at the same widths, 72.62. A share per layer cannot land
+# at the same widths, 72.62; BN scale by global ranking, 77.49, one point under uniform width
+# and 4.2 above eq. 4, the best selection from the inherited weights there. A share per layer cannot land
 # within 2% there (the six 128-channel layers lose a channel together), so the selection spreads
 # its rounding over the layers (`dnal_core/prune/classic.py`). Taylor by one global ranking of raw scores is the outlier at both sizes:
 # its scores are not normalised per layer, so at 3.49x it closes layers 8-13 down to one

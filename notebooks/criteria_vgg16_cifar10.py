@@ -207,6 +207,16 @@ else:
     report.say("no network at these reductions yet")
 trend
 
+# %% [markdown]
+# At 1/8 width (its own weight stage, 76.26%; AMD EPYC AVX512-BF16, 2026-12-07) eq. 4 falls
+# further behind uniform width than at 1/4: 65.93 against 72.94 near 2.5x (-7.0 points; -0.35
+# at 1/4 width near 2.4x) and 40.93 against 69.29 near 4.3x (-28.4; -5.45 at 1/4 near 3.5x).
+# The cost-aware budget does not: 74.90 at 2.12M MACs (above the 1/8-width uniform networks'
+# range; 72.94 at 2.01M) and 69.06 at 1.27M, 0.76 under uniform width interpolated there
+# (-1.10 at 1/4 width). So at the two widths measured, the narrower the network, the worse
+# eq. 4 stands against uniform width, and pricing channels by their MACs removes most of the
+# gap at both. The 1/2 width, the trend's other end, is not measured yet.
+
 # %% tags=["hide-input"]
 fig = view.plot_width_trend(every)
 report.save_figure(fig, f"{NAME}_width_{profile}", run.fig)
@@ -230,6 +240,11 @@ else:
 spread
 
 # %% [markdown]
+# The search alone already varies with the seed: from one weight stage, eq. 4 at lambda 2.3e-3
+# with three data orders kept 7.57M, 7.67M and 9.18M MACs (`results/precision_vgg16_cifar10/`,
+# the fp32 runs; AMD EPYC AVX512-BF16). The comparisons here are at each network's own MACs:
+# a search that lands elsewhere is compared with the uniform network of those MACs.
+#
 # **Not measured yet** (issue 20): the width trend at 1/2 width (5.6x the quarter width's
 # epoch: one reduction there is a night on the 2-core machine), seeds 1 and 2, and the classic
 # criteria the rows above do not show. Until the seeds exist, a difference smaller than Fig.

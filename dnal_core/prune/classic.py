@@ -139,7 +139,7 @@ def select_to_macs(model: nn.Module, criterion: str, target_macs: float, global_
                    grad_batches=None, tol: float = 0.02, seed: int = 0) -> dict:
     """The channels ``criterion`` keeps when the pruned network has ``target_macs`` MACs within
     ``tol`` (relative): bisection of the share of each layer closed (per layer) or of the number
-    of channels closed (global). Returns {"keep": masks per gate, "amount", "macs", "widths"};
+    of channels closed (global). Returns {"keep": masks per gate, "amount", "macs", "widths"}.
     Per layer, where the plain rounding's steps skip the target (the six 128-channel layers of a
     quarter-width VGG16 lose a channel together, a 3.5% step in MACs), the bisection runs again
     with the rounding spread over the layers (``keep_masks``), recorded as "spread".

@@ -52,8 +52,8 @@ def evaluate(model: nn.Module, data: Iterable, device=None, bn_batches: Iterable
     try:
         for x, y in data:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            step = CPU_EVAL_SLICE if device.type == "cpu" else len(x)
-            out = torch.cat([model(x[i:i + step]) for i in range(0, len(x), step)])
+            step = CPU_EVAL_SLICE if device.type == "cpu" else len(x)  # one slice: no copy (CUDA)
+            out = model(x) if len(x) <= step else torch.cat([model(x[i:i + step]) for i in range(0, len(x), step)])
             loss += F.cross_entropy(out.float(), y, reduction="sum")
             top = out.topk(min(5, out.shape[1]), dim=1).indices == y[:, None]  # (B, k)
             hit1 += top[:, 0].sum()

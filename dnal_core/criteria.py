@@ -239,12 +239,12 @@ def variant_name(width_mult: float, seed: int) -> str:
 
 def variant(recipe: Recipe, data, runs: Path, out: Path, width_mult: float, seed: int, reductions, command: str,
             device="auto", dense: bool = False, methods=(), grid=None, max_extra: int = 3,
-            max_refine: int = 4) -> int:
+            max_refine: int = 4, budget: bool = True) -> int:
     """Table I's experiment for one width and seed, at the MACs ``reductions`` only: its own
     weight stage; the eq. 4 sweep (first ``grid``, default Table I's; extended and bisected
     towards the reductions) and the lambda closest to each reduction, finetuned; the uniform-width
     network trained at each one's MACs (``dense``: the dense network too); the cost-aware budget
-    (``expected-macs``) steered to 1/r of the dense MACs; the classic ``methods`` at the eq. 4
+    (``expected-macs``) steered to 1/r of the dense MACs (``budget=False``: not); the classic ``methods`` at the eq. 4
     networks' MACs. Run folders under runs/<name>, results under out/<name> (``variant_name``),
     every part resumable; then every network of the variant becomes a row of out/rows.jsonl with
     sources "<name>/...". Returns the number of rows collected."""
@@ -256,7 +256,8 @@ def variant(recipe: Recipe, data, runs: Path, out: Path, width_mult: float, seed
     table1_search(r, data, vr, vo, command, device, grid=tuple(grid or SWEEP), max_extra=max_extra,
                   max_refine=max_refine, targets=reductions)
     table1_controls(r, data, vr, vo, command, device, dense=dense)
-    budget_runs(r, data, vr, vr, vo, command, device, targets=tuple(round(1 / x, 4) for x in reductions))
+    if budget:
+        budget_runs(r, data, vr, vr, vo, command, device, targets=tuple(round(1 / x, 4) for x in reductions))
     if methods:
         classic(r, data, vr, out, vr, vo, provenance(command), device, methods, prefix=name)
     return collect(r, vo, vo, out, prefix=name)

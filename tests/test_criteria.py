@@ -193,3 +193,16 @@ def test_variant_is_table1_at_another_width_and_seed(cifar_dir, tmp_path):
     assert variant(r, cifar_dir, runs, out, 0.0625, 3, (2.0,), "cmd", **kw) == n
     assert len(read_rows(out / "rows.jsonl")) == len(rows)
     assert sorted((p, p.stat().st_mtime) for p in runs.rglob("*.pt")) == stamp
+
+
+def test_variant_without_budget_leaves_out_the_cost_aware_search(cifar_dir, tmp_path):
+    """budget=False (the CLI's --no-budget, used by the seeds): eq. 4 and uniform width only,
+    no cost-aware search and no row for it."""
+    from dnal_core.criteria import variant
+
+    r = _tiny_recipe(arch_epochs=1)
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    kw = dict(device="cpu", grid=(1e-3,), max_extra=0, max_refine=0, budget=False)
+    variant(r, cifar_dir, runs, out, 0.0625, 4, (2.0,), "cmd", **kw)
+    assert sorted(x["method"] for x in read_rows(out / "rows.jsonl")) == ["dnal-eq4", "uniform"]
+    assert not list((out / "w0.0625-seed4").glob("expected-macs*"))

@@ -54,6 +54,9 @@ def main(argv=None) -> int:
     p.add_argument("--grid", type=float, nargs="+", default=None,
                    help="criteria --part variant: the lambdas searched first (default Table I's sweep)")
     p.add_argument("--dense", action="store_true", help="criteria --part variant: train the dense network too")
+    p.add_argument("--no-budget", action="store_true",
+                   help="criteria --part variant: leave out the cost-aware searches (the seeds compare eq. 4, "
+                        "uniform width and a classic criterion only)")
     a = p.parse_args(argv)
     from ..report import repo_root
 
@@ -64,6 +67,7 @@ def main(argv=None) -> int:
     if a.experiment == "precision" and a.part not in ("dense", "search"):
         p.error("precision needs --part dense or search")
     given = [k for k in ("width_mult", "seed", "reductions", "grid") if getattr(a, k) is not None] + ["dense"] * a.dense
+    given += ["no_budget"] * a.no_budget
     if given and a.part != "variant":
         p.error(f"--{given[0].replace('_', '-')} is for criteria --part variant")
     if a.part == "variant" and (a.width_mult is None or not 0 < a.width_mult <= 1):
@@ -93,7 +97,7 @@ def main(argv=None) -> int:
     only = "".join(f" --{k} " + " ".join(map(str, v)) for k, v in (
         ("methods", a.methods), ("targets", a.targets), ("width-mult", [a.width_mult] if a.width_mult else None),
         ("seed", [a.seed] if a.seed is not None else None), ("reductions", a.reductions), ("grid", a.grid)) if v)
-    only += " --dense" * a.dense
+    only += " --dense" * a.dense + " --no-budget" * a.no_budget
     command = (f"python -m dnal_core.experiments {a.experiment}{part} --profile {a.profile} "
                f"--data $DNAL_DATA --threads {a.threads}{lam}{seeds}{only}"
                + (f" --precision {a.precision}" if a.precision else ""))
@@ -118,7 +122,7 @@ def main(argv=None) -> int:
                 return 2
             criteria.variant(recipe, a.data, runs, out, a.width_mult, recipe.seed if a.seed is None else a.seed,
                              a.reductions or criteria.WIDTH_REDUCTIONS, command, a.device, a.dense,
-                             a.methods or (), a.grid)
+                             a.methods or (), a.grid, budget=not a.no_budget)
         elif a.part == "classic":
             try:
                 criteria.classic_plan(sources[0], a.methods, a.targets)

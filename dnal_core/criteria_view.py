@@ -196,6 +196,19 @@ def width_trend(rows: list[dict], reductions=(2.4, 4.0), seed: int = 0):
     return pd.concat(parts, ignore_index=True).sort_values(["target", "method", "width"], ignore_index=True)
 
 
+def verdict(diffs) -> tuple[int, float, float, str]:
+    """n, mean, standard deviation (NaN for one value) and the verdict on paired differences
+    (first minus second, points): "one seed", "within noise" when |mean| is under two standard
+    errors, else "first above" or "second above"."""
+    d = [float(x) for x in diffs if not math.isnan(float(x))]
+    n = len(d)
+    mean = sum(d) / n if n else float("nan")
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1)) if n > 1 else float("nan")
+    word = ("one seed" if n < 2 else "within noise" if abs(mean) < 2 * sd / math.sqrt(n)
+            else "first above" if mean > 0 else "second above")
+    return n, mean, sd, word
+
+
 def seed_spread(rows: list[dict], width: float = 0.25, reductions=(2.36, 3.49)):
     """At each reduction, eq. 4's difference to uniform width over the seeds of width ``width``:
     the seeds, n, mean, standard deviation (NaN for one seed) and the verdict: "within noise"
@@ -209,11 +222,51 @@ def seed_spread(rows: list[dict], width: float = 0.25, reductions=(2.36, 3.49)):
         d = d.dropna(subset=["vs_uniform"]) if len(d) else d
         if not len(d):
             continue
-        n, mean, sd = len(d), d["vs_uniform"].mean(), d["vs_uniform"].std()
-        verdict = ("one seed" if n < 2 else "within noise" if abs(mean) < 2 * sd / math.sqrt(n)
-                   else "DNAL above" if mean > 0 else "uniform above")
+        n, mean, sd, word = verdict(d["vs_uniform"])
+        word = {"first above": "DNAL above", "second above": "uniform above"}.get(word, word)
         out.append({"reduction": red, "seeds": ", ".join(str(int(x)) for x in sorted(d["seed"])), "n": n,
-                    "mean": mean, "sd": sd, "verdict": verdict})
+                    "mean": mean, "sd": sd, "verdict": word})
+    return pd.DataFrame(out)
+
+
+def seed_table(rows: list[dict], width: float = 0.25, reductions=(2.36, 3.49), classic: str = "l1-layer"):
+    """One line per reduction and seed of width ``width``: eq. 4's finetuned network nearest the
+    reduction (``nearest``), its MACs (M), its top-1, uniform width's at its MACs (``uniform_at``,
+    its own weight stage) and the ``classic`` criterion's pruned to its MACs from the same weight
+    stage (NaN where not run)."""
+    import pandas as pd
+
+    t = against_uniform(rows)
+    out = []
+    for red in reductions:
+        d = nearest(t[(t["width"] == width) & (t["method"] == "dnal-eq4")], red) if len(t) else t
+        for _, x in (d.sort_values("seed").iterrows() if len(d) else ()):
+            c = next((r["top1"] for r in rows if r["method"] == classic and r["source"] == x["network"]),
+                     float("nan"))
+            out.append({"reduction": red, "seed": int(x["seed"]), "network": x["network"], "macs_m": x["macs_m"],
+                        "dnal-eq4": x["top1"], "uniform": x["uniform"], "uniform_from": x["uniform_from"],
+                        classic: c})
+    return pd.DataFrame(out)
+
+
+def seed_summary(table, classic: str = "l1-layer"):
+    """From ``seed_table``: per reduction, each method's top-1 over the seeds (n, mean, sd) and
+    the paired differences eq. 4 - uniform, ``classic`` - uniform and eq. 4 - ``classic`` with
+    their verdicts (``verdict``, in the methods' names)."""
+    import pandas as pd
+
+    out = []
+    names = {"dnal-eq4": "eq. 4", "uniform": "uniform width", classic: classic}
+    for red, d in (table.groupby("reduction", sort=True) if len(table) else ()):
+        for m in ("dnal-eq4", "uniform", classic):
+            n, mean, sd, _ = verdict(d[m])
+            out.append({"reduction": red, "what": f"{names[m]}, top-1", "n": n, "mean": mean, "sd": sd,
+                        "verdict": ""})
+        for a, b in (("dnal-eq4", "uniform"), (classic, "uniform"), ("dnal-eq4", classic)):
+            n, mean, sd, word = verdict(d[a] - d[b])
+            word = {"first above": f"{names[a]} above", "second above": f"{names[b]} above"}.get(word, word)
+            out.append({"reduction": red, "what": f"{names[a]} - {names[b]}", "n": n, "mean": mean, "sd": sd,
+                        "verdict": word})
     return pd.DataFrame(out)
 
 

@@ -54,3 +54,29 @@ def test_seed_spread_says_one_seed_or_within_noise():
         _row("dnal-eq4", "w0.25-seed2/lam1", dense_macs(0.25) / 2.4, 80.1, seed=2),
         _row("uniform", "w0.25-seed2/uniform_lam1", dense_macs(0.25) / 2.4, 81.0, seed=2)]
     assert seed_spread(tight, reductions=(2.36,)).loc[0, "verdict"] == "uniform above"  # -1.0, -0.8, -0.9
+
+
+def test_seed_table_pairs_each_seed_with_its_own_controls():
+    """seed_table: per seed, eq. 4's network nearest the reduction, uniform width of its own
+    weight stage and the classic criterion pruned to its MACs (same source); seed_summary: the
+    means, spreads and the paired verdicts, NaN-free where a method has not run."""
+    from dnal_core.criteria_view import seed_summary, seed_table
+
+    d4 = dense_macs(0.25)
+    rows = _rows() + [_row("l1-layer", "table1/lam1", d4 / 2.4 * 1.01, 79.0),
+                      _row("l1-layer", "w0.25-seed1/lam1", d4 / 2.36, 80.0, seed=1),
+                      _row("dnal-eq4", "w0.25-seed2/lam1", d4 / 2.4, 80.2, seed=2),
+                      _row("uniform", "w0.25-seed2/uniform_lam1", d4 / 2.4, 81.4, seed=2)]
+    t = seed_table(rows, reductions=(2.36, 4.0))
+    assert list(t["seed"]) == [0, 1, 2] and set(t["reduction"]) == {2.36}  # nothing near 4x
+    assert list(t["uniform"]) == [81.0, 80.0, 81.4] and list(t["l1-layer"])[:2] == [79.0, 80.0]
+    assert math.isnan(list(t["l1-layer"])[2])
+    s = seed_summary(t).set_index("what")
+    assert s.loc["eq. 4 - uniform width", "n"] == 3
+    assert s.loc["eq. 4 - uniform width", "mean"] == pytest.approx((-1.0 + 0.6 - 1.2) / 3)
+    assert s.loc["eq. 4 - uniform width", "verdict"] == "within noise"
+    assert s.loc["l1-layer - uniform width", "n"] == 2  # seed 2 has no l1 row
+    assert s.loc["l1-layer - uniform width", "verdict"] == "within noise"  # -2.0, 0.0
+    assert s.loc["eq. 4 - l1-layer", "mean"] == pytest.approx(0.8)  # +1.0, +0.6
+    assert s.loc["eq. 4 - l1-layer", "verdict"] == "eq. 4 above"
+    assert s.loc["uniform width, top-1", "mean"] == pytest.approx((81.0 + 80.0 + 81.4) / 3)

@@ -9,7 +9,8 @@
                paper's, the commands of a paper run, the smoke run on a generated ImageFolder,
                paper-profile results beside the paper's when committed, the figure, and the
                checks the four share. A chapter makes one with its name, table, model and
-               title and keeps its narrative, its parameters and its own checks in view.
+               title, calls ``walk`` for the steps the four share (their narrative with them),
+               and keeps its own narrative, its parameters and its own checks in view.
 
 The chapter decides what to show and in which order; this module places, runs and formats.
 It sits above ``report`` (results, text, plots, the paper beside us) and ``experiments``
@@ -24,7 +25,8 @@ from .experiments.lambdas import run_lambdas
 from .models import build
 from .paper import paper_baseline, paper_table
 from .recipes import get_recipe
-from .report.compare import baseline_counts, check_smoke_baseline, check_top1, paper_commands, paper_run_table
+from .report.compare import (baseline_counts, check_close, check_smoke_baseline, check_top1, paper_commands,
+                             paper_run_table)
 from .report.plots import plot_acc_vs_macs, save_figure
 from .report.results import has_results, paths, provenance, random_imagefolder, read_folder, repo_root, results_dir
 from .report.text import ours_table, run_line, say, shell
@@ -77,6 +79,25 @@ def ensure_lambdas(name: str, profile: str, recipe, lams, train: bool = False, d
 SMOKE_DATA = {"classes": 10, "per_class": (8, 4)}
 PAPER_COLUMNS = ["method", "lambda", "macs_m", "params_m", "top1", "top5", "search_cost_epochs"]
 OUR_COLUMNS = ["lambda", "macs_m", "params_m", "top1", "top5"]
+
+# What ``ImageNet.walk`` says before each step: the narrative the four chapters share.
+WALK_TEXT = {
+    "paper": "**The paper's table**, every method it lists:",
+    "baseline": "**Our baseline network** at 224x224, counted two ways: `macs` (conv and linear "
+                "multiply-accumulates, every parameter) and `authors` (the convention of the authors' counter, "
+                "which prints some of the paper's baseline digits; `dnal_core.measure.count`).",
+    "commands": "**The paper runs** need ImageNet (`train/<wnid>/*.JPEG`, `val/<wnid>/*.JPEG`) and GPUs: one "
+                "weight stage, then the architecture and finetune stages for each $\\lambda_a$ from those "
+                "weights (the command is the same on one GPU without `torchrun`; `--resume` continues a killed "
+                "run from its last epoch):",
+    "smoke": "**Smoke run.** Here, without ImageNet: the smoke recipe (width 1/16, 64x64 crops, 8 training and "
+             "4 validation images a class, 1 epoch a stage) at the paper's first $\\lambda_a$, on an "
+             "ImageFolder of random JPEGs written for the purpose (10 classes, seeded). It checks that the three "
+             "stages, the pruning and the counting run on this network; it says nothing about accuracy. Its "
+             "`final.json` and `arch.json` are committed in `results/<name>/smoke/`.",
+    "beside": "**Results beside the paper**: a committed paper-profile run of this table, else the paper's "
+              "rows alone.",
+}
 
 
 @dataclass
@@ -173,6 +194,52 @@ class ImageNet:
         mine = None if ours is None else ours[ours["lambda"] != "-"]
         fig = plot_acc_vs_macs(self.table, mine, x=x, title=f"Table {self.table}: {self.title}")
         return save_figure(fig, self.name, paths(self.name, "paper", self.out_dir, self.fig_dir).fig)
+
+    def walk(self, data_dir: str = "", train: bool = False, runs_dir: str = "", device: str = "auto"):
+        """The steps the four ImageNet chapters share, each after its sentence of ``WALK_TEXT``,
+        shown in order: the paper's table, our baseline counted both ways (``baseline``), the
+        commands of a paper run (``commands``), the smoke run (``smoke``; ``train``, ``runs_dir``
+        and ``device`` as there) and its rows, a paper run beside the paper's rows if one is
+        committed (``paper_run``). Returns ``(model, smoke, ours, table)`` for the chapter's
+        figure and checks. The arguments are the chapter's parameters of those names."""
+        from IPython.display import Markdown, display
+
+        def say_md(key):
+            display(Markdown(WALK_TEXT[key]))
+
+        say_md("paper")
+        display(self.paper_rows())
+        say_md("baseline")
+        model = self.baseline()
+        say_md("commands")
+        self.commands(data_dir)
+        say_md("smoke")
+        smoke = self.smoke(train, runs_dir, device)
+        display(self.rows(smoke))
+        say_md("beside")
+        ours, table = self.paper_run()
+        display(self.beside(table))
+        return model, smoke, ours, table
+
+    def check_counts(self, model, macs: tuple[str, float] | None, params: tuple[str, float]) -> str:
+        """Our baseline ``model`` against the paper's baseline row, as the lines to print:
+        ``macs`` and ``params`` are (counting convention of ``measure.count``, tolerance in
+        millions); ``macs`` None: the table gives no MACs (its row must say so, NaN)."""
+        import math
+
+        from .measure import count
+
+        base, lines = self.baseline_row, []
+        for what, spec in (("macs", macs), ("params", params)):
+            if spec is None:
+                assert math.isnan(base[f"{what}_m"]), f"Table {self.table} gives {what}: check them"
+                continue
+            convention, tol = spec
+            ours = count(model, convention=convention)[what] / 1e6
+            label = f"baseline {'MACs' if what == 'macs' else 'params'} (M)" + (
+                ", authors' count" if convention == "authors" else "")
+            lines.append(check_close(ours, base[f"{what}_m"], tol, label))
+        return "\n".join(lines)
 
     def check(self, smoke, ours, table) -> str:
         """The checks every ImageNet chapter makes after its own, as the lines to print: the

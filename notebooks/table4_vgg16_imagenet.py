@@ -37,53 +37,34 @@ train = False      # True: rerun the smoke run even when its result exists
 
 # %% [markdown]
 # ## Set-up
+#
+# VGG16 here is laid out as torchvision's `vgg16_bn` (reference: Models and counting), a gate
+# after each of its 13 convolutions' BatchNorm; conv and linear MACs and every parameter match
+# the paper's baseline row, so the checks below use our own count.
 
 # %%
-import dnal_core as dn
-from dnal_core import report
+from dnal_core import gates
 from dnal_core.chapter import ImageNet
 
 chapter = ImageNet("table4_vgg16_imagenet", table="IV",
                    model="vgg16-imagenet", title="VGG16 on ImageNet",
                    out_dir=out_dir, fig_dir=fig_dir, threads=threads)
-chapter.paper_rows()  # the paper's table
-
-# %% [markdown]
-# Our baseline network at 224x224, counted two ways: `macs` (conv and linear multiply-accumulates,
-# every parameter) and `authors` (the convention of the authors' counter, which prints some of
-# the paper's baseline digits; `dnal_core.measure.count`).
-
-# %% tags=["nbval-check-output"]
-model = chapter.baseline()
 
 # %% [markdown]
 # ## Run
 #
-# The paper runs need ImageNet and GPUs. With ImageNet (`train/<wnid>/*.JPEG`, `val/<wnid>/*.JPEG`) and GPUs,
-# one weight stage, then the architecture and finetune stages for each $\lambda_a$ from those
-# weights (the command is the same on one GPU without `torchrun`; `--resume` continues a killed
-# run from its last epoch):
-
-# %%
-chapter.commands(data_dir)  # shell lines that fit the page
-
-# %% [markdown]
-# **Smoke run.** Here, without ImageNet: the smoke recipe (width 1/16, 64x64 crops, 8 training
-# and 4 validation images a class, 1 epoch a stage) at the paper's first $\lambda_a$, on an
-# ImageFolder of random JPEGs written for the purpose (10 classes, seeded). It checks that the
-# three stages, the pruning and the counting run on this network; it says nothing about
-# accuracy. Its `final.json` and `arch.json` are committed in `results/<name>/smoke/`.
-
-# %%
-smoke = chapter.smoke(train, runs_dir, device)  # committed; made if none, or if train
-chapter.rows(smoke)
-
-# %% [markdown]
-# ## Results beside the paper
+# The paper's table, our baseline counted beside it, the commands of a paper run and the smoke
+# run, each after a sentence that says what it is (`ImageNet.walk`, the steps the four ImageNet
+# chapters share):
 
 # %% tags=["nbval-check-output"]
-ours, table = chapter.paper_run()  # committed paper runs, if any
-chapter.beside(table)
+model, smoke, ours, table = chapter.walk(data_dir, train, runs_dir, device)
+
+# %% [markdown]
+# ## Results
+#
+# Top-1 against MACs: the paper's methods on Table IV, and our pruned rows when a paper run is
+# committed.
 
 # %% tags=["hide-input"]
 chapter.figure(ours)
@@ -92,14 +73,9 @@ chapter.figure(ours)
 # ## Check
 
 # %%
-c, base = dn.count(model), chapter.baseline_row
-# the paper prints ImageNet MACs in G with two decimals: within half of its last digit
-# (5M)
-print(report.check_close(c["macs"] / 1e6, base["macs_m"], 5.0, "baseline MACs (M)"))
-print(
-    report.check_close(c["params"] / 1e6, base["params_m"], 0.01, "baseline params (M)")
-)
-assert len(model.widths) == len(dn.gates(model)) > 0, "one width per SS gate"
+# the paper prints ImageNet MACs in G with two decimals: within half of a digit (5M)
+print(chapter.check_counts(model, macs=("macs", 5.0), params=("macs", 0.01)))
+assert len(model.widths) == len(gates(model)) > 0, "one width per SS gate"
 # the smoke run's baseline and its pruning; a paper run's top-1 (within 0.5)
 print(chapter.check(smoke, ours, table))
 
@@ -108,8 +84,6 @@ print(chapter.check(smoke, ours, table))
 #
 # - **No full run exists yet** unless the page above shows one. The smoke run trains a 1/16-width
 #   network on random images: it checks the machinery, and its accuracies are chance.
-# - VGG16 here is laid out as torchvision's `vgg16_bn` (reference: Models and counting); its count
-#   matches the paper's baseline row.
 #
 # ## Exercises
 #

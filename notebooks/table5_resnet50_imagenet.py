@@ -37,55 +37,37 @@ train = False      # True: rerun the smoke run even when its result exists
 
 # %% [markdown]
 # ## Set-up
+#
+# ResNet50 is torchvision's, with 49 gates: the stem's and one after each BatchNorm of every
+# bottleneck (`bn3` before the residual sum). The authors' counter leaves out the BatchNorm of the downsample paths, so the paper's parameters
+# are checked below in its convention; its MACs match ours.
 
 # %%
-import dnal_core as dn
-from dnal_core import report
+from dnal_core import gates
 from dnal_core.chapter import ImageNet
-from dnal_core.prune.stream import stream_gap_table
-from dnal_core.report_tables import STREAM_GAP, reader_table
 
 chapter = ImageNet("table5_resnet50_imagenet", table="V",
                    model="resnet50-imagenet", title="ResNet50 on ImageNet",
                    out_dir=out_dir, fig_dir=fig_dir, threads=threads)
-chapter.paper_rows()  # the paper's table
-
-# %% [markdown]
-# Our baseline network at 224x224, counted two ways: `macs` (conv and linear multiply-accumulates,
-# every parameter) and `authors` (the convention of the authors' counter, which prints some of
-# the paper's baseline digits; `dnal_core.measure.count`).
-
-# %% tags=["nbval-check-output"]
-model = chapter.baseline()
 
 # %% [markdown]
 # ## Run
 #
-# The paper runs need ImageNet and GPUs. With ImageNet (`train/<wnid>/*.JPEG`, `val/<wnid>/*.JPEG`) and GPUs,
-# one weight stage, then the architecture and finetune stages for each $\lambda_a$ from those
-# weights (the command is the same on one GPU without `torchrun`; `--resume` continues a killed
-# run from its last epoch):
-
-# %%
-chapter.commands(data_dir)  # shell lines that fit the page
-
-# %% [markdown]
-# **Smoke run.** Here, without ImageNet: the smoke recipe (width 1/16, 64x64 crops, 8 training
-# and 4 validation images a class, 1 epoch a stage) at the paper's first $\lambda_a$, on an
-# ImageFolder of random JPEGs written for the purpose (10 classes, seeded). It checks that the
-# three stages, the pruning and the counting run on this network; it says nothing about
-# accuracy. Its `final.json` and `arch.json` are committed in `results/<name>/smoke/`.
-
-# %%
-smoke = chapter.smoke(train, runs_dir, device)  # committed; made if none, or if train
-chapter.rows(smoke)
-
-# %% [markdown]
-# ## Results beside the paper
+# The paper's table, our baseline counted beside it, the commands of a paper run and the smoke
+# run, each after a sentence that says what it is (`ImageNet.walk`, the steps the four ImageNet
+# chapters share):
 
 # %% tags=["nbval-check-output"]
-ours, table = chapter.paper_run()  # committed paper runs, if any
-chapter.beside(table)
+model, smoke, ours, table = chapter.walk(data_dir, train, runs_dir, device)
+
+# %% [markdown]
+# ## Results
+#
+# Top-1 against MACs: the paper's methods on Table V, and our pruned rows when a paper run is
+# committed (their MACs keep the residual stream whole: the next section).
+
+# %% tags=["hide-input"]
+chapter.figure(ours)
 
 # %% [markdown]
 # ### Pruned MACs and the residual stream
@@ -101,27 +83,19 @@ chapter.beside(table)
 # outputs also gone from the stream.
 
 # %% tags=["hide-input"]
+from dnal_core.prune.stream import stream_gap_table
+from dnal_core.report_tables import STREAM_GAP, reader_table
+
 WIDTHS = [(1 / 16, {"num_classes": 10}), (1.0, {})]  # the smoke network and the paper's
 reader_table(stream_gap_table(chapter.model, WIDTHS), STREAM_GAP)
-
-# %% tags=["hide-input"]
-chapter.figure(ours)
 
 # %% [markdown]
 # ## Check
 
 # %%
-c, a = dn.count(model), dn.count(model, convention="authors")
-base = chapter.baseline_row
-# the paper prints ImageNet MACs in G with two decimals: within half of its last digit
-# (5M)
-print(report.check_close(c["macs"] / 1e6, base["macs_m"], 5.0, "baseline MACs (M)"))
-print(
-    report.check_close(
-        a["params"] / 1e6, base["params_m"], 0.01, "baseline params (M), authors' count"
-    )
-)
-assert len(model.widths) == len(dn.gates(model)) > 0, "one width per SS gate"
+# MACs in G, two decimals: within half of a digit (5M); the authors' parameters
+print(chapter.check_counts(model, macs=("macs", 5.0), params=("authors", 0.01)))
+assert len(model.widths) == len(gates(model)) > 0, "one width per SS gate"
 # the smoke run's baseline and its pruning; a paper run's top-1 (within 0.5)
 print(chapter.check(smoke, ours, table))
 

@@ -37,71 +37,45 @@ train = False      # True: rerun the smoke run even when its result exists
 
 # %% [markdown]
 # ## Set-up
+#
+# The ProxylessNAS supernet of eq. 5: every layer holds candidate paths, and DNAL prunes whole
+# candidates as well as channels. Table VII gives parameters and top-1 only (16.0M parameters for
+# the supernet), so there are no MACs to check and the figure puts parameters on its x axis.
 
 # %%
-import math
-
-import dnal_core as dn
-from dnal_core import report
+from dnal_core import gates
 from dnal_core.chapter import ImageNet
 
-chapter = ImageNet("table7_proxyless_imagenet", table="VII",
-                   model="proxyless-supernet",
+chapter = ImageNet("table7_proxyless_imagenet", table="VII", model="proxyless-supernet",
                    title="ProxylessNAS supernet on ImageNet",
                    out_dir=out_dir, fig_dir=fig_dir, threads=threads)
-chapter.paper_rows()  # the paper's table
-
-# %% [markdown]
-# Our baseline network at 224x224, counted two ways: `macs` (conv and linear multiply-accumulates,
-# every parameter) and `authors` (the convention of the authors' counter, which prints some of
-# the paper's baseline digits; `dnal_core.measure.count`).
-
-# %% tags=["nbval-check-output"]
-model = chapter.baseline()
 
 # %% [markdown]
 # ## Run
 #
-# The paper runs need ImageNet and GPUs. With ImageNet (`train/<wnid>/*.JPEG`, `val/<wnid>/*.JPEG`) and GPUs,
-# one weight stage, then the architecture and finetune stages for each $\lambda_a$ from those
-# weights (the command is the same on one GPU without `torchrun`; `--resume` continues a killed
-# run from its last epoch):
-
-# %%
-chapter.commands(data_dir)  # shell lines that fit the page
-
-# %% [markdown]
-# **Smoke run.** Here, without ImageNet: the smoke recipe (width 1/16, 64x64 crops, 8 training
-# and 4 validation images a class, 1 epoch a stage) at the paper's first $\lambda_a$, on an
-# ImageFolder of random JPEGs written for the purpose (10 classes, seeded). It checks that the
-# three stages, the pruning and the counting run on this network; it says nothing about
-# accuracy. Its `final.json` and `arch.json` are committed in `results/<name>/smoke/`.
-
-# %%
-smoke = chapter.smoke(train, runs_dir, device)  # committed; made if none, or if train
-chapter.rows(smoke)
-
-# %% [markdown]
-# ## Results beside the paper
+# The paper's table, our baseline counted beside it, the commands of a paper run and the smoke
+# run, each after a sentence that says what it is (`ImageNet.walk`, the steps the four ImageNet
+# chapters share):
 
 # %% tags=["nbval-check-output"]
-ours, table = chapter.paper_run()  # committed paper runs, if any
-chapter.beside(table)
+model, smoke, ours, table = chapter.walk(data_dir, train, runs_dir, device)
+
+# %% [markdown]
+# ## Results
+#
+# Top-1 against parameters (Table VII gives no MACs): the paper's methods, and our pruned rows
+# when a paper run is committed.
 
 # %% tags=["hide-input"]
-# Table VII gives parameters and top-1, no MACs: parameters on the x axis
 chapter.figure(ours, x="params_m")
 
 # %% [markdown]
 # ## Check
 
 # %%
-c, base = dn.count(model), chapter.baseline_row
-print(
-    report.check_close(c["params"] / 1e6, base["params_m"], 0.05, "supernet params (M)")
-)
-assert math.isnan(base["macs_m"]), "Table VII gives no MACs"
-assert len(model.widths) == len(dn.gates(model)) > 0, "one width per SS gate"
+# Table VII gives no MACs
+print(chapter.check_counts(model, macs=None, params=("macs", 0.05)))
+assert len(model.widths) == len(gates(model)) > 0, "one width per SS gate"
 # the smoke run's baseline and its pruning; a paper run's top-1 (within 0.5)
 print(chapter.check(smoke, ours, table))
 
@@ -110,8 +84,6 @@ print(chapter.check(smoke, ours, table))
 #
 # - **No full run exists yet** unless the page above shows one. The smoke run trains a 1/16-width
 #   network on random images: it checks the machinery, and its accuracies are chance.
-# - Table VII gives parameters only (16.0M for the ProxylessNAS supernet of eq. 5, whose
-#   candidate paths DNAL prunes); its MACs column is empty, so the plot has no points.
 #
 # ## Exercises
 #

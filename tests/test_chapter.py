@@ -185,3 +185,30 @@ def test_ensure_lambdas_sweeps_from_one_weight_stage_once(root, tmp_path, monkey
     mine = tmp_path / "mine"  # a chapter's out_dir, and train: made there again
     ch.ensure_lambdas("exp", "smoke", recipe, lams[:1], True, str(tmp_path / "cifar"), str(mine), **kw)
     assert len(calls) == 4 and (mine / "lam1e-4.json").is_file()
+
+
+def test_imagenet_walk_shows_the_shared_steps_in_order(root, tmp_path, monkeypatch, capsys):
+    """walk: each shared step after its sentence, in the chapter's order, and what the chapter's
+    figure and checks need; check_counts: our counts against the paper's baseline row in the
+    convention asked, a table without MACs asserted to give none, a wrong count failing."""
+    import IPython.display
+    import dnal_core.train as train_pkg
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda x: shown.append(x))
+    monkeypatch.setattr(train_pkg, "run_pipeline", _fake_pipeline([]))
+    chapter = ch.ImageNet(NAME, TABLE, MODEL, "MobileNetV2 on ImageNet", fig_dir=str(tmp_path / "figs"))
+    model, smoke, ours, table = chapter.walk(runs_dir=str(tmp_path / "runs"))
+    said = [x.data for x in shown if isinstance(x, IPython.display.Markdown)]
+    assert said == [ch.WALK_TEXT[k] for k in ("paper", "baseline", "commands", "smoke", "beside")]
+    assert len(shown) == 8 and ours is None and len(smoke) == 1  # 5 sentences, 3 tables; one lambda
+    out = capsys.readouterr().out
+    assert out.index(f"{MODEL} at (3, 224, 224)") < out.index("torchrun") < out.index("smoke result: ")
+
+    lines = chapter.check_counts(model, macs=("authors", 0.01), params=("authors", 0.01)).splitlines()
+    assert [x.split(":")[0] for x in lines] == ["baseline MACs (M), authors' count",
+                                                "baseline params (M), authors' count"]
+    with pytest.raises(AssertionError):  # conv and linear MACs alone miss the authors' 300.79M by 0.02M
+        chapter.check_counts(model, macs=("macs", 0.01), params=("authors", 0.01))
+    with pytest.raises(AssertionError):  # Table VI gives MACs: leaving them out is a mistake
+        chapter.check_counts(model, macs=None, params=("authors", 0.01))

@@ -19,7 +19,10 @@
 # `make notebooks`, and add `- file: chapters/<name>` to book/_toc.yml ("Reproducing the paper").
 # Budget: the smoke profile runs in make book AND again under nbval in make test: keep it under
 # about 30 s of compute on 2 CPU cores (the smoke recipe: width-scaled model, 100 images a class,
-# 2 epochs a stage; two lambdas; one weight stage shared by every lambda). -->
+# 1 epoch for the search and the finetuning; three lambdas; one weight stage shared by every
+# lambda). The plumbing lives in dnal_core.chapter (`Cifar` for a CIFAR-10 lambda sweep,
+# `ImageNet` for an ImageNet table, `ensure` for anything else): the chapter holds narrative,
+# its parameters, one call per experiment, and the tables and figures the reader learns from. -->
 #
 # **What it reproduces.** Table I of the paper (Section V-B): VGG16 on CIFAR-10, the dense
 # baseline and DNAL at $\lambda_a \in \{10^{-5}, \dots, 5 \cdot 10^{-4}\}$: MACs (the paper's
@@ -44,78 +47,51 @@ threads = 1        # CPU threads; 1 avoids a 10x slowdown when other jobs share 
 # ## Set-up
 
 # %%
-import os
-from pathlib import Path
-
-import pandas as pd
-import torch
-
 import dnal_core as dn
-from dnal_core import experiments, report
-from dnal_core.chapter import ensure
-from dnal_core.paper import paper_baseline
-from dnal_core.recipes import get_recipe
+from dnal_core.chapter import Cifar
 
-NAME, TABLE, MODEL = "table1_vgg16_cifar10", "I", "vgg16-cifar"
-LAMS = {"smoke": [1e-4, 5e-4], "paper": [1e-5, 5e-5, 1e-4, 2e-4, 3e-4, 4e-4, 5e-4]}[profile]  # Table I
-run = report.paths(NAME, profile, out_dir, fig_dir)
-runs = Path(runs_dir) if runs_dir else report.repo_root() / "runs" / NAME / profile
-data = data_dir or os.environ.get("DNAL_DATA", "")
-recipe = get_recipe(MODEL, profile)
-torch.set_num_threads(threads)
-pd.set_option("display.precision", 2)
+chapter = Cifar("table1_vgg16_cifar10", table="I", model="vgg16-cifar",
+                title="VGG16 on CIFAR-10", profile=profile, data_dir=data_dir,
+                out_dir=out_dir, fig_dir=fig_dir, runs_dir=runs_dir, threads=threads,
+                device=device)
 
 # %% [markdown]
 # The baseline network as the paper counts it (full width, whatever the profile): the MACs and
 # parameters of Table I's first row.
 
 # %% tags=["nbval-check-output"]
-full = dn.count(dn.build(MODEL))
-print(f"{MODEL}: {full['macs'] / 1e6:.2f}M MACs, {full['params'] / 1e6:.2f}M params")
+full = chapter.baseline()
 
 # %% [markdown]
 # ## Run
 #
 # One weight stage, then the architecture and finetune stages for each $\lambda_a$ from its
-# weights (`--weights-from`: the weight stage does not depend on $\lambda_a$). Each run folder
-# holds checkpoints; only its `final.json` (with the date and the call that made it) and its
-# `arch.json` (the learned widths, into `arch/`) are copied into the results folder.
+# weights. Each run folder holds checkpoints; only its `final.json` (with the date and the call
+# that made it) and its `arch.json` (the learned widths, into `arch/`) are copied into the
+# results folder.
 
 # %%
-def make():  # what the results of this profile are made by, when none are committed
-    if not data:
-        raise ValueError("set data_dir or DNAL_DATA to the CIFAR-10 folder")
-    prov = report.provenance(NAME, profile, threads, None, device)
-    return experiments.run_lambdas(recipe, data, LAMS, runs, run.out, prov, device)
-
-
-# the committed results (one line says where they came from), or made when none are or train
-finals = ensure(NAME, profile, make, train)
+finals = chapter.run(train)  # the committed results (one line says where from), or made
 
 # %% [markdown]
 # ## Results beside the paper
 
-# %%
-ours, table = report.beside_paper(TABLE, finals)  # our baseline first, drop1/drop5 in points
-table
+# %% tags=["nbval-check-output"]
+ours, table, shown = chapter.beside(finals)  # our baseline first, drops in points
+shown
 
-# %%
-fig = report.plot_tables(TABLE, ours, "Table I: VGG16 on CIFAR-10", profile)  # MACs, and MACs relative to the baseline
-report.save_figure(fig, f"{NAME}_{profile}", run.fig)
+# %% tags=["hide-input"]
+chapter.figure(ours)  # top-1 against MACs, and against MACs relative to each baseline
 
 # %% [markdown]
 # ## Check
 
 # %%
-paper_base = paper_baseline(TABLE)
-# The paper's digits exactly, in the authors' counting convention (dnal_core.measure.count).
-authors = dn.count(dn.build(MODEL), convention="authors")
-assert round(authors["macs"] / 1e6, 2) == paper_base["macs_m"], (authors, paper_base)
-print(report.check_close(full["macs"] / 1e6, paper_base["macs_m"], 0.01, "baseline MACs (M)"))
-print(report.check_close(full["params"] / 1e6, paper_base["params_m"], 0.01, "baseline params (M)"))
-report.check_macs_order(ours)  # a larger lambda costs no more MACs, no pruned row more than the baseline
-if profile == "paper":  # the reproduction itself: top-1 within half a point of the paper's
-    print("\n".join(report.check_top1(table, 0.5)))
+# the paper's baseline digits in the authors' convention (dnal_core.measure.count)
+print(chapter.check_counts(dn.build("vgg16-cifar"), macs=("authors", 0.005),
+                           params=("authors", 0.005)))
+assert len(chapter.lams) > 0, "a sweep needs lambdas"
+print(chapter.check(ours, table))  # MACs order; at the paper profile, top-1 within 0.5
 
 # %% [markdown]
 # ## Notes

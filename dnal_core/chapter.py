@@ -80,6 +80,29 @@ SMOKE_DATA = {"classes": 10, "per_class": (8, 4)}
 PAPER_COLUMNS = ["method", "lambda", "macs_m", "params_m", "top1", "top5", "search_cost_epochs"]
 OUR_COLUMNS = ["lambda", "macs_m", "params_m", "top1", "top5"]
 
+def check_baseline(model, table: str, macs, params) -> str:
+    """Our baseline ``model`` (or its ``measure.count``-style counts under ``count``) against
+    the paper's baseline row of ``table``, as the lines to print (an AssertionError names what
+    is off): ``macs`` and ``params`` are a (counting convention of ``measure.count``, tolerance
+    in millions) pair or a list of them; ``macs`` None: the table gives no MACs (its row must
+    say so, NaN)."""
+    import math
+
+    from .measure import count
+
+    base, lines = paper_baseline(table), []
+    for what, specs in (("macs", macs), ("params", params)):
+        if specs is None:
+            assert math.isnan(base[f"{what}_m"]), f"Table {table} gives {what}: check them"
+            continue
+        for convention, tol in [specs] if isinstance(specs[0], str) else specs:
+            ours = count(model, convention=convention)[what] / 1e6
+            label = f"baseline {'MACs' if what == 'macs' else 'params'} (M)" + (
+                ", authors' count" if convention == "authors" else "")
+            lines.append(check_close(ours, base[f"{what}_m"], tol, label))
+    return "\n".join(lines)
+
+
 # What ``ImageNet.walk`` says before each step: the narrative the four chapters share.
 WALK_TEXT = {
     "paper": "**The paper's table**, every method it lists:",
@@ -100,8 +123,17 @@ WALK_TEXT = {
 }
 
 
+class _PaperTable:
+    """What every chapter of a paper table (its ``table`` field) can check."""
+    table: str
+
+    def check_counts(self, model, macs, params) -> str:
+        """``check_baseline`` of ``model`` against this chapter's table."""
+        return check_baseline(model, self.table, macs, params)
+
+
 @dataclass
-class ImageNet:
+class ImageNet(_PaperTable):
     """One ImageNet table chapter: ``name`` (its notebook and results folder), ``table`` (the
     paper's, "IV"), ``model`` (``dnal_core.models`` name) and ``title`` (the figure's: "VGG16 on
     ImageNet"); ``out_dir``, ``fig_dir`` and ``threads`` are the chapter's parameters of those
@@ -221,26 +253,6 @@ class ImageNet:
         display(self.beside(table))
         return model, smoke, ours, table
 
-    def check_counts(self, model, macs: tuple[str, float] | None, params: tuple[str, float]) -> str:
-        """Our baseline ``model`` against the paper's baseline row, as the lines to print:
-        ``macs`` and ``params`` are (counting convention of ``measure.count``, tolerance in
-        millions); ``macs`` None: the table gives no MACs (its row must say so, NaN)."""
-        import math
-
-        from .measure import count
-
-        base, lines = self.baseline_row, []
-        for what, spec in (("macs", macs), ("params", params)):
-            if spec is None:
-                assert math.isnan(base[f"{what}_m"]), f"Table {self.table} gives {what}: check them"
-                continue
-            convention, tol = spec
-            ours = count(model, convention=convention)[what] / 1e6
-            label = f"baseline {'MACs' if what == 'macs' else 'params'} (M)" + (
-                ", authors' count" if convention == "authors" else "")
-            lines.append(check_close(ours, base[f"{what}_m"], tol, label))
-        return "\n".join(lines)
-
     def check(self, smoke, ours, table) -> str:
         """The checks every ImageNet chapter makes after its own, as the lines to print: the
         smoke run's baseline is this network at the smoke width with 10 classes (counted, like
@@ -251,3 +263,91 @@ class ImageNet:
         if ours is not None:
             lines += check_top1(table, 0.5)
         return "\n".join(lines)
+
+
+# The smoke profile of a CIFAR-10 table chapter: three lambdas, one epoch for the search and the
+# finetuning (near a minute on 2 CPU cores), on the smoke recipe (quarter width, 100 training /
+# 20 test images a class).
+CIFAR_SMOKE = {"lams": [1e-4, 3e-4, 5e-4], "overrides": {"arch.epochs": 1, "finetune.epochs": 1}}
+
+
+@dataclass
+class Cifar(_PaperTable):
+    """One CIFAR-10 table chapter with a lambda sweep from one weight stage (Tables II and III):
+    ``name``, ``table`` ("II"), ``model`` and ``title`` as ``ImageNet``'s; the other fields are
+    the chapter's parameters of those names. ``lams``: the smoke profile's (``CIFAR_SMOKE``),
+    else every DNAL row of the paper's table; ``recipe``: the profile's, with the smoke
+    overrides at the smoke profile."""
+    name: str
+    table: str
+    model: str
+    title: str
+    profile: str = "smoke"
+    data_dir: str = ""
+    out_dir: str = ""
+    fig_dir: str = ""
+    runs_dir: str = ""
+    threads: int = 1
+    device: str = "auto"
+
+    def __post_init__(self):
+        import pandas as pd
+        import torch
+
+        from .paper import paper_lambdas
+        from .recipes import override
+
+        smoke = self.profile == "smoke"
+        self.lams = list(CIFAR_SMOKE["lams"]) if smoke else paper_lambdas(self.table)
+        self.overrides = dict(CIFAR_SMOKE["overrides"]) if smoke else None
+        recipe = get_recipe(self.model, self.profile)
+        self.recipe = override(recipe, self.overrides) if smoke else recipe
+        torch.set_num_threads(self.threads)
+        pd.set_option("display.float_format", lambda x: f"{x:.4g}")
+
+    def baseline(self) -> dict:
+        """The full-width network counted (``measure.count``), whatever the profile: printed in
+        one line and returned, for the chapter's check against the paper's first row."""
+        from .measure import count
+
+        full = count(build(self.model))
+        print(f"{self.model}: {full['macs'] / 1e6:.2f}M MACs, {full['params'] / 1e6:.2f}M params")
+        return full
+
+    def run(self, train: bool = False):
+        """The committed results of the sweep (``ensure_lambdas``), made if there are none or if
+        ``train``; one line says where they came from."""
+        return ensure_lambdas(self.name, self.profile, self.recipe, self.lams, train, self.data_dir, self.out_dir,
+                              self.runs_dir, self.threads, self.device, overrides=self.overrides)
+
+    def beside(self, finals):
+        """``(ours, table, shown)``: our rows, the paper's beside them (``report.beside_paper``)
+        and that table in the columns that fit the page."""
+        from .report.compare import beside_paper
+        from .report_tables import BESIDE_PAPER
+
+        ours, table = beside_paper(self.table, finals)
+        return ours, table, reader_table(table, BESIDE_PAPER)
+
+    def others(self):
+        """The other methods of the paper's table, as the paper reports them."""
+        rows = paper_table(self.table).query("method not in ['DNAL', 'Baseline']")
+        return reader_table(rows, ["method", "macs_m", "params_m", "top1"])
+
+    def figure(self, ours):
+        """Top-1 against MACs and against MACs relative to each side's baseline
+        (``report.plot_tables``), saved as ``figures/<name>_<profile>.png``; returned to show."""
+        from .report.plots import plot_tables
+
+        fig = plot_tables(self.table, ours, f"Table {self.table}: {self.title}", self.profile)
+        return save_figure(fig, f"{self.name}_{self.profile}", paths(self.name, self.profile, self.out_dir,
+                                                                    self.fig_dir).fig)
+
+    def check(self, ours, table) -> str:
+        """The checks both chapters make after their own count's: a larger lambda costs no more
+        MACs and no pruned row more than the baseline; at the paper profile, every top-1 within
+        half a point of the paper's. The lines to print."""
+        from .report.compare import check_macs_order
+
+        check_macs_order(ours)
+        return "\n".join(check_top1(table, 0.5)) if self.profile == "paper" else "MACs order: as expected"

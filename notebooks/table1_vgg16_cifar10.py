@@ -58,7 +58,8 @@ from IPython.display import Markdown
 
 import dnal_core as dn
 from dnal_core import experiments, report, report_cpu
-from dnal_core.paper import paper_baseline, paper_lambdas
+from dnal_core.chapter import check_baseline
+from dnal_core.paper import paper_lambdas
 from dnal_core.recipes import get_recipe, override
 from dnal_core.report_tables import reader_table
 
@@ -211,22 +212,11 @@ report.save_figure(fig, f"{NAME}_{profile}_sweep", run.fig)
 # ## Check
 
 # %% tags=["nbval-check-output"]
-full = dn.count(dn.build(MODEL))
-paper_base = paper_baseline(TABLE)
-# The paper's baseline digits exactly, in the authors' counting convention (one extra
-# operation per output channel: dnal_core.measure.count); plain conv+linear MACs differ
-# by under 0.01M.
-authors = dn.count(dn.build(MODEL), convention="authors")
-assert round(authors["macs"] / 1e6, 2) == paper_base["macs_m"], (authors, paper_base)
-assert round(authors["params"] / 1e6, 2) == paper_base["params_m"], (
-    authors,
-    paper_base,
-)
-print(
-    report.check_close(
-        full["macs"] / 1e6, paper_base["macs_m"], 0.01, "full-width baseline MACs (M)"
-    )
-)
+# The paper's baseline digits exactly (within half of the last) in the authors' counting
+# convention (one extra operation per output channel: dnal_core.measure.count); plain
+# conv+linear MACs differ by under 0.01M.
+checks = dict(macs=[("authors", 0.005), ("macs", 0.01)], params=("authors", 0.005))
+print(check_baseline(dn.build(MODEL), TABLE, **checks))
 
 # %% tags=["hide-input"]
 # Our rows: the baseline the results name is this profile's network; a larger lambda

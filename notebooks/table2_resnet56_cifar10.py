@@ -39,36 +39,22 @@ threads = 1  # CPU threads; 1 avoids a 10x slowdown when other jobs share the 2 
 # ## Set-up
 
 # %% tags=["hide-input"]
-import pandas as pd
-import torch
-
 import dnal_core as dn
-from dnal_core import chapter, report
-from dnal_core.paper import paper_baseline, paper_lambdas, paper_table
-from dnal_core.prune.stream import stream_gap_table
-from dnal_core.recipes import get_recipe, override
-from dnal_core.report_tables import BESIDE_PAPER, COLUMNS, STREAM_GAP, reader_table
+from dnal_core.chapter import Cifar
+from dnal_core.report_tables import COLUMNS, reader_table
 
-NAME, TABLE, MODEL = "table2_resnet56_cifar10", "II", "resnet56-cifar"
-# paper: every DNAL row
-LAMS = [1e-4, 3e-4, 5e-4] if profile == "smoke" else paper_lambdas(TABLE)
-# Smoke: the smoke recipe (quarter width, 100 training / 20 test images a class) with
-# one epoch for the search and the finetuning, to stay near a minute on 2 CPU cores for
-# three lambdas.
-SMOKE = {"arch.epochs": 1, "finetune.epochs": 1}
-run = report.paths(NAME, profile, out_dir, fig_dir)
-recipe = get_recipe(MODEL, profile)
-recipe = override(recipe, SMOKE) if profile == "smoke" else recipe
-torch.set_num_threads(threads)
-pd.set_option("display.float_format", lambda x: f"{x:.4g}")
+chapter = Cifar("table2_resnet56_cifar10", table="II", model="resnet56-cifar",
+                title="ResNet56 on CIFAR-10",
+                profile=profile, data_dir=data_dir, out_dir=out_dir, fig_dir=fig_dir,
+                runs_dir=runs_dir, threads=threads, device=device)
+TABLE, MODEL = chapter.table, chapter.model
 
 # %% [markdown]
 # The baseline network as the paper counts it (full width, whatever the profile): the MACs and
 # parameters of Table II's first row.
 
 # %% tags=["nbval-check-output"]
-full = dn.count(dn.build(MODEL))
-print(f"{MODEL}: {full['macs'] / 1e6:.2f}M MACs, {full['params'] / 1e6:.2f}M params")
+full = chapter.baseline()
 
 # %% [markdown]
 # ## Run
@@ -81,10 +67,7 @@ print(f"{MODEL}: {full['macs'] / 1e6:.2f}M MACs, {full['params'] / 1e6:.2f}M par
 
 # %%
 # committed results (made if none, or if train), and where they came from
-finals = chapter.ensure_lambdas(
-    NAME, profile, recipe, LAMS, train, data_dir, out_dir, runs_dir, threads, device,
-    overrides=SMOKE if profile == "smoke" else None,
-)
+finals = chapter.run(train)
 
 # %% [markdown]
 # ## Results beside the paper
@@ -95,9 +78,9 @@ finals = chapter.ensure_lambdas(
 # pruned network's, in points.
 
 # %% tags=["nbval-check-output"]
-ours, table = report.beside_paper(TABLE, finals)
 # the comparison in the columns that fit the page; every column one click below
-reader_table(table, BESIDE_PAPER)
+ours, table, shown = chapter.beside(finals)
+shown
 
 # %% tags=["hide-output"]
 # the full table, one column per lambda: MACs, params, top-1 and top-5 of both sides
@@ -116,6 +99,9 @@ reader_table(table, [c for c in table.columns if c in COLUMNS]).transposed()
 # counted with the closed block outputs also gone from the stream.
 
 # %% tags=["hide-input"]
+from dnal_core.prune.stream import stream_gap_table
+from dnal_core.report_tables import STREAM_GAP
+
 WIDTHS = [(0.25, {}), (1.0, {})]  # the smoke width and the paper's
 reader_table(stream_gap_table(MODEL, WIDTHS), STREAM_GAP)
 
@@ -123,45 +109,29 @@ reader_table(stream_gap_table(MODEL, WIDTHS), STREAM_GAP)
 # The other methods of Table II, as the paper reports them:
 
 # %%
-others = paper_table(TABLE).query("method not in ['DNAL', 'Baseline']")
-reader_table(others, ["method", "macs_m", "params_m", "top1"])
+chapter.others()
 
 # %% tags=["hide-input"]
 # Top: MACs in millions (a smoke run's quarter-width network sits near zero); bottom:
 # MACs as a share of each side's own baseline, which puts both on one axis. Accuracies
 # of a smoke run are not comparable to the paper's.
-fig = report.plot_tables(TABLE, ours, "Table II: ResNet56 on CIFAR-10", profile)
-report.save_figure(fig, f"{NAME}_{profile}", run.fig)
+chapter.figure(ours)
 
 # %% [markdown]
 # ## Check
 
 # %%
-paper_base = paper_baseline(TABLE)
-# The paper's digits exactly, in the authors' counting convention (one extra operation
-# per output channel: dnal_core.measure.count); plain conv+linear MACs differ by under
-# 0.01M.
-authors = dn.count(dn.build(MODEL), convention="authors")
-assert round(authors["macs"] / 1e6, 2) == paper_base["macs_m"], (authors, paper_base)
-assert round(authors["params"] / 1e6, 2) == paper_base["params_m"], (
-    authors,
-    paper_base,
-)
-print(
-    report.check_close(
-        full["macs"] / 1e6, paper_base["macs_m"], 0.01, "baseline MACs (M)"
-    )
-)
-print(
-    report.check_close(
-        full["params"] / 1e6, paper_base["params_m"], 0.01, "baseline params (M)"
-    )
-)
-# a larger lambda costs no more MACs, no pruned row more than the baseline
-report.check_macs_order(ours)
-# the reproduction itself: top-1 within half a point of the paper's
-if profile == "paper":
-    print("\n".join(report.check_top1(table, 0.5)))
+# The paper's digits exactly (within half of the last) in the authors' counting
+# convention (one extra operation per output channel: dnal_core.measure.count); plain
+# conv+linear counts differ by under 0.01M.
+exact, plain = ("authors", 0.005), ("macs", 0.01)
+print(chapter.check_counts(dn.build(MODEL), macs=[exact, plain], params=[exact, plain]))
+# the baseline our results name is this profile's network
+small = dn.count(dn.build(MODEL, width_mult=chapter.recipe.width_mult))
+assert abs(ours["macs_m"].iloc[0] - small["macs"] / 1e6) < 1e-6, (ours, small)
+# a larger lambda costs no more MACs, no pruned row more than the baseline; at the paper
+# profile, every top-1 within half a point of the paper's (the reproduction itself)
+print(chapter.check(ours, table))
 
 # %% [markdown]
 # ## Notes
@@ -185,5 +155,5 @@ if profile == "paper":
 # 1. Block-output gates sit before the residual sum and the stream keeps its width. Predict how
 #    the pruned MACs would change if closed stream channels were dropped too (the authors'
 #    count), then compare with the example above.
-# 2. Re-run the smoke profile with `-p train True` and a larger lambda via the notebook's
-#    `LAMS`: which stage's blocks lose their branch first?
+# 2. Re-run the smoke profile with `-p train True` and a larger lambda in
+#    `chapter.lams`: which stage's blocks lose their branch first?

@@ -39,35 +39,22 @@ threads = 1  # CPU threads; 1 avoids a 10x slowdown when other jobs share the 2 
 # ## Set-up
 
 # %% tags=["hide-input"]
-import pandas as pd
-import torch
-
 import dnal_core as dn
-from dnal_core import chapter, report
-from dnal_core.paper import paper_baseline, paper_lambdas, paper_table
-from dnal_core.recipes import get_recipe, override
-from dnal_core.report_tables import BESIDE_PAPER, COLUMNS, reader_table
+from dnal_core.chapter import Cifar
+from dnal_core.report_tables import COLUMNS, reader_table
 
-NAME, TABLE, MODEL = "table3_mobilenetv2_cifar10", "III", "mobilenetv2-cifar"
-# paper: every DNAL row
-LAMS = ([1e-4, 3e-4, 5e-4] if profile == "smoke" else paper_lambdas(TABLE))
-# Smoke: the smoke recipe (quarter width, 100 training / 20 test images a class) with
-# one epoch for the search and the finetuning, to stay near a minute on 2 CPU cores for
-# three lambdas.
-SMOKE = {"arch.epochs": 1, "finetune.epochs": 1}
-run = report.paths(NAME, profile, out_dir, fig_dir)
-recipe = get_recipe(MODEL, profile)
-recipe = override(recipe, SMOKE) if profile == "smoke" else recipe
-torch.set_num_threads(threads)
-pd.set_option("display.float_format", lambda x: f"{x:.4g}")
+chapter = Cifar("table3_mobilenetv2_cifar10", table="III", model="mobilenetv2-cifar",
+                title="MobileNetV2 on CIFAR-10",
+                profile=profile, data_dir=data_dir, out_dir=out_dir, fig_dir=fig_dir,
+                runs_dir=runs_dir, threads=threads, device=device)
+TABLE, MODEL = chapter.table, chapter.model
 
 # %% [markdown]
 # The baseline network as the paper counts it (full width, whatever the profile): the MACs and
 # parameters of Table III's first row.
 
 # %% tags=["nbval-check-output"]
-full = dn.count(dn.build(MODEL))
-print(f"{MODEL}: {full['macs'] / 1e6:.2f}M MACs, {full['params'] / 1e6:.2f}M params")
+full = chapter.baseline()
 
 # %% [markdown]
 # ## Run
@@ -80,10 +67,7 @@ print(f"{MODEL}: {full['macs'] / 1e6:.2f}M MACs, {full['params'] / 1e6:.2f}M par
 
 # %%
 # committed results (made if none, or if train), and where they came from
-finals = chapter.ensure_lambdas(
-    NAME, profile, recipe, LAMS, train, data_dir, out_dir, runs_dir, threads, device,
-    overrides=SMOKE if profile == "smoke" else None,
-)
+finals = chapter.run(train)
 
 # %% [markdown]
 # ## Results beside the paper
@@ -94,9 +78,9 @@ finals = chapter.ensure_lambdas(
 # pruned network's, in points.
 
 # %% tags=["nbval-check-output"]
-ours, table = report.beside_paper(TABLE, finals)
 # the comparison in the columns that fit the page; every column one click below
-reader_table(table, BESIDE_PAPER)
+ours, table, shown = chapter.beside(finals)
+shown
 
 # %% tags=["hide-output"]
 # the full table, one column per lambda: MACs, params, top-1 and top-5 of both sides
@@ -106,44 +90,27 @@ reader_table(table, [c for c in table.columns if c in COLUMNS]).transposed()
 # The other methods of Table III, as the paper reports them:
 
 # %%
-reader_table(
-    paper_table(TABLE).query("method not in ['DNAL', 'Baseline']"),
-    ["method", "macs_m", "params_m", "top1"],
-)
+chapter.others()
 
 # %% tags=["hide-input"]
 # Left: MACs in millions (a smoke run's quarter-width network sits near zero); right:
 # MACs as a share of each side's own baseline, which puts both on one axis. Accuracies
 # of a smoke run are not comparable to the paper's.
-fig = report.plot_tables(TABLE, ours, "Table III: MobileNetV2 on CIFAR-10", profile)
-report.save_figure(fig, f"{NAME}_{profile}", run.fig)
+chapter.figure(ours)
 
 # %% [markdown]
 # ## Check
 
 # %%
-paper_base = paper_baseline(TABLE)
 # Our MobileNetV2-CIFAR counts 87.98M MACs / 2.24M params against the paper's 91.17M /
 # 2.30M (no stride pattern of the CIFAR variant reaches 91.17M; reference: Models and
 # counting): the check pins our count and bounds the gap; rows are compared through the
 # reduction ratios (*_macs_x).
 assert (full["macs"], full["params"]) == (87_976_448, 2_236_682), full
-print(
-    report.check_close(
-        full["macs"] / 1e6, paper_base["macs_m"], 3.3, "baseline MACs (M)"
-    )
-)
-print(
-    report.check_close(
-        full["params"] / 1e6, paper_base["params_m"], 0.07, "baseline params (M)"
-    )
-)
-# a larger lambda costs no more MACs, no pruned row more than the baseline
-report.check_macs_order(ours)
-if (
-    profile == "paper"
-):  # the reproduction itself: top-1 within half a point of the paper's
-    print("\n".join(report.check_top1(table, 0.5)))
+print(chapter.check_counts(dn.build(MODEL), macs=("macs", 3.3), params=("macs", 0.07)))
+# a larger lambda costs no more MACs, no pruned row more than the baseline; at the paper
+# profile, every top-1 within half a point of the paper's (the reproduction itself)
+print(chapter.check(ours, table))
 
 # %% [markdown]
 # ## Notes

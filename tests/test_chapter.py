@@ -212,3 +212,46 @@ def test_imagenet_walk_shows_the_shared_steps_in_order(root, tmp_path, monkeypat
         chapter.check_counts(model, macs=("macs", 0.01), params=("authors", 0.01))
     with pytest.raises(AssertionError):  # Table VI gives MACs: leaving them out is a mistake
         chapter.check_counts(model, macs=None, params=("authors", 0.01))
+
+
+def test_cifar_chapter_runs_the_smoke_sweep_and_sets_it_beside_the_paper(root, tmp_path, monkeypatch, capsys):
+    """Cifar (Tables II-III): the smoke profile's three lambdas and shortened stages, the paper
+    profile's lambdas from the paper's DNAL rows; run makes the sweep once from one weight
+    stage; beside, others, figure and check on what it made."""
+    import dnal_core.train as train_pkg
+
+    calls = []
+    monkeypatch.setattr(train_pkg, "run_pipeline", _fake_pipeline(calls))
+    paper = ch.Cifar("table2_resnet56_cifar10", "II", "resnet56-cifar", "ResNet56 on CIFAR-10", profile="paper")
+    assert paper.lams == paper_table("II").query("method == 'DNAL'")["lambda"].astype(float).tolist()
+    assert paper.overrides is None and paper.recipe == get_recipe("resnet56-cifar", "paper")
+    chapter = ch.Cifar("exp_cifar", "II", "resnet56-cifar", "ResNet56 on CIFAR-10", data_dir=str(tmp_path / "cifar"),
+                       runs_dir=str(tmp_path / "runs"), fig_dir=str(tmp_path / "figs"))
+    assert chapter.lams == ch.CIFAR_SMOKE["lams"] and chapter.recipe.arch.epochs == 1
+    assert chapter.baseline() == count(build("resnet56-cifar"))
+    assert capsys.readouterr().out.startswith("resnet56-cifar: 125.")
+    finals = chapter.run()
+    assert [c.get("stages") for c in calls] == [["weights"]] + [["arch", "finetune"]] * 3
+    assert "recipe overrides {'arch.epochs': 1, 'finetune.epochs': 1}" in finals["command"].iloc[0]
+    chapter.run()
+    assert len(calls) == 4  # read back, not made again
+    ours, table, shown = chapter.beside(finals)
+    assert len(ours) == 4 and "ours: top-1 (%)" in shown.data.columns
+    assert "DNAL" not in set(chapter.others().data["method"])
+    assert chapter.figure(ours).data[:4] == b"\x89PNG" and (tmp_path / "figs" / "exp_cifar_smoke.png").is_file()
+    assert chapter.check(ours, table) == "MACs order: as expected"  # the smoke profile: no top-1 check
+    with pytest.raises(AssertionError):  # a pruned row above its baseline
+        chapter.check(ours.assign(macs_m=ours["macs_m"][::-1].to_numpy()), table)
+
+
+def test_check_baseline_takes_one_or_several_conventions():
+    """check_baseline: the paper's Table I baseline digits in the authors' convention (within
+    half of the last digit) and conv+linear within 0.01M, one line each; a tolerance the count
+    misses fails with the name of what is off."""
+    model = build("vgg16-cifar")
+    lines = ch.check_baseline(model, "I", macs=[("authors", 0.005), ("macs", 0.01)],
+                              params=("authors", 0.005)).splitlines()
+    assert [x.split(":")[0] for x in lines] == ["baseline MACs (M), authors' count", "baseline MACs (M)",
+                                                "baseline params (M), authors' count"]
+    with pytest.raises(AssertionError, match="baseline MACs"):
+        ch.check_baseline(model, "I", macs=("macs", 1e-9), params=("authors", 0.005))

@@ -255,3 +255,28 @@ def test_a_second_process_waits_for_the_weight_stage_another_trains(tmp_path, mo
         assert path == folder / "weights.pt" and path.read_bytes() == b"x"
     finally:
         other.kill()
+
+
+def test_table2_trains_resnet20_at_the_cpu_profile_and_refuses_bad_data(tmp_path, monkeypatch, capsys):
+    """``table2``: Table I's search and controls on Table II's network (ResNet20 at the cpu
+    profile, its lambdas chosen near 1.5x, 2.5x and 4x); a data folder that is not CIFAR-10 is
+    one line and exit code 2, before anything trains."""
+    from dnal_core.experiments import TABLE2_TARGETS, cli, model_for
+
+    assert model_for("table2", "cpu") == "resnet20-cifar" and model_for("table2", "paper") == "resnet56-cifar"
+    assert model_for("table1", "cpu") == "vgg16-cifar"
+    seen = {}
+    monkeypatch.setattr(cli, "table1_search", lambda recipe, data, runs, out, command, device, **kw:
+                        seen.update(recipe=recipe, out=out, **kw))
+    monkeypatch.setattr(cli, "table1_controls", lambda *a, **kw: seen.update(controls=True))
+    assert cli.main(["table2", "--part", "search", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1 and not seen  # an empty folder: no CIFAR-10
+    (tmp_path / "train").mkdir()
+    assert cli.main(["table2", "--part", "search", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 0
+    assert seen["recipe"].model == "resnet20-cifar" and seen["recipe"].width_mult == 1.0
+    assert seen["targets"] == TABLE2_TARGETS == (1.5, 2.5, 4.0)
+    assert cli.main(["table2", "--part", "controls", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 0
+    assert seen["controls"]
+    with pytest.raises(SystemExit) as e:
+        cli.main(["table2", "--part", "calibration", "--data", str(tmp_path)])
+    assert e.value.code == 2

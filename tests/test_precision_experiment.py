@@ -60,6 +60,7 @@ def test_experiments_take_a_precision_for_every_run(monkeypatch, tmp_path):
     from dnal_core.experiments import cli
 
     seen = {}
+    (tmp_path / "train").mkdir()  # a folder the CLI takes for CIFAR-10 (an ImageFolder)
     monkeypatch.setattr(cli, "table1_search", lambda recipe, data, runs, out, command, device:
                         seen.update(recipe=recipe, command=command))
     assert cli.main(["table1", "--part", "search", "--data", str(tmp_path), "--runs", str(tmp_path / "r"),

@@ -27,6 +27,7 @@ Run from the shell (``make book PROFILE=cpu`` runs the same through the notebook
 
     python -m dnal_core.experiments table1 --part search   --data $DNAL_DATA
     python -m dnal_core.experiments table1 --part controls --data $DNAL_DATA
+    python -m dnal_core.experiments table2 --part search   --data $DNAL_DATA   # ResNet20 (cpu)
 
 The two parts are independent processes, one CPU thread each (on the 2-core machine two
 1-thread runs side by side take about 107 s an epoch each, one 2-thread run 58 s: the same
@@ -39,13 +40,13 @@ from .chapters import (BUDGET_TARGETS, budget_name, budget_runs, fig3_lines, fig
                        figure_runs, pick_lambda)
 from .controls import control, control_recipe, table1_controls, uniform_width_for
 from .lambdas import run_lambdas
-from .runs import (FINAL_KEYS, NAMES, claim, finetune, label, made, provenance, search, search_row,
-                   weights)
+from .runs import (FINAL_KEYS, MODELS, NAMES, TABLE2_TARGETS, claim, finetune, label, made, model_for, provenance,
+                   search, search_row, weights)
 from .sweeps import (CODE_SWEEP, REFINE_TOL, SWEEP, TARGET_REDUCTIONS, calibration, choose_lambdas, extend,
                      lambda_sweep, refine, table1_search)
 
-__all__ = ["BUDGET_TARGETS", "CODE_SWEEP", "FINAL_KEYS", "NAMES", "REFINE_TOL", "SWEEP", "TARGET_REDUCTIONS",
+__all__ = ["BUDGET_TARGETS", "CODE_SWEEP", "FINAL_KEYS", "MODELS", "NAMES", "TABLE2_TARGETS", "REFINE_TOL", "SWEEP", "TARGET_REDUCTIONS",
            "budget_name", "budget_runs", "calibration", "choose_lambdas", "claim", "control", "control_recipe",
            "extend", "fig3_lines", "fig4_runs", "fig5_runs", "figure_lambda", "figure_runs", "finetune", "label",
-           "lambda_sweep", "made", "pick_lambda", "provenance", "refine", "run_lambdas", "search", "search_row",
+           "lambda_sweep", "made", "model_for", "pick_lambda", "provenance", "refine", "run_lambdas", "search", "search_row",
            "table1_controls", "table1_search", "uniform_width_for", "weights"]

@@ -8,9 +8,16 @@ from pathlib import Path
 import torch
 
 from ..recipes import get_recipe, override
-from . import (NAMES, budget_runs, calibration, figure_runs, provenance, table1_controls,
-               table1_search)
+from . import (NAMES, TABLE2_TARGETS, budget_runs, calibration, figure_runs, model_for, provenance,
+               table1_controls, table1_search)
 from . import __doc__ as DOC
+
+
+def criteria_plan(table1_out, methods, targets):
+    """``criteria.classic_plan``'s check of the method and target names (ValueError)."""
+    from ..criteria import classic_plan
+
+    classic_plan(table1_out, methods, targets)
 
 
 def main(argv=None) -> int:
@@ -18,7 +25,8 @@ def main(argv=None) -> int:
     p.add_argument("experiment", choices=sorted(NAMES))
     p.add_argument("--part", choices=["search", "controls", "calibration", "scratch", "classic", "collect", "variant",
                                       "dense"],
-                   help="table1: which of its processes (calibration: the delta-free loss form's lambda "
+                   help="table1 (and table2, ResNet20 at the cpu profile: search or controls): which of its "
+                        "processes (calibration: the delta-free loss form's lambda "
                         "sweep); criteria: scratch (the learned widths trained from scratch), classic "
                         "(classic criteria at Table I's MACs), collect (Table I's and the budget "
                         "chapter's networks as rows) or variant (Table I at --width-mult and --seed, "
@@ -62,6 +70,8 @@ def main(argv=None) -> int:
 
     if a.experiment == "table1" and a.part not in ("search", "controls", "calibration"):
         p.error("table1 needs --part search, controls or calibration")
+    if a.experiment == "table2" and a.part not in ("search", "controls"):
+        p.error("table2 needs --part search or controls")
     if a.experiment == "criteria" and a.part not in ("scratch", "classic", "collect", "variant"):
         p.error("criteria needs --part scratch, classic, collect or variant")
     if a.experiment == "precision" and a.part not in ("dense", "search"):
@@ -77,7 +87,7 @@ def main(argv=None) -> int:
     if a.precision is not None and a.experiment == "precision":
         p.error("precision sets each run's precision itself: no --precision")
     try:
-        recipe = get_recipe("vgg16-cifar", a.profile)
+        recipe = get_recipe(model_for(a.experiment, a.profile), a.profile)
         if a.precision is not None:
             recipe = override(recipe, {"precision": a.precision})
     except ValueError as e:
@@ -101,7 +111,23 @@ def main(argv=None) -> int:
     command = (f"python -m dnal_core.experiments {a.experiment}{part} --profile {a.profile} "
                f"--data $DNAL_DATA --threads {a.threads}{lam}{seeds}{only}"
                + (f" --precision {a.precision}" if a.precision else ""))
-    if a.experiment == "table1" and a.part == "search":
+    results = repo_root() / "results"
+    sources = (results / NAMES["table1"] / a.profile, results / NAMES["budget"] / a.profile)
+    try:
+        if a.experiment == "criteria" and a.part in ("variant", "classic"):  # names first (the variant's
+            criteria_plan(sources[0], a.methods, a.targets if a.part == "classic" else None)  # targets: later)
+        if a.part != "collect":  # every other part trains: the data must be there
+            from ..data.cifar import find_format
+
+            find_format(a.data)
+    except ValueError as e:
+        print(f"experiments: {e}", file=sys.stderr)
+        return 2
+    if a.experiment == "table2" and a.part == "search":  # Table I's experiment on Table II's network
+        table1_search(recipe, a.data, runs, out, command, a.device, targets=TABLE2_TARGETS)
+    elif a.experiment == "table2":
+        table1_controls(recipe, a.data, runs, out, command, a.device)
+    elif a.experiment == "table1" and a.part == "search":
         table1_search(recipe, a.data, runs, out, command, a.device)
     elif a.experiment == "table1" and a.part == "calibration":
         calibration(recipe, a.data, runs, out, command, a.device)
@@ -110,25 +136,13 @@ def main(argv=None) -> int:
     elif a.experiment == "criteria":
         from .. import criteria
 
-        results = repo_root() / "results"
-        sources = (results / NAMES["table1"] / a.profile, results / NAMES["budget"] / a.profile)
         if a.part == "collect":
             criteria.collect(recipe, *sources, out)
         elif a.part == "variant":
-            try:
-                criteria.classic_plan(sources[0], a.methods)  # the names only: the variant's targets come later
-            except ValueError as e:
-                print(f"experiments: {e}", file=sys.stderr)
-                return 2
             criteria.variant(recipe, a.data, runs, out, a.width_mult, recipe.seed if a.seed is None else a.seed,
                              a.reductions or criteria.WIDTH_REDUCTIONS, command, a.device, a.dense,
                              a.methods or (), a.grid, budget=not a.no_budget)
         elif a.part == "classic":
-            try:
-                criteria.classic_plan(sources[0], a.methods, a.targets)
-            except ValueError as e:
-                print(f"experiments: {e}", file=sys.stderr)
-                return 2
             criteria.classic(recipe, a.data, runs, out, repo_root() / "runs" / NAMES["table1"] / a.profile,
                              sources[0], provenance(command), a.device, a.methods, a.targets)
         else:

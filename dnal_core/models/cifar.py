@@ -149,6 +149,18 @@ def resnet56_cifar(**kw) -> ResNetCifar:
     return ResNetCifar(56, **kw)
 
 
+# The same family at depths 20 and 32 (3 and 5 blocks a stage instead of 9; He et al. 2016's
+# CIFAR ResNets): not in the paper, a cheaper stand-in where a CPU budget asks for one.
+@register_model("resnet20-cifar")
+def resnet20_cifar(**kw) -> ResNetCifar:
+    return ResNetCifar(20, **kw)
+
+
+@register_model("resnet32-cifar")
+def resnet32_cifar(**kw) -> ResNetCifar:
+    return ResNetCifar(32, **kw)
+
+
 # --------------------------------------------------------------------------------------------
 # MobileNetV2 for CIFAR (the common variant: stride-1 3x3 stem of 32, stage strides
 # 1,1,2,2,1,2,1, last 1x1 conv of 1280). Gates as in the authors' ImageNet code: after the

@@ -1,5 +1,7 @@
 """What a chapter calls once per experiment, and what the four ImageNet chapters share.
 
+  ``place``    a chapter's set-up from its parameters: the profile resolved, its results,
+               figures and run folders, its data; ``FIGURE_MODELS``, the networks of Figs. 4-5
   ``ensure``   a chapter's results: the committed ones, or made by the chapter's own ``make``
                when none are committed (or when ``train``), with one line saying where they
                came from (profile, device, date, command)
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from .experiments.lambdas import run_lambdas
 from .models import build
@@ -31,6 +34,36 @@ from .report.plots import plot_acc_vs_macs, save_figure
 from .report.results import has_results, paths, provenance, random_imagefolder, read_folder, repo_root, results_dir
 from .report.text import ours_table, run_line, say, shell
 from .report_tables import COLUMNS, reader_table
+
+
+class Place(NamedTuple):
+    """Where a chapter's experiment lives (``place``)."""
+    profile: str   # resolved: "auto" became the largest-scale committed profile
+    run: object    # report.paths: results (out) and figures (fig) folders
+    runs: Path     # checkpointed run folders, not committed
+    data: str      # the CIFAR-10 folder ("" when neither data_dir nor $DNAL_DATA names one)
+
+
+# The networks of Figs. 4 and 5 per profile: the paper's two, VGG16 alone on a CPU.
+FIGURE_MODELS = {"smoke": ["vgg16-cifar"], "cpu": ["vgg16-cifar"], "paper": ["vgg16-cifar", "mobilenetv2-cifar"]}
+
+
+def place(name: str, profile: str, out_dir: str = "", fig_dir: str = "", runs_dir: str = "", data_dir: str = "",
+          threads: int = 1) -> Place:
+    """A chapter's set-up from its parameters of those names: ``profile`` resolved
+    (``report.resolve_profile``), its results and figures folders (``report.paths``), its run
+    folders (empty ``runs_dir``: ``runs/<name>/<profile>``) and data (empty ``data_dir``:
+    ``$DNAL_DATA``); torch's CPU threads set to ``threads``."""
+    import os
+
+    import torch
+
+    from .report.results import resolve_profile
+
+    profile = resolve_profile(name, profile)
+    runs = Path(runs_dir) if runs_dir else repo_root() / "runs" / name / profile
+    torch.set_num_threads(threads)
+    return Place(profile, paths(name, profile, out_dir, fig_dir), runs, data_dir or os.environ.get("DNAL_DATA", ""))
 
 
 def ensure(name: str, profile: str, make, train: bool = False, root: Path | str | None = None,

@@ -229,6 +229,11 @@ def seed_spread(rows: list[dict], width: float = 0.25, reductions=(2.36, 3.49)):
     return pd.DataFrame(out)
 
 
+METHOD_LABELS = {"l1-layer": "L1 per layer", "l1-global": "L1, global", "bn-layer": "BN scale per layer",
+                 "bn-global": "BN scale, global", "taylor-layer": "Taylor per layer", "taylor-global": "Taylor, global",
+                 "random-layer": "random per layer", "random-global": "random, global"}
+
+
 def seed_table(rows: list[dict], width: float = 0.25, reductions=(2.36, 3.49), classic: str = "l1-layer"):
     """One line per reduction and seed of width ``width``: eq. 4's finetuned network nearest the
     reduction (``nearest``), its MACs (M), its top-1, uniform width's at its MACs (``uniform_at``,
@@ -256,7 +261,7 @@ def seed_summary(table, classic: str = "l1-layer"):
     import pandas as pd
 
     out = []
-    names = {"dnal-eq4": "eq. 4", "uniform": "uniform width", classic: classic}
+    names = {"dnal-eq4": "eq. 4", "uniform": "uniform width", classic: METHOD_LABELS.get(classic, classic)}
     for red, d in (table.groupby("reduction", sort=True) if len(table) else ()):
         for m in ("dnal-eq4", "uniform", classic):
             n, mean, sd, _ = verdict(d[m])

@@ -61,28 +61,23 @@ targets = "0.5,0.25,0.1"  # MACs budgets, fractions of the dense network's
 
 # %% tags=["hide-input"]
 import json
-import os
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 from IPython.display import display
 
 import dnal_core as dn
-from dnal_core import experiments, report, report_cpu
+from dnal_core import chapter, experiments, report, report_cpu
 from dnal_core.recipes import get_recipe
 from dnal_core.report_tables import COLUMNS, Col, reader_table
 
 NAME = "budget_vgg16_cifar10"
 MODEL = "vgg16-cifar"
-profile = report.resolve_profile(NAME, profile)
+profile, run, runs, data = chapter.place(
+    NAME, profile, out_dir, fig_dir, runs_dir, data_dir, threads
+)
 recipe = get_recipe(MODEL, profile)
-run = report.paths(NAME, profile, out_dir, fig_dir)
-runs = Path(runs_dir) if runs_dir else report.repo_root() / "runs" / NAME / profile
-data = data_dir or os.environ.get("DNAL_DATA", "")
-torch.set_num_threads(threads)
 TARGETS = tuple(float(t) for t in targets.split(","))
 
 # %% [markdown]

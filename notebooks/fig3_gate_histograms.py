@@ -45,13 +45,11 @@ lam = 1e-4  # lambda_a of the searches
 # ## Set-up
 
 # %% tags=["hide-input"]
-import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 
 import dnal_core as dn
 from dnal_core import chapter, experiments, report
@@ -64,15 +62,13 @@ MODELS = {"vgg16-cifar": "(a) VGG16", "mobilenetv2-cifar": "(b) MobileNetV2"}
 # Smoke: four search epochs, so that four values of delta (about 9, 92, 962, 1e4) are
 # seen.
 SMOKE = {"arch.epochs": 4}
-profile = report.resolve_profile(NAME, profile)
+profile, run, runs, data = chapter.place(
+    NAME, profile, out_dir, fig_dir, runs_dir, data_dir, threads
+)
 # each network's profile: MobileNetV2 has no cpu recipe, its panel stays at smoke
 PROFILE_OF = {
     m: "smoke" if profile == "cpu" and m != "vgg16-cifar" else profile for m in MODELS
 }
-run = report.paths(NAME, profile, out_dir, fig_dir)
-runs = Path(runs_dir) if runs_dir else report.repo_root() / "runs" / NAME / profile
-data = data_dir or os.environ.get("DNAL_DATA", "")
-torch.set_num_threads(threads)
 
 # %% [markdown]
 # The gated channels of each network at the profile's width (the `channels` of the histograms):

@@ -51,8 +51,6 @@ lam = 1e-4  # lambda_a of the searches
 # ## Set-up
 
 # %% tags=["hide-input"]
-import os
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
@@ -65,17 +63,11 @@ from dnal_core.report_tables import COLUMNS, Col, reader_table
 from dnal_core.train import run_pipeline
 
 NAME = "fig4_ss_placement"
-profile = report.resolve_profile(NAME, profile)
-MODELS = {
-    "smoke": ["vgg16-cifar"],
-    "cpu": ["vgg16-cifar"],
-    "paper": ["vgg16-cifar", "mobilenetv2-cifar"],
-}[profile]
+profile, run, runs, data = chapter.place(
+    NAME, profile, out_dir, fig_dir, runs_dir, data_dir, threads
+)
+MODELS = chapter.FIGURE_MODELS[profile]
 STAGES = ["weights", "arch", "finetune"]
-run = report.paths(NAME, profile, out_dir, fig_dir)
-runs = Path(runs_dir) if runs_dir else report.repo_root() / "runs" / NAME / profile
-data = data_dir or os.environ.get("DNAL_DATA", "")
-torch.set_num_threads(threads)
 
 # %% [markdown]
 # Each placement orders the children of every gated unit differently (`ConvUnit`), on the same

@@ -63,12 +63,9 @@ lam = 1e-4  # lambda_a of both strategies
 
 # %% tags=["hide-input"]
 import math
-import os
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
 from IPython.display import display
 
 from dnal_core import chapter, experiments, report, report_cpu
@@ -78,18 +75,12 @@ from dnal_core.report_tables import reader_table
 from dnal_core.train import run_pipeline
 
 NAME = "fig5_joint_vs_sequential"
-profile = report.resolve_profile(NAME, profile)
-MODELS = {
-    "smoke": ["vgg16-cifar"],
-    "cpu": ["vgg16-cifar"],
-    "paper": ["vgg16-cifar", "mobilenetv2-cifar"],
-}[profile]
+profile, run, runs, data = chapter.place(
+    NAME, profile, out_dir, fig_dir, runs_dir, data_dir, threads
+)
+MODELS = chapter.FIGURE_MODELS[profile]
 STRATEGIES = {"sequential": True, "joint": False}
 ORDER = ["weights", "joint", "arch", "finetune"]
-run = report.paths(NAME, profile, out_dir, fig_dir)
-runs = Path(runs_dir) if runs_dir else report.repo_root() / "runs" / NAME / profile
-data = data_dir or os.environ.get("DNAL_DATA", "")
-torch.set_num_threads(threads)
 
 # %% [markdown]
 # The stages and epochs of each strategy in this profile's recipes:

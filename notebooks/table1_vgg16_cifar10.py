@@ -49,22 +49,21 @@ threads = 1  # CPU threads; 1 avoids a 10x slowdown when other jobs share the 2 
 
 # %% tags=["hide-input"]
 import json
-import os
-from pathlib import Path
 
 import pandas as pd
-import torch
 from IPython.display import Markdown
 
 import dnal_core as dn
-from dnal_core import experiments, report, report_cpu
+from dnal_core import chapter, experiments, report, report_cpu
 from dnal_core.chapter import check_baseline
 from dnal_core.paper import paper_lambdas
 from dnal_core.recipes import get_recipe, override
 from dnal_core.report_tables import reader_table
 
 NAME, TABLE, MODEL = "table1_vgg16_cifar10", "I", "vgg16-cifar"
-profile = report.resolve_profile(NAME, profile)
+profile, run, runs, data = chapter.place(
+    NAME, profile, out_dir, fig_dir, runs_dir, data_dir, threads
+)
 # How each profile picks its lambdas: cpu sweeps eq. 4's lambda and keeps the four whose
 # MACs reductions come closest to 1.5x, 2.5x, 5x and 10x (chosen on MACs, never on test
 # accuracy); smoke does the same on a short grid; paper runs the paper's seven.
@@ -73,11 +72,7 @@ SWEEPS = {
     "smoke": dict(grid=(1e-4, 1e-3, 3e-3), max_extra=0, max_refine=0),
     "paper": dict(grid=tuple(paper_lambdas(TABLE)), max_extra=0, choose=False),
 }
-run = report.paths(NAME, profile, out_dir, fig_dir)
-runs = Path(runs_dir) if runs_dir else report.repo_root() / "runs" / NAME / profile
-data = data_dir or os.environ.get("DNAL_DATA", "")
 recipe = get_recipe(MODEL, profile)
-torch.set_num_threads(threads)
 pd.set_option("display.float_format", lambda x: f"{x:.3g}")
 
 # %% [markdown]

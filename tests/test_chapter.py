@@ -255,3 +255,23 @@ def test_check_baseline_takes_one_or_several_conventions():
                                                 "baseline params (M), authors' count"]
     with pytest.raises(AssertionError, match="baseline MACs"):
         ch.check_baseline(model, "I", macs=("macs", 1e-9), params=("authors", 0.005))
+
+
+def test_place_resolves_the_profile_and_the_folders(root, tmp_path, monkeypatch):
+    """place: "auto" becomes the largest-scale committed profile (smoke when none), the run
+    folders default to runs/<name>/<profile>, the data to $DNAL_DATA, and torch's threads are
+    set."""
+    import torch
+
+    monkeypatch.setenv("DNAL_DATA", "/some/cifar")
+    threads = torch.get_num_threads()
+    try:
+        p = ch.place("exp_place", "auto", threads=1)
+        assert p.profile == "smoke" and p.data == "/some/cifar" and torch.get_num_threads() == 1
+        assert p.runs.parts[-3:] == ("runs", "exp_place", "smoke") and p.run.out.parts[-2:] == ("exp_place", "smoke")
+        # the committed results decide (Table I has cpu results and no paper ones)
+        p = ch.place("table1_vgg16_cifar10", "auto", runs_dir=str(tmp_path / "r"), data_dir="/mine")
+        assert (p.profile, p.runs, p.data) == ("cpu", tmp_path / "r", "/mine")
+    finally:
+        torch.set_num_threads(threads)
+    assert ch.FIGURE_MODELS["cpu"] == ["vgg16-cifar"] and "mobilenetv2-cifar" in ch.FIGURE_MODELS["paper"]

@@ -75,8 +75,8 @@ def test_seed_table_pairs_each_seed_with_its_own_controls():
     assert s.loc["eq. 4 - uniform width", "n"] == 3
     assert s.loc["eq. 4 - uniform width", "mean"] == pytest.approx((-1.0 + 0.6 - 1.2) / 3)
     assert s.loc["eq. 4 - uniform width", "verdict"] == "within noise"
-    assert s.loc["l1-layer - uniform width", "n"] == 2  # seed 2 has no l1 row
-    assert s.loc["l1-layer - uniform width", "verdict"] == "within noise"  # -2.0, 0.0
-    assert s.loc["eq. 4 - l1-layer", "mean"] == pytest.approx(0.8)  # +1.0, +0.6
-    assert s.loc["eq. 4 - l1-layer", "verdict"] == "eq. 4 above"
+    assert s.loc["L1 per layer - uniform width", "n"] == 2  # seed 2 has no l1 row
+    assert s.loc["L1 per layer - uniform width", "verdict"] == "within noise"  # -2.0, 0.0
+    assert s.loc["eq. 4 - L1 per layer", "mean"] == pytest.approx(0.8)  # +1.0, +0.6
+    assert s.loc["eq. 4 - L1 per layer", "verdict"] == "eq. 4 above"
     assert s.loc["uniform width, top-1", "mean"] == pytest.approx((81.0 + 80.0 + 81.4) / 3)

@@ -263,6 +263,40 @@ def variant(recipe: Recipe, data, runs: Path, out: Path, width_mult: float, seed
     return collect(r, vo, vo, out, prefix=name)
 
 
+def variant_uniform(recipe: Recipe, data, runs: Path, out: Path, width_mult: float, seed: int, reductions,
+                    command: str, device="auto", dense: bool = False) -> int:
+    """The uniform-width controls of a variant at the MACs ``reductions`` of its dense network,
+    trained without waiting for its search (``dense``: the dense network too): a second process
+    (another core) trains them while the first trains the variant's weight stage and searches,
+    and the chapter compares each learned network with them interpolated in log MACs
+    (``criteria_view.uniform_at``) when none lies within 2% of it. Run folders under
+    runs/<name>/uniform_x<r>, results in out/<name>/controls/ as ``table1_controls`` writes
+    them; then the variant's rows are collected. Returns the number of rows collected."""
+    from .experiments import control, provenance, table1_controls, uniform_width_for
+    from .io import write_json
+
+    name = variant_name(width_mult, seed)
+    r = override(recipe, {"width_mult": width_mult, "seed": seed})
+    vr, vo, prov = runs / name, out / name, provenance(command)
+    if dense:
+        table1_controls(r, data, vr, vo, command, device, dense=True, poll=0.0, wait=False)
+    full = count(_build_dense(r))["macs"]
+    for x in sorted(reductions, reverse=True):  # the smallest network first
+        path = vo / "controls" / f"uniform_x{x:g}.json"
+        if path.is_file():
+            continue
+        w = uniform_width_for(r.model, full / x)
+        row = control(r, data, vr, w, f"uniform_x{x:g}", device)
+        write_json(path, {**row, "reduction": x, "target_macs": full / x, **prov})
+    return collect(r, vo, vo, out, prefix=name)
+
+
+def _build_dense(recipe: Recipe):
+    from .models import build
+
+    return build(recipe.model, width_mult=recipe.width_mult)
+
+
 def _shown(path: Path) -> str:
     """``path`` relative to the repository when it lies in it (committed rows name files so)."""
     from .report import repo_root

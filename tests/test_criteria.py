@@ -206,3 +206,35 @@ def test_variant_without_budget_leaves_out_the_cost_aware_search(cifar_dir, tmp_
     variant(r, cifar_dir, runs, out, 0.0625, 4, (2.0,), "cmd", **kw)
     assert sorted(x["method"] for x in read_rows(out / "rows.jsonl")) == ["dnal-eq4", "uniform"]
     assert not list((out / "w0.0625-seed4").glob("expected-macs*"))
+
+
+def test_variant_uniform_trains_the_controls_without_the_search(cifar_dir, tmp_path):
+    """variant_uniform (criteria --part uniform): the uniform-width networks at the reductions of
+    the variant's dense MACs (within 2%), and the dense one when asked, with no weight stage and
+    no search; rows named after the variant; a second call trains nothing."""
+    from dnal_core.criteria import variant_uniform
+    from dnal_core.criteria_view import dense_macs
+
+    r = _tiny_recipe(arch_epochs=1)
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    n = variant_uniform(r, cifar_dir, runs, out, 0.0625, 5, (2.0, 3.0), "cmd", device="cpu", dense=True)
+    rows = read_rows(out / "rows.jsonl")
+    assert n == 3 and sorted(x["method"] for x in rows) == ["dense", "uniform", "uniform"]
+    assert all(x["source"].startswith("w0.0625-seed5/") and x["seed"] == 5 for x in rows)
+    full = dense_macs(0.0625)
+    for x in (2.0, 3.0):
+        got = next(r["macs"] for r in rows if r["source"] == f"w0.0625-seed5/uniform_x{x:g}")
+        assert abs(got / (full / x) - 1) <= 0.02, (x, got)
+    assert not (runs / "w0.0625-seed5" / "weights").exists() and not (out / "w0.0625-seed5" / "sweep.json").exists()
+    stamp = sorted((p, p.stat().st_mtime) for p in runs.rglob("*.pt"))
+    assert variant_uniform(r, cifar_dir, runs, out, 0.0625, 5, (2.0, 3.0), "cmd", device="cpu", dense=True) == n
+    assert sorted((p, p.stat().st_mtime) for p in runs.rglob("*.pt")) == stamp
+
+
+def test_uniform_part_needs_a_width_and_refuses_search_flags():
+    from dnal_core.experiments.cli import main
+
+    for argv in (["--width-mult", "0.5", "--grid", "1e-3"], ["--width-mult", "0.5", "--no-budget"], []):
+        with pytest.raises(SystemExit) as e:
+            main(["criteria", "--part", "uniform", "--data", "/nonexistent", *argv])
+        assert e.value.code == 2

@@ -24,13 +24,15 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m dnal_core.experiments", description=DOC.split("\n\n")[0])
     p.add_argument("experiment", choices=sorted(NAMES))
     p.add_argument("--part", choices=["search", "controls", "calibration", "scratch", "classic", "collect", "variant",
-                                      "dense"],
+                                      "uniform", "dense"],
                    help="table1 (and table2, ResNet20 at the cpu profile: search or controls): which of its "
                         "processes (calibration: the delta-free loss form's lambda "
                         "sweep); criteria: scratch (the learned widths trained from scratch), classic "
                         "(classic criteria at Table I's MACs), collect (Table I's and the budget "
-                        "chapter's networks as rows) or variant (Table I at --width-mult and --seed, "
-                        "at --reductions only: the width trend and the seeds); precision: dense (the dense "
+                        "chapter's networks as rows), variant (Table I at --width-mult and --seed, "
+                        "at --reductions only: the width trend and the seeds) or uniform (a variant's uniform-width "
+                        "controls at --reductions of its dense MACs, without waiting for its search: a second "
+                        "process's share); precision: dense (the dense "
                         "control in bf16) or search (one lambda's search in fp32 and bf16)")
     p.add_argument("--profile", default="cpu")
     p.add_argument("--data", required=True)
@@ -72,16 +74,18 @@ def main(argv=None) -> int:
         p.error("table1 needs --part search, controls or calibration")
     if a.experiment == "table2" and a.part not in ("search", "controls"):
         p.error("table2 needs --part search or controls")
-    if a.experiment == "criteria" and a.part not in ("scratch", "classic", "collect", "variant"):
-        p.error("criteria needs --part scratch, classic, collect or variant")
+    if a.experiment == "criteria" and a.part not in ("scratch", "classic", "collect", "variant", "uniform"):
+        p.error("criteria needs --part scratch, classic, collect, variant or uniform")
     if a.experiment == "precision" and a.part not in ("dense", "search"):
         p.error("precision needs --part dense or search")
     given = [k for k in ("width_mult", "seed", "reductions", "grid") if getattr(a, k) is not None] + ["dense"] * a.dense
     given += ["no_budget"] * a.no_budget
-    if given and a.part != "variant":
+    if given and a.part not in ("variant", "uniform"):
         p.error(f"--{given[0].replace('_', '-')} is for criteria --part variant")
-    if a.part == "variant" and (a.width_mult is None or not 0 < a.width_mult <= 1):
-        p.error("criteria --part variant needs --width-mult in (0, 1]")
+    if a.part == "uniform" and (a.grid or a.no_budget):
+        p.error("--grid and --no-budget are for criteria --part variant")
+    if a.part in ("variant", "uniform") and (a.width_mult is None or not 0 < a.width_mult <= 1):
+        p.error(f"criteria --part {a.part} needs --width-mult in (0, 1]")
     if any(x <= 1 for x in a.reductions or ()) or any(x <= 0 for x in a.grid or ()):
         p.error("--reductions must be above 1 and --grid lambdas above 0")
     if a.precision is not None and a.experiment == "precision":
@@ -138,6 +142,9 @@ def main(argv=None) -> int:
 
         if a.part == "collect":
             criteria.collect(recipe, *sources, out)
+        elif a.part == "uniform":
+            criteria.variant_uniform(recipe, a.data, runs, out, a.width_mult, recipe.seed if a.seed is None else a.seed,
+                                     a.reductions or criteria.WIDTH_REDUCTIONS, command, a.device, a.dense)
         elif a.part == "variant":
             criteria.variant(recipe, a.data, runs, out, a.width_mult, recipe.seed if a.seed is None else a.seed,
                              a.reductions or criteria.WIDTH_REDUCTIONS, command, a.device, a.dense,

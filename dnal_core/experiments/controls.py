@@ -60,16 +60,16 @@ def uniform_width_for(model: str, macs: float, num_classes: int = 10, tol: float
 
 
 def table1_controls(recipe, data, runs: Path, out: Path, command: str, device="auto",
-                    poll: float = 60.0, dense: bool = True) -> None:
+                    poll: float = 60.0, dense: bool = True, wait: bool = True) -> None:
     """The dense control (out/controls/dense.json; ``dense=False``: not trained), then, once
     out/chosen.json exists, the uniform-width network at each chosen lambda's pruned MACs
-    (out/controls/uniform_lam<label>.json). Two such processes side by side share the work:
-    each claims the lambda it trains (``claim``)."""
+    (out/controls/uniform_lam<label>.json; ``wait=False``: the dense control only). Two such
+    processes side by side share the work: each claims the lambda it trains (``claim``)."""
     prov = provenance(command)
     want, dense = dense, out / "controls" / "dense.json"
     if want and not dense.is_file() and claim(runs / "dense"):
         write_json(dense, {**control(recipe, data, runs, recipe.width_mult, "dense", device), **prov})
-    while True:  # chosen.json is read anew after each control: a refined sweep may change it
+    while wait:  # chosen.json is read anew after each control: a refined sweep may change it
         while not (out / "chosen.json").is_file():
             time.sleep(poll)
         sweep = {r["lambda"]: r for r in read_json(out / "sweep.json")["rows"]}

@@ -111,8 +111,23 @@ def verdict(name: str, profile: str, folder: Path) -> str:
         from .criteria import read_rows
         from .criteria_view import base_rows, scratch_table, scratch_verdict
 
-        return scratch_verdict(scratch_table(base_rows(read_rows(folder / "rows.jsonl"))))
+        rows = read_rows(folder / "rows.jsonl")
+        return scratch_verdict(scratch_table(base_rows(rows))) + _seeds(rows)
     return f"{profile} results: see the chapter"
+
+
+def _seeds(rows: list[dict]) -> str:
+    """The criteria chapter's seeds, where two or more exist at a size: eq. 4 minus uniform width
+    at equal MACs (each seed against its own controls), mean and spread, and the verdict."""
+    from .criteria_view import seed_summary, seed_table
+
+    t = seed_summary(seed_table(rows))
+    if not len(t):
+        return ""
+    t = t[(t["what"] == "eq. 4 - uniform width") & (t["n"] >= 2)]
+    parts = [f"near {r.reduction:g}x over {r.n} seeds, eq. 4 minus uniform width {r.mean:+.2f} "
+             f"(sd {r.sd:.2f}): {r.verdict}" for r in t.itertuples()]
+    return "; " + "; ".join(parts) if parts else ""
 
 
 def _fig5(folder: Path, profile: str) -> str | None:

@@ -118,3 +118,24 @@ def test_fig5_and_fig4_verdicts_compare_at_equal_macs_or_say_they_cannot(tmp_pat
                {**tag, "placement": p, "seed": 0, "top1": 80.0, "macs": macs})
     f4 = {r["chapter"]: r for r in status_rows(root)}["fig4_ss_placement"]["reproduced"]
     assert f4.startswith("cannot compare at equal MACs (one lambda: mean MACs 8.4M, 7.6M, 4.9M)")
+
+
+def test_criteria_verdict_adds_the_seeds_where_two_exist(tmp_path):
+    """The criteria chapter's row: the scratch sentence, then, at each size with two seeds or
+    more, eq. 4 minus uniform width over the seeds with its verdict."""
+    from dnal_core.criteria_view import dense_macs
+
+    root = _root(tmp_path)
+    (root / "notebooks" / "criteria_vgg16_cifar10.py").write_text("")
+    d = dense_macs(0.25)
+    rows = []
+    for seed, src, eq4, uni in ((0, "table1", 80.0, 81.0), (1, "w0.25-seed1", 80.1, 81.2), (2, "w0.25-seed2", 79.9, 81.1)):
+        rows += [{"method": "dnal-eq4", "source": f"{src}/lam1", "macs": d / 2.36, "top1": eq4, "width_mult": 0.25,
+                  "seed": seed, "device": "cpu", "date": "2026-12-07"},
+                 {"method": "uniform", "source": f"{src}/uniform_lam1", "macs": d / 2.36, "top1": uni,
+                  "width_mult": 0.25, "seed": seed}]
+    (root / "results" / "criteria_vgg16_cifar10" / "cpu").mkdir(parents=True)
+    (root / "results" / "criteria_vgg16_cifar10" / "cpu" / "rows.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows))
+    row = next(r for r in status_rows(root) if r["chapter"] == "criteria_vgg16_cifar10")
+    assert "near 2.36x over 3 seeds, eq. 4 minus uniform width -1.10 (sd 0.10): uniform width above" in row["reproduced"]

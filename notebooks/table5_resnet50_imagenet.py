@@ -108,7 +108,7 @@ print(chapter.check(smoke, ours, table))
 #   counter); every parameter counted, torchvision's ResNet50 has 25.56M. Its 4.09G MACs match.
 # - Pruned MACs are not comparable one to one with the paper's: our pruned ResNet50 keeps the
 #   residual stream at full width, the authors count channels a block-output gate masks as gone
-#   from it. On the seeded example above (about half of each gate closed) our count is 1.34x
+#   from it. On the seeded example above (about half of each gate closed) our count is 1.33x
 #   the stream-pruned one at full width (1.49G against 1.12G of 4.09G) and 1.22x at the smoke
 #   width. Our count is what the pruned network computes.
 #

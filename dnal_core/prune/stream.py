@@ -3,6 +3,7 @@ block adds into all of its channels), and the authors', in which the stream chan
 block-output gate masks are gone for every layer that reads them (Tables II and V).
 
   ``stream_gap``        one pruned (hard-gated) ResNet: (our MACs, the authors' count)
+  ``stream_gap_pruned`` the same of a network already pruned (e.g. built from an arch.json)
   ``stream_gap_table``  the two counts at several widths under the same seeded random gates
 """
 from __future__ import annotations
@@ -13,19 +14,29 @@ def stream_gap(model) -> tuple[int, int]:
     channels a closed block-output gate masks are gone from the residual stream too, so
     every layer that reads block b's output (block b+1's first conv and projection
     shortcut, or the classifier after the last block) reads only that gate's open
-    channels."""
-    import torch
-
-    from ..measure import count
+    channels (``stream_gap_pruned`` of the network the pruner derives)."""
     from ..train import hard_gated
     from . import prune
 
-    pruned = prune(hard_gated(model)).model.eval()
+    return stream_gap_pruned(prune(hard_gated(model)).model)
 
-    def last(blk):  # the block-output unit
-        return blk.conv3 if hasattr(blk, "conv3") else blk.conv2
 
-    open_out = [int(last(blk).ss.keep().sum()) for blk in model.blocks]
+def stream_gap_pruned(pruned) -> tuple[int, int]:
+    """``stream_gap`` of a ResNet already pruned (``prune``, or ``models.build_from_arch`` of a
+    committed arch.json): each block's output conv writes the channels its gate kept into
+    the full-width stream, and the authors' count has every reader of that output read only
+    those."""
+    import torch
+
+    from ..measure import count
+
+    pruned = pruned.eval()
+
+    def open_channels(blk):  # the block-output unit's channels; 0 where the branch is removed
+        unit = blk.conv3 if hasattr(blk, "conv3") else blk.conv2
+        return 0 if unit is None else unit.conv.out_channels
+
+    open_out = [open_channels(blk) for blk in pruned.blocks]
     readers = {pruned.fc: open_out[-1]}
     for b, blk in enumerate(pruned.blocks):
         for unit in (blk.conv1, getattr(blk, "downsample", None)):
@@ -40,7 +51,7 @@ def stream_gap(model) -> tuple[int, int]:
 
     hooks = [m.register_forward_hook(hook) for m in readers]
     with torch.no_grad():
-        pruned(torch.zeros((1,) + tuple(model.input_size)))
+        pruned(torch.zeros((1,) + tuple(pruned.input_size)))
     for h in hooks:
         h.remove()
     ours = count(pruned)["macs"]

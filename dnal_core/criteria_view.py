@@ -196,23 +196,28 @@ def width_trend(rows: list[dict], reductions=(2.4, 4.0), seed: int = 0):
     return pd.concat(parts, ignore_index=True).sort_values(["target", "method", "width"], ignore_index=True)
 
 
+# Two-sided 95% critical values of Student's t by degrees of freedom (n - 1 seeds); 1.96 beyond.
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
 def verdict(diffs) -> tuple[int, float, float, str]:
     """n, mean, standard deviation (NaN for one value) and the verdict on paired differences
-    (first minus second, points): "one seed", "within noise" when |mean| is under two standard
-    errors, else "first above" or "second above"."""
+    (first minus second, points): "one seed"; "within noise" when the 95% confidence interval
+    of the mean (Student's t, n - 1 degrees of freedom: 4.3 standard errors for three seeds)
+    holds 0; else "first above" or "second above"."""
     d = [float(x) for x in diffs if not math.isnan(float(x))]
     n = len(d)
     mean = sum(d) / n if n else float("nan")
     sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1)) if n > 1 else float("nan")
-    word = ("one seed" if n < 2 else "within noise" if abs(mean) < 2 * sd / math.sqrt(n)
+    word = ("one seed" if n < 2 else "within noise" if abs(mean) < T95.get(n - 1, 1.96) * sd / math.sqrt(n)
             else "first above" if mean > 0 else "second above")
     return n, mean, sd, word
 
 
 def seed_spread(rows: list[dict], width: float = 0.25, reductions=(2.36, 3.49)):
     """At each reduction, eq. 4's difference to uniform width over the seeds of width ``width``:
-    the seeds, n, mean, standard deviation (NaN for one seed) and the verdict: "within noise"
-    when |mean| is under two standard errors (or one seed only: "one seed")."""
+    the seeds, n, mean, standard deviation (NaN for one seed) and the verdict (``verdict``):
+    "within noise" when the mean's 95% interval holds 0 (or one seed only: "one seed")."""
     import pandas as pd
 
     t = against_uniform(rows)
@@ -257,7 +262,8 @@ def seed_table(rows: list[dict], width: float = 0.25, reductions=(2.36, 3.49), c
 def seed_summary(table, classic: str = "l1-layer"):
     """From ``seed_table``: per reduction, each method's top-1 over the seeds (n, mean, sd) and
     the paired differences eq. 4 - uniform, ``classic`` - uniform and eq. 4 - ``classic`` with
-    their verdicts (``verdict``, in the methods' names)."""
+    their verdicts (``verdict``, in the methods' names; "within noise" says how many seeds put
+    the first above)."""
     import pandas as pd
 
     out = []
@@ -268,8 +274,11 @@ def seed_summary(table, classic: str = "l1-layer"):
             out.append({"reduction": red, "what": f"{names[m]}, top-1", "n": n, "mean": mean, "sd": sd,
                         "verdict": ""})
         for a, b in (("dnal-eq4", "uniform"), (classic, "uniform"), ("dnal-eq4", classic)):
-            n, mean, sd, word = verdict(d[a] - d[b])
+            diff = (d[a] - d[b]).dropna()
+            n, mean, sd, word = verdict(diff)
             word = {"first above": f"{names[a]} above", "second above": f"{names[b]} above"}.get(word, word)
+            if n >= 2 and word == "within noise":  # how the seeds lean, said beside it
+                word += f" ({names[a]} above in {int((diff > 0).sum())} of {n} seeds)"
             out.append({"reduction": red, "what": f"{names[a]} - {names[b]}", "n": n, "mean": mean, "sd": sd,
                         "verdict": word})
     return pd.DataFrame(out)

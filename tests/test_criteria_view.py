@@ -64,19 +64,21 @@ def test_seed_table_pairs_each_seed_with_its_own_controls():
 
     d4 = dense_macs(0.25)
     rows = _rows() + [_row("l1-layer", "table1/lam1", d4 / 2.4 * 1.01, 79.0),
-                      _row("l1-layer", "w0.25-seed1/lam1", d4 / 2.36, 80.0, seed=1),
+                      _row("l1-layer", "w0.25-seed1/lam1", d4 / 2.36, 79.59, seed=1),
                       _row("dnal-eq4", "w0.25-seed2/lam1", d4 / 2.4, 80.2, seed=2),
                       _row("uniform", "w0.25-seed2/uniform_lam1", d4 / 2.4, 81.4, seed=2)]
     t = seed_table(rows, reductions=(2.36, 4.0))
     assert list(t["seed"]) == [0, 1, 2] and set(t["reduction"]) == {2.36}  # nothing near 4x
-    assert list(t["uniform"]) == [81.0, 80.0, 81.4] and list(t["l1-layer"])[:2] == [79.0, 80.0]
+    assert list(t["uniform"]) == [81.0, 80.0, 81.4] and list(t["l1-layer"])[:2] == [79.0, 79.59]
     assert math.isnan(list(t["l1-layer"])[2])
     s = seed_summary(t).set_index("what")
     assert s.loc["eq. 4 - uniform width", "n"] == 3
     assert s.loc["eq. 4 - uniform width", "mean"] == pytest.approx((-1.0 + 0.6 - 1.2) / 3)
-    assert s.loc["eq. 4 - uniform width", "verdict"] == "within noise"
+    # -1.0, +0.6, -1.2: the 95% interval (t, 2 degrees of freedom) holds 0
+    assert s.loc["eq. 4 - uniform width", "verdict"] == "within noise (eq. 4 above in 1 of 3 seeds)"
     assert s.loc["L1 per layer - uniform width", "n"] == 2  # seed 2 has no l1 row
-    assert s.loc["L1 per layer - uniform width", "verdict"] == "within noise"  # -2.0, 0.0
-    assert s.loc["eq. 4 - L1 per layer", "mean"] == pytest.approx(0.8)  # +1.0, +0.6
+    assert s.loc["L1 per layer - uniform width", "verdict"] == \
+        "within noise (L1 per layer above in 0 of 2 seeds)"  # -2.0, -0.41
+    assert s.loc["eq. 4 - L1 per layer", "mean"] == pytest.approx(1.005)  # +1.0, +1.01: tight
     assert s.loc["eq. 4 - L1 per layer", "verdict"] == "eq. 4 above"
     assert s.loc["uniform width, top-1", "mean"] == pytest.approx((81.0 + 80.0 + 81.4) / 3)

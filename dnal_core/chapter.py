@@ -113,12 +113,12 @@ SMOKE_DATA = {"classes": 10, "per_class": (8, 4)}
 PAPER_COLUMNS = ["method", "lambda", "macs_m", "params_m", "top1", "top5", "search_cost_epochs"]
 OUR_COLUMNS = ["lambda", "macs_m", "params_m", "top1", "top5"]
 
+
 def check_baseline(model, table: str, macs, params) -> str:
-    """Our baseline ``model`` (or its ``measure.count``-style counts under ``count``) against
-    the paper's baseline row of ``table``, as the lines to print (an AssertionError names what
-    is off): ``macs`` and ``params`` are a (counting convention of ``measure.count``, tolerance
-    in millions) pair or a list of them; ``macs`` None: the table gives no MACs (its row must
-    say so, NaN)."""
+    """Our baseline ``model`` counted (``measure.count``) against the paper's baseline row of
+    ``table``, as the lines to print (an AssertionError names what is off): ``macs`` and
+    ``params`` are a (counting convention, tolerance in millions) pair or a list of them;
+    ``macs`` None: the table gives no MACs (its row must say so, NaN)."""
     import math
 
     from .measure import count
@@ -310,7 +310,8 @@ class Cifar(_PaperTable):
     ``name``, ``table`` ("II"), ``model`` and ``title`` as ``ImageNet``'s; the other fields are
     the chapter's parameters of those names. ``lams``: the smoke profile's (``CIFAR_SMOKE``),
     else every DNAL row of the paper's table; ``recipe``: the profile's, with the smoke
-    overrides at the smoke profile."""
+    overrides (``overrides``) at the smoke profile. Making one sets torch's CPU threads and
+    pandas' float display (4 significant digits) as the chapters show their tables."""
     name: str
     table: str
     model: str
@@ -322,6 +323,9 @@ class Cifar(_PaperTable):
     runs_dir: str = ""
     threads: int = 1
     device: str = "auto"
+    lams: list = field(init=False)
+    overrides: dict | None = field(init=False)
+    recipe: object = field(init=False)
 
     def __post_init__(self):
         import pandas as pd

@@ -244,8 +244,8 @@ def variant(recipe: Recipe, data, runs: Path, out: Path, width_mult: float, seed
     weight stage; the eq. 4 sweep (first ``grid``, default Table I's; extended and bisected
     towards the reductions) and the lambda closest to each reduction, finetuned; the uniform-width
     network trained at each one's MACs (``dense``: the dense network too); the cost-aware budget
-    (``expected-macs``) steered to 1/r of the dense MACs (``budget=False``: not); the classic ``methods`` at the eq. 4
-    networks' MACs. Run folders under runs/<name>, results under out/<name> (``variant_name``),
+    (``expected-macs``) steered to 1/r of the dense MACs (``budget=False``: left out); the
+    classic ``methods`` at the eq. 4 networks' MACs. Run folders under runs/<name>, results under out/<name> (``variant_name``),
     every part resumable; then every network of the variant becomes a row of out/rows.jsonl with
     sources "<name>/...". Returns the number of rows collected."""
     from .experiments import SWEEP, budget_runs, provenance, table1_controls, table1_search
@@ -272,6 +272,7 @@ def variant_uniform(recipe: Recipe, data, runs: Path, out: Path, width_mult: flo
     (``criteria_view.uniform_at``) when none lies within 2% of it. Run folders under
     runs/<name>/uniform_x<r>, results in out/<name>/controls/ as ``table1_controls`` writes
     them; then the variant's rows are collected. Returns the number of rows collected."""
+    from .criteria_view import dense_macs
     from .experiments import control, provenance, table1_controls, uniform_width_for
     from .io import write_json
 
@@ -279,8 +280,8 @@ def variant_uniform(recipe: Recipe, data, runs: Path, out: Path, width_mult: flo
     r = override(recipe, {"width_mult": width_mult, "seed": seed})
     vr, vo, prov = runs / name, out / name, provenance(command)
     if dense:
-        table1_controls(r, data, vr, vo, command, device, dense=True, poll=0.0, wait=False)
-    full = count(_build_dense(r))["macs"]
+        table1_controls(r, data, vr, vo, command, device, dense=True, wait=False)
+    full = dense_macs(r.width_mult, r.model)
     for x in sorted(reductions, reverse=True):  # the smallest network first
         path = vo / "controls" / f"uniform_x{x:g}.json"
         if path.is_file():
@@ -289,12 +290,6 @@ def variant_uniform(recipe: Recipe, data, runs: Path, out: Path, width_mult: flo
         row = control(r, data, vr, w, f"uniform_x{x:g}", device)
         write_json(path, {**row, "reduction": x, "target_macs": full / x, **prov})
     return collect(r, vo, vo, out, prefix=name)
-
-
-def _build_dense(recipe: Recipe):
-    from .models import build
-
-    return build(recipe.model, width_mult=recipe.width_mult)
 
 
 def _shown(path: Path) -> str:

@@ -293,8 +293,11 @@ spread
 # **Not measured yet** (issue 20): the width trend at 1/2 width. Its epoch is 5.6x the quarter
 # width's, so even one reduction (4x: a weight stage, the searches, eq. 4 and the cost-aware
 # network finetuned, uniform controls) is about four hours of one core; the reference page *The
-# cpu profile and its experiments* gives the two-process commands (`criteria --part uniform`
-# trains the 1/2-width uniform controls near 3.5x and 4.5x without waiting for the search).
+# cpu profile and its experiments* gives the two-process commands. Half of it is done: the
+# 1/2-width uniform controls near 3.5x and 4.5x of its dense MACs (`criteria --part uniform`,
+# rows `w0.5-seed0/...`: 84.02% at 22.46M MACs and 82.90% at 17.54M; bf16, AMD EPYC
+# AVX512-BF16, 2026-12-07), which bracket the 4x networks the search will find. The search
+# side (weight stage, eq. 4 and the cost-aware network near 4x) has not run.
 #
 # ## Check
 

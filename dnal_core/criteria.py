@@ -230,7 +230,6 @@ def classic(recipe: Recipe, data, runs: Path, out: Path, table1_runs: Path, tabl
 # --- variants: the same experiment at another width or seed ----------------------------------------
 
 WIDTH_REDUCTIONS = (2.4, 4.0)  # the width trend's two sizes (issue 20)
-SEED_REDUCTIONS = (2.36, 3.49)  # the seeds' two sizes: Table I's networks at lambda 2.3e-3 and 3e-3
 
 
 def variant_name(width_mult: float, seed: int) -> str:

@@ -214,32 +214,15 @@ def verdict(diffs) -> tuple[int, float, float, str]:
     return n, mean, sd, word
 
 
-def seed_spread(rows: list[dict], width: float = 0.25, reductions=(2.36, 3.49)):
-    """At each reduction, eq. 4's difference to uniform width over the seeds of width ``width``:
-    the seeds, n, mean, standard deviation (NaN for one seed) and the verdict (``verdict``):
-    "within noise" when the mean's 95% interval holds 0 (or one seed only: "one seed")."""
-    import pandas as pd
-
-    t = against_uniform(rows)
-    out = []
-    for red in reductions:
-        d = nearest(t[(t["width"] == width) & (t["method"] == "dnal-eq4")], red) if len(t) else t
-        d = d.dropna(subset=["vs_uniform"]) if len(d) else d
-        if not len(d):
-            continue
-        n, mean, sd, word = verdict(d["vs_uniform"])
-        word = {"first above": "DNAL above", "second above": "uniform above"}.get(word, word)
-        out.append({"reduction": red, "seeds": ", ".join(str(int(x)) for x in sorted(d["seed"])), "n": n,
-                    "mean": mean, "sd": sd, "verdict": word})
-    return pd.DataFrame(out)
-
-
 METHOD_LABELS = {"l1-layer": "L1 per layer", "l1-global": "L1, global", "bn-layer": "BN scale per layer",
                  "bn-global": "BN scale, global", "taylor-layer": "Taylor per layer", "taylor-global": "Taylor, global",
                  "random-layer": "random per layer", "random-global": "random, global"}
 
 
-def seed_table(rows: list[dict], width: float = 0.25, reductions=(2.36, 3.49), classic: str = "l1-layer"):
+SEED_REDUCTIONS = (2.36, 3.49)  # the seeds' two sizes: Table I's networks at lambda 2.3e-3 and 3e-3
+
+
+def seed_table(rows: list[dict], width: float = 0.25, reductions=SEED_REDUCTIONS, classic: str = "l1-layer"):
     """One line per reduction and seed of width ``width``: eq. 4's finetuned network nearest the
     reduction (``nearest``), its MACs (M), its top-1, uniform width's at its MACs (``uniform_at``,
     its own weight stage) and the ``classic`` criterion's pruned to its MACs from the same weight

@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from dnal_core.criteria_view import against_uniform, base_rows, dense_macs, group, seed_spread, width_trend
+from dnal_core.criteria_view import (against_uniform, base_rows, dense_macs, group, seed_summary, seed_table,
+                                     width_trend)
 
 
 def _row(method, source, macs, top1, width=0.25, seed=0):
@@ -39,29 +40,33 @@ def test_width_trend_takes_the_network_nearest_each_reduction():
     assert sorted(t["width"]) == [0.125, 0.25] and set(t["target"]) == {2.4}  # nothing near 4x
 
 
+def _eq4_vs_uniform(rows):
+    """seed_summary's line eq. 4 - uniform width at 2.36x (the seeds' own controls)."""
+    s = seed_summary(seed_table(rows, reductions=(2.36,))).set_index("what")
+    return s.loc["eq. 4 - uniform width"]
+
+
 def test_seed_spread_says_one_seed_or_within_noise():
     rows = _rows()
-    one = seed_spread([r for r in rows if r["seed"] == 0], reductions=(2.36,))
-    assert one.loc[0, "verdict"] == "one seed" and math.isnan(one.loc[0, "sd"])
-    two = seed_spread(rows, reductions=(2.36,))  # -1.0 and +0.6: mean -0.2, sd 1.13
-    assert two.loc[0, "n"] == 2 and two.loc[0, "verdict"] == "within noise"
+    one = _eq4_vs_uniform([r for r in rows if r["seed"] == 0])
+    assert one["verdict"] == "one seed" and math.isnan(one["sd"])
+    two = _eq4_vs_uniform(rows)  # -1.0 and +0.6: mean -0.2, sd 1.13
+    assert two["n"] == 2 and two["verdict"].startswith("within noise")
     apart = rows + [_row("dnal-eq4", "w0.25-seed2/lam1", dense_macs(0.25) / 2.4, 77.0, seed=2),
                     _row("uniform", "w0.25-seed2/uniform_lam1", dense_macs(0.25) / 2.4, 81.0, seed=2)]
     apart[5], apart[6] = ({**apart[5], "top1": 79.2}, apart[6])  # seed 1: -0.8
-    three = seed_spread(apart, reductions=(2.36,))  # -1.0, -0.8, -4.0
-    assert three.loc[0, "n"] == 3 and three.loc[0, "verdict"] == "within noise"
+    three = _eq4_vs_uniform(apart)  # -1.0, -0.8, -4.0
+    assert three["n"] == 3 and three["verdict"].startswith("within noise")
     tight = [r for r in apart if r["seed"] != 2] + [
         _row("dnal-eq4", "w0.25-seed2/lam1", dense_macs(0.25) / 2.4, 80.1, seed=2),
         _row("uniform", "w0.25-seed2/uniform_lam1", dense_macs(0.25) / 2.4, 81.0, seed=2)]
-    assert seed_spread(tight, reductions=(2.36,)).loc[0, "verdict"] == "uniform above"  # -1.0, -0.8, -0.9
+    assert _eq4_vs_uniform(tight)["verdict"] == "uniform width above"  # -1.0, -0.8, -0.9
 
 
 def test_seed_table_pairs_each_seed_with_its_own_controls():
     """seed_table: per seed, eq. 4's network nearest the reduction, uniform width of its own
     weight stage and the classic criterion pruned to its MACs (same source); seed_summary: the
     means, spreads and the paired verdicts, NaN-free where a method has not run."""
-    from dnal_core.criteria_view import seed_summary, seed_table
-
     d4 = dense_macs(0.25)
     rows = _rows() + [_row("l1-layer", "table1/lam1", d4 / 2.4 * 1.01, 79.0),
                       _row("l1-layer", "w0.25-seed1/lam1", d4 / 2.36, 79.59, seed=1),

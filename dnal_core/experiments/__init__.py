@@ -45,8 +45,9 @@ from .runs import (FINAL_KEYS, MODELS, NAMES, TABLE2_TARGETS, claim, finetune, l
 from .sweeps import (CODE_SWEEP, REFINE_TOL, SWEEP, TARGET_REDUCTIONS, calibration, choose_lambdas, extend,
                      lambda_sweep, refine, table1_search)
 
-__all__ = ["BUDGET_TARGETS", "CODE_SWEEP", "FINAL_KEYS", "MODELS", "NAMES", "TABLE2_TARGETS", "REFINE_TOL", "SWEEP", "TARGET_REDUCTIONS",
+__all__ = ["BUDGET_TARGETS", "CODE_SWEEP", "FINAL_KEYS", "MODELS", "NAMES", "REFINE_TOL", "SWEEP", "TABLE2_TARGETS",
+           "TARGET_REDUCTIONS",
            "budget_name", "budget_runs", "calibration", "choose_lambdas", "claim", "control", "control_recipe",
            "extend", "fig3_lines", "fig4_runs", "fig5_runs", "figure_lambda", "figure_runs", "finetune", "label",
-           "lambda_sweep", "made", "model_for", "pick_lambda", "provenance", "refine", "run_lambdas", "search", "search_row",
-           "table1_controls", "table1_search", "uniform_width_for", "weights"]
+           "lambda_sweep", "made", "model_for", "pick_lambda", "provenance", "refine", "run_lambdas", "search",
+           "search_row",           "table1_controls", "table1_search", "uniform_width_for", "weights"]

@@ -13,13 +13,6 @@ from . import (NAMES, TABLE2_TARGETS, budget_runs, calibration, figure_runs, mod
 from . import __doc__ as DOC
 
 
-def criteria_plan(table1_out, methods, targets):
-    """``criteria.classic_plan``'s check of the method and target names (ValueError)."""
-    from ..criteria import classic_plan
-
-    classic_plan(table1_out, methods, targets)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m dnal_core.experiments", description=DOC.split("\n\n")[0])
     p.add_argument("experiment", choices=sorted(NAMES))
@@ -118,8 +111,11 @@ def main(argv=None) -> int:
     results = repo_root() / "results"
     sources = (results / NAMES["table1"] / a.profile, results / NAMES["budget"] / a.profile)
     try:
-        if a.experiment == "criteria" and a.part in ("variant", "classic"):  # names first (the variant's
-            criteria_plan(sources[0], a.methods, a.targets if a.part == "classic" else None)  # targets: later)
+        if a.experiment == "criteria" and a.part in ("variant", "classic"):
+            from ..criteria import classic_plan
+
+            # the method and target names first (a variant's targets come from its own search)
+            classic_plan(sources[0], a.methods, a.targets if a.part == "classic" else None)
         if a.part != "collect":  # every other part trains: the data must be there
             from ..data.cifar import find_format
 

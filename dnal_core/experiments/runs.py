@@ -26,8 +26,8 @@ from ..models import build, build_from_arch
 from ..recipes import Recipe, override
 
 
-NAMES = {"table1": "table1_vgg16_cifar10", "table2": "table2_resnet56_cifar10", "fig4": "fig4_ss_placement", "fig5": "fig5_joint_vs_sequential",
-         "budget": "budget_vgg16_cifar10", "criteria": "criteria_vgg16_cifar10",
+NAMES = {"table1": "table1_vgg16_cifar10", "table2": "table2_resnet56_cifar10", "fig4": "fig4_ss_placement",
+         "fig5": "fig5_joint_vs_sequential", "budget": "budget_vgg16_cifar10", "criteria": "criteria_vgg16_cifar10",
          "precision": "precision_vgg16_cifar10"}
 
 # The network each experiment trains, per profile (default VGG16): Table II's cpu scale is

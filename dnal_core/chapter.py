@@ -14,6 +14,9 @@
                title, calls ``walk`` for the steps the four share (their narrative with them),
                and keeps its own narrative, its parameters and its own checks in view.
 
+A chapter over a lambda sweep chosen on MACs with its controls (Table I, Table II's cpu
+section) calls ``dnal_core.chapter_sweep.Sweep``, which builds on ``place`` here.
+
 The chapter decides what to show and in which order; this module places, runs and formats.
 It sits above ``report`` (results, text, plots, the paper beside us) and ``experiments``
 (``run_lambdas``), which it calls.
@@ -304,18 +307,10 @@ class ImageNet(_PaperTable):
 CIFAR_SMOKE = {"lams": [1e-4, 3e-4, 5e-4], "overrides": {"arch.epochs": 1, "finetune.epochs": 1}}
 
 
-@dataclass
-class Cifar(_PaperTable):
-    """One CIFAR-10 table chapter with a lambda sweep from one weight stage (Tables II and III):
-    ``name``, ``table`` ("II"), ``model`` and ``title`` as ``ImageNet``'s; the other fields are
-    the chapter's parameters of those names. ``lams``: the smoke profile's (``CIFAR_SMOKE``),
-    else every DNAL row of the paper's table; ``recipe``: the profile's, with the smoke
-    overrides (``overrides``) at the smoke profile. Making one sets torch's CPU threads and
-    pandas' float display (4 significant digits) as the chapters show their tables."""
-    name: str
-    table: str
-    model: str
-    title: str
+@dataclass(kw_only=True)
+class CifarParams:
+    """What a CIFAR-10 chapter passes on from its parameters cell, by keyword, each under its
+    parameter's name (``Cifar``, ``chapter_sweep.Sweep``)."""
     profile: str = "smoke"
     data_dir: str = ""
     out_dir: str = ""
@@ -323,6 +318,20 @@ class Cifar(_PaperTable):
     runs_dir: str = ""
     threads: int = 1
     device: str = "auto"
+
+
+@dataclass
+class Cifar(CifarParams, _PaperTable):
+    """One CIFAR-10 table chapter with a lambda sweep from one weight stage (Tables II and III):
+    ``name``, ``table`` ("II"), ``model`` and ``title`` as ``ImageNet``'s; the chapter's parameters
+    by keyword (``CifarParams``). ``lams``: the smoke profile's (``CIFAR_SMOKE``),
+    else every DNAL row of the paper's table; ``recipe``: the profile's, with the smoke
+    overrides (``overrides``) at the smoke profile. Making one sets torch's CPU threads and
+    pandas' float display (4 significant digits) as the chapters show their tables."""
+    name: str
+    table: str
+    model: str
+    title: str
     lams: list = field(init=False)
     overrides: dict | None = field(init=False)
     recipe: object = field(init=False)

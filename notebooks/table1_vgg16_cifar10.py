@@ -48,32 +48,23 @@ threads = 1  # CPU threads; 1 avoids a 10x slowdown when other jobs share the 2 
 # ## Set-up
 
 # %% tags=["hide-input"]
-import json
-
-import pandas as pd
-from IPython.display import Markdown
-
 import dnal_core as dn
-from dnal_core import chapter, experiments, report, report_cpu
-from dnal_core.chapter import check_baseline
+from dnal_core import experiments
+from dnal_core.chapter_sweep import Sweep
 from dnal_core.paper import paper_lambdas
-from dnal_core.recipes import get_recipe, override
-from dnal_core.report_tables import reader_table
 
-NAME, TABLE, MODEL = "table1_vgg16_cifar10", "I", "vgg16-cifar"
-profile, run, runs, data = chapter.place(
-    NAME, profile, out_dir, fig_dir, runs_dir, data_dir, threads
-)
+chapter = Sweep("table1_vgg16_cifar10", table="I", model="vgg16-cifar",
+                title="VGG16 on CIFAR-10", profile=profile, data_dir=data_dir,
+                out_dir=out_dir, fig_dir=fig_dir, runs_dir=runs_dir, threads=threads,
+                device=device)
 # How each profile picks its lambdas: cpu sweeps eq. 4's lambda and keeps the four whose
 # MACs reductions come closest to 1.5x, 2.5x, 5x and 10x (chosen on MACs, never on test
 # accuracy); smoke does the same on a short grid; paper runs the paper's seven.
 SWEEPS = {
     "cpu": dict(grid=experiments.SWEEP, max_extra=3, choose=True),
     "smoke": dict(grid=(1e-4, 1e-3, 3e-3), max_extra=0, max_refine=0),
-    "paper": dict(grid=tuple(paper_lambdas(TABLE)), max_extra=0, choose=False),
+    "paper": dict(grid=tuple(paper_lambdas(chapter.table)), max_extra=0, choose=False),
 }
-recipe = get_recipe(MODEL, profile)
-pd.set_option("display.float_format", lambda x: f"{x:.3g}")
 
 # %% [markdown]
 # ## Run
@@ -86,23 +77,10 @@ pd.set_option("display.float_format", lambda x: f"{x:.3g}")
 # `cpu` profile takes about four hours as two processes side by side (the same code from the
 # shell: `python -m dnal_core.experiments table1 --part search|controls --data $DNAL_DATA`).
 
-# %% tags=["hide-input"]
-have = run.out if out_dir else report.results_dir(NAME, profile)
-if train or not report.has_results(have):
-    if not data:
-        raise ValueError("set data_dir or DNAL_DATA to the CIFAR-10 folder")
-    command = report.provenance(NAME, profile, threads, None, device)["command"]
-    experiments.table1_search(
-        recipe, data, runs, run.out, command, device, **SWEEPS[profile]
-    )
-    experiments.table1_controls(recipe, data, runs, run.out, command, device, poll=0)
-    have = run.out
-# final.json of each lambda
-finals = report.read_folder(have).query("source.str.startswith('lam')")
-Markdown(
-    f"**Profile `{profile}`** ({len(finals)} finetuned networks). "
-    f"Made on {report.run_line(finals)}."
-)
+# %%
+# the committed results (made when there are none, or if train), and where from
+finals = chapter.run(train, SWEEPS[chapter.profile])
+chapter.made(finals)
 
 # %% [markdown]
 # ## Results
@@ -114,19 +92,8 @@ Markdown(
 # to "does learning the widths pay?" at that size.
 
 # %% tags=["nbval-check-output"]
-rows = report_cpu.table1_rows(have)
-ctl = report_cpu.controls(have)
-dense = ctl["dense"]
-reader_table(rows, [
-    "lambda",
-    "macs_m",
-    "params_m",
-    "macs_x",
-    "top1",
-    "drop",
-    "uniform_top1",
-    "dnal_minus_uniform",
-])
+rows = chapter.rows()
+chapter.ours(rows)
 
 # %% [markdown]
 # The dense control and the weight stage the searches started from. One weight stage serves
@@ -135,57 +102,24 @@ reader_table(rows, [
 # which finetuned rows come from which run of it.
 
 # %% tags=["hide-input"]
-base = finals.iloc[0]
-stages = finals.groupby("baseline_top1")["lambda"].apply(
-    lambda x: ", ".join(report.lambda_label(v) for v in sorted(x))
-)
-reader_table(pd.DataFrame([
-    {
-        "network": (
-            f"dense, {dense['epochs']} epochs (the control)"
-            if dense
-            else "dense control: not run yet"
-        ),
-        "macs_m": dense["macs"] / 1e6 if dense else float("nan"),
-        "top1": dense["top1"] if dense else float("nan"),
-    },
-] + [
-    {
-        "network": f"weight stage ({recipe.weights.epochs} ep.), for lambda {lams}",
-        "macs_m": base["baseline_macs"] / 1e6,
-        "top1": top1,
-    }
-    for top1, lams in stages.items()
-]), {"network": "network", "macs_m": None, "top1": None}, missing="not run")
+chapter.stages(finals)
 
 # %% [markdown]
 # The paper's DNAL rows in the same terms (reduction against its baseline, drop in points):
 # what can be compared across a full-width GPU run and a quarter-width CPU run.
 
 # %% tags=["hide-input"]
-reader_table(report_cpu.paper_relative(TABLE), ["lambda", "macs_x", "params_x", "drop"])
+chapter.paper()
 
 # %% tags=["hide-input"]
-fig = report_cpu.plot_table1(
-    rows,
-    dense,
-    base["baseline_macs"],
-    TABLE,
-    f"Table I at the {profile} profile: VGG16 on CIFAR-10",
-    smoke=profile == "smoke",
-)
-report.save_figure(fig, f"{NAME}_{profile}", run.fig)
+chapter.figure(rows, finals)
 
 # %% [markdown]
 # **Where the widths go.** Bars: the channels each conv layer keeps after the search, as a share
 # of the dense network's; line: the uniform network of the same MACs.
 
 # %% tags=["hide-input"]
-lams = rows["lambda"].tolist()
-fig = report_cpu.plot_widths(
-    have, lams, dn.build(MODEL, width_mult=recipe.width_mult).widths
-)
-report.save_figure(fig, f"{NAME}_{profile}_widths", run.fig)
+chapter.widths(rows)
 
 # %% [markdown]
 # **How $\lambda_a$ was chosen.** The MACs reduction after the architecture stage for every
@@ -198,10 +132,7 @@ report.save_figure(fig, f"{NAME}_{profile}_widths", run.fig)
 # map.
 
 # %% tags=["hide-input"]
-sweep = report_cpu.read_sweep(have)
-chosen = json.loads((have / "chosen.json").read_text())["lambdas"]
-fig = report_cpu.plot_sweep(sweep, chosen, f"lambda sweep ({profile})")
-report.save_figure(fig, f"{NAME}_{profile}_sweep", run.fig)
+chapter.sweep()
 
 # %% [markdown]
 # ## Check
@@ -210,40 +141,18 @@ report.save_figure(fig, f"{NAME}_{profile}_sweep", run.fig)
 # The paper's baseline digits exactly (within half of the last) in the authors' counting
 # convention (one extra operation per output channel: dnal_core.measure.count); plain
 # conv+linear MACs differ by under 0.01M.
-checks = dict(macs=[("authors", 0.005), ("macs", 0.01)], params=("authors", 0.005))
-print(check_baseline(dn.build(MODEL), TABLE, **checks))
+exact, plain = ("authors", 0.005), ("macs", 0.01)
+print(chapter.check_counts(dn.build(chapter.model), macs=[exact, plain], params=exact))
 
 # %% tags=["hide-input"]
-# Our rows: the baseline the results name is this profile's network; a larger lambda
-# never costs more MACs; every uniform control sits within 2% of its DNAL network's
-# MACs.
-small = dn.count(dn.build(MODEL, width_mult=recipe.width_mult))
-assert (base["baseline_macs"], base["baseline_params"]) == (
-    small["macs"],
-    small["params"],
-)
-assert (
-    rows["macs_m"].is_monotonic_decreasing
-    and (rows["macs_m"] * 1e6 <= small["macs"]).all()
-)
-u = rows.dropna(subset=["uniform_top1"])
-assert ((u["uniform_macs_m"] / u["macs_m"] - 1).abs() <= 0.02).all()
-chosen = json.loads((have / "chosen.json").read_text())["lambdas"]
-# every chosen lambda finetuned? (while the experiment runs, only some are; a lambda
-# finetuned before the sweep was refined stays in the table though no longer chosen)
-todo = [lam for lam in chosen if report.lambda_label(lam) not in set(rows["lambda"])]
-complete = not todo
-if profile == "cpu":  # issue 14's bar for results that mean something
+# Our rows: the baseline they name is this profile's network; a larger lambda never
+# costs more MACs; every uniform control sits within 2% of its DNAL network's MACs.
+print(chapter.check(rows, finals))
+if chapter.profile == "cpu":  # issue 14's bar for results that mean something
+    dense = chapter.dense()
     assert dense is None or dense["top1"] >= 83.0, dense
-    assert not complete or (rows["macs_x"].min() <= 2.0 and rows["macs_x"].max() >= 8.0)
-if not complete:
-    report.say(f"{len(chosen) - len(todo)} of the {len(chosen)} chosen lambdas are"
-               " finetuned so far: the experiment is still running (its command resumes"
-               " it).")
-print(
-    f"{len(rows)} lambdas, reductions {rows['macs_x'].min():.2f}x to"
-    f" {rows['macs_x'].max():.2f}x; {len(u)} uniform controls"
-)
+    span = rows["macs_x"].min() <= 2.0 and rows["macs_x"].max() >= 8.0
+    assert not chapter.complete(rows) or span, rows
 
 # %% [markdown]
 # ## Notes

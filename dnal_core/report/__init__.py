@@ -23,7 +23,7 @@ shows results.
                ``check_macs_order``, ``check_smoke_baseline``)
 
 The chapters' reader tables are ``dnal_core.report_tables``; Table I's cpu-profile views
-(controls, sweep, widths) ``dnal_core.report_cpu``; what a chapter calls once per experiment
+(controls, sweep, widths) ``dnal_core.report_cpu``, which ``dnal_core.chapter_sweep`` shows; what a chapter calls once per experiment
 (``ensure``) and the ImageNet chapters' shared steps ``dnal_core.chapter``, above this package
 and ``experiments``.
 """

@@ -20,7 +20,7 @@
 # Budget: the smoke profile runs in make book AND again under nbval in make test: keep it under
 # about 30 s of compute on 2 CPU cores (the smoke recipe: width-scaled model, 100 images a class,
 # 1 epoch for the search and the finetuning; three lambdas; one weight stage shared by every
-# lambda). The plumbing lives in dnal_core.chapter (`Cifar` for a CIFAR-10 lambda sweep,
+# lambda). The plumbing lives in dnal_core.chapter (`Cifar` for a CIFAR-10 lambda sweep (`walk`),
 # `ImageNet` for an ImageNet table, `ensure` for anything else): the chapter holds narrative,
 # its parameters, one call per experiment, and the tables and figures the reader learns from. -->
 #
@@ -56,29 +56,19 @@ chapter = Cifar("table1_vgg16_cifar10", table="I", model="vgg16-cifar",
                 device=device)
 
 # %% [markdown]
-# The baseline network as the paper counts it (full width, whatever the profile): the MACs and
-# parameters of Table I's first row.
-
-# %% tags=["nbval-check-output"]
-full = chapter.baseline()
-
-# %% [markdown]
 # ## Run
 #
-# One weight stage, then the architecture and finetune stages for each $\lambda_a$ from its
-# weights. Each run folder holds checkpoints; only its `final.json` (with the date and the call
-# that made it) and its `arch.json` (the learned widths, into `arch/`) are copied into the
-# results folder.
-
-# %%
-finals = chapter.run(train)  # the committed results (one line says where from), or made
-
-# %% [markdown]
-# ## Results beside the paper
+# What is particular to this table's network (where its gates sit, what pruning removes in
+# it) and the range of the paper's rows; `walk` shows the steps every CIFAR-10 table shares,
+# each after its sentence: our baseline counted as the paper counts it, the results (one
+# weight stage, then each lambda's search and finetuning; one line says where they came
+# from), our rows beside the paper's, its other methods.
 
 # %% tags=["nbval-check-output"]
-ours, table, shown = chapter.beside(finals)  # our baseline first, drops in points
-shown
+full, finals, ours, table = chapter.walk(train)  # made if none, or if train
+
+# %% [markdown]
+# ## Results
 
 # %% tags=["hide-input"]
 chapter.figure(ours)  # top-1 against MACs, and against MACs relative to each baseline

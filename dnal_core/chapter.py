@@ -301,6 +301,23 @@ class ImageNet(_PaperTable):
         return "\n".join(lines)
 
 
+# What ``Cifar.walk`` says before each step ({table}: the chapter's table).
+CIFAR_WALK_TEXT = {
+    "baseline": "**Our baseline network** at full width, whatever the profile, counted as Table {table}'s first "
+                "row counts it:",
+    "run": "**The runs**: one weight stage, then the architecture and finetune stages of each $\\lambda_a$ "
+           "from its weights (`weights_from`: the weight stage does not depend on $\\lambda_a$). Run folders "
+           "keep the checkpoints (not committed); the results folder gets each lambda's `final.json` (resolved "
+           "recipe, git commit, torch, device, date and the call that made it) and its learned widths in "
+           "`arch/`. The results shown:",
+    "beside": "**Our rows beside Table {table}'s** (`dnal_core.paper`). Each MACs reduction is against its own "
+              "side's baseline; ours is the dense network after the weight stage (not finetuned further), and a "
+              "drop is its top-1 (top-5) minus the pruned network's, in points.",
+    "full": "**The full table**, one column per $\\lambda_a$: MACs, parameters, top-1 and top-5 of both sides.",
+    "others": "**The other methods of Table {table}**, as the paper reports them:",
+}
+
+
 # The smoke profile of a CIFAR-10 table chapter: three lambdas, one epoch for the search and the
 # finetuning (near a minute on 2 CPU cores), on the smoke recipe (quarter width, 100 training /
 # 20 test images a class).
@@ -374,6 +391,30 @@ class Cifar(CifarParams, _PaperTable):
 
         ours, table = beside_paper(self.table, finals)
         return ours, table, reader_table(table, BESIDE_PAPER)
+
+    def walk(self, train: bool = False):
+        """The steps the CIFAR-10 table chapters share, each after its sentence of
+        ``CIFAR_WALK_TEXT``: our baseline counted (``baseline``), the results (``run``; made if
+        none, or if ``train``), our rows beside the paper's in the columns that fit the page and
+        in full (``beside``), the paper's other methods (``others``). Returns ``(full, finals,
+        ours, table)`` for the chapter's figure and checks."""
+        from IPython.display import Markdown, display
+
+        def say_md(key):
+            display(Markdown(CIFAR_WALK_TEXT[key].format(table=self.table)))
+
+        say_md("baseline")
+        full = self.baseline()
+        say_md("run")
+        finals = self.run(train)
+        ours, table, shown = self.beside(finals)
+        say_md("beside")
+        display(shown)
+        say_md("full")
+        display(reader_table(table, [c for c in table.columns if c in COLUMNS]).transposed())
+        say_md("others")
+        display(self.others())
+        return full, finals, ours, table
 
     def others(self):
         """The other methods of the paper's table, as the paper reports them."""

@@ -242,6 +242,15 @@ def test_cifar_chapter_runs_the_smoke_sweep_and_sets_it_beside_the_paper(root, t
     assert chapter.check(ours, table) == "MACs order: as expected"  # the smoke profile: no top-1 check
     with pytest.raises(AssertionError):  # a pruned row above its baseline
         chapter.check(ours.assign(macs_m=ours["macs_m"][::-1].to_numpy()), table)
+    # walk: the same steps, each after its sentence, on what run made (nothing trained again)
+    shown_objs = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown_objs.append(obj))
+    full, walked, ours2, table2 = chapter.walk()
+    assert len(calls) == 4 and full == count(build("resnet56-cifar")) and ours2.equals(ours)
+    texts = [o.data for o in shown_objs if type(o).__name__ == "Markdown"]
+    assert [t.split("**")[1] for t in texts] == ["Our baseline network", "The runs", "Our rows beside Table II's",
+                                                 "The full table", "The other methods of Table II"]
+    assert len(shown_objs) == 5 + 3  # the three tables after their sentences
 
 
 def test_check_baseline_takes_one_or_several_conventions():

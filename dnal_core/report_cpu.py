@@ -14,6 +14,8 @@ A results folder written by ``experiments.table1_search`` / ``table1_controls`` 
                       relative MACs beside the paper's
   ``plot_widths``     learned widths per layer against the uniform network's
   ``plot_sweep``      MACs reduction against lambda (the calibration of lambda at this scale)
+  ``own_rows``        "Prune your own network" at cpu: DNAL's budget, Torch-Pruning's global
+                      L1 and uniform width at the same MACs (``experiments.own``); ``plot_own``
 """
 from __future__ import annotations
 
@@ -206,4 +208,70 @@ def plot_sweep(sweep, chosen=(), title: str = "MACs reduction against lambda"):
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
+    return fig
+
+
+OWN_METHODS = {"dnal": "DNAL, MACs budget", "tp-l1-global": "Torch-Pruning, global L1",
+               "uniform": "uniform width, from scratch"}
+
+
+def own_rows(folder: Path | str):
+    """The chapter "Prune your own network" at the cpu scale (``experiments.own``), one row per
+    trained network (None while none is committed): ``method`` (``OWN_METHODS``'s words, or
+    "dense, from scratch"), ``target`` (the MACs fraction aimed at), ``macs_m``, ``params_m``,
+    ``macs_frac`` (of the dense network's), ``top1``, ``epochs``, and for each pruned size
+    ``vs_uniform`` / ``vs_tp`` (this row's top-1 minus uniform width's / Torch-Pruning's at
+    that target, points; NaN where either has not run)."""
+    import pandas as pd
+
+    folder = Path(folder)
+    rows = []
+    dense = folder / "controls" / "dense.json"
+    if dense.is_file():
+        rows.append({"key": "dense", **_read(dense), "target": 1.0})
+    for f in sorted(folder.glob("expected-macs_macs*.json")):
+        rows.append({"key": "dnal", **_read(f)})
+    for f in sorted(folder.glob("tp-l1-global_macs*.json")):
+        rows.append({"key": "tp-l1-global", **_read(f)})
+    for f in sorted((folder / "controls").glob("uniform_macs*.json")):
+        rows.append({"key": "uniform", **_read(f)})
+    if not rows:
+        return None
+    d = pd.DataFrame(rows)
+    base = d["baseline_macs"].dropna().iloc[0] if "baseline_macs" in d and d["baseline_macs"].notna().any() else \
+        d.loc[d["key"] == "dense", "macs"].iloc[0]
+    if "epochs" not in d:
+        d["epochs"] = float("nan")
+    d = d.assign(method=d["key"].map({**OWN_METHODS, "dense": "dense, from scratch"}), macs_m=d["macs"] / 1e6,
+                 params_m=d["params"] / 1e6, macs_frac=d["macs"] / base)
+    top = {(k, t): v for k, t, v in zip(d["key"], d["target"], d["top1"])}
+    nan = float("nan")
+    d["vs_uniform"] = [v - top[("uniform", t)] if k != "uniform" and ("uniform", t) in top else nan
+                       for k, t, v in zip(d["key"], d["target"], d["top1"])]
+    d["vs_tp"] = [v - top[("tp-l1-global", t)] if k != "tp-l1-global" and ("tp-l1-global", t) in top else nan
+                  for k, t, v in zip(d["key"], d["target"], d["top1"])]
+    d.loc[d["key"] == "dense", ["vs_uniform", "vs_tp"]] = nan
+    order = {"dense": 0, "dnal": 1, "tp-l1-global": 2, "uniform": 3}
+    d = d.sort_values(["target", "key"], ascending=[False, True], key=lambda s: s.map(order) if s.name == "key"
+                      else s)
+    return d[["key", "method", "target", "macs_m", "params_m", "macs_frac", "top1", "epochs", "vs_uniform",
+              "vs_tp"]].reset_index(drop=True)
+
+
+def plot_own(rows, title: str):
+    """Top-1 against MACs (log scale) of each method of ``own_rows``, the dense network a star.
+    Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    marks = {"dnal": STYLE["DNAL"], "tp-l1-global": dict(color="tab:purple", marker="^"),
+             "uniform": STYLE["uniform"], "dense": STYLE["dense"]}
+    for key, g in rows.groupby("key", sort=False):
+        g = g.sort_values("macs_m")
+        ax.plot(g["macs_m"], g["top1"], ls="--" if key != "dense" else "", label=g["method"].iloc[0], **marks[key])
+    log_macs_axis(ax)
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=8.5)
+    fig.tight_layout()
     return fig

@@ -44,26 +44,28 @@ lams = [3e-4, 1e-3, 3e-3]  # lambda_a of the searches, all from one weight stage
 # %% [markdown]
 # ## Set-up
 #
-# The network is plain torchvision code; `cifar_resnet18` is "the user's constructor". Passing
-# it to `attach_gates` (as a `functools.partial` with JSON-able keywords) lets a saved pruned
+# The network is plain torchvision code; `cifar_resnet18` (`dnal_core/examples.py`, printed
+# below) is "the user's constructor". Passing it to `attach_gates` (as a `functools.partial` with JSON-able keywords) lets a saved pruned
 # network be rebuilt anywhere that can import it: the pruned `arch.json` holds the constructor's
 # name and the kept channel indices of each gate group, `weights.pt` a weights-only state dict.
 
 # %% tags=["nbval-check-output", "hide-input"]
 import copy
 import functools
+import inspect
 import json
 import os
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-import torchvision
-from torch import nn
+from IPython.display import Code, display
 
 import dnal_core as dn
 from dnal_core import report
+from dnal_core import report_cpu
 from dnal_core.attach import gate_groups, strip_gates
+from dnal_core.examples import cifar_resnet18
 from dnal_core.io import read_json, write_json
 from dnal_core.measure import latency
 from dnal_core.recipes import get_recipe
@@ -84,35 +86,8 @@ WIDTH = 0.25  # smoke scale
 recipe = get_recipe("resnet56-cifar", profile)
 
 
-def cifar_resnet18(num_classes: int = 10, width: float = 1.0) -> nn.Module:
-    """torchvision's ResNet18 for 32x32 images: 3x3 stem of stride 1, no max-pool;
-    every width (64, 128, 256, 512) times ``width``."""
-    net = torchvision.models.resnet18(num_classes=num_classes)
-    net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-    net.maxpool = nn.Identity()
-    # the widths scaled, the 3 input channels kept
-    w = lambda c: (c if c == 3 else max(1, round(c * width)))  # noqa: E731
-    for name, m in list(net.named_modules()):
-        if isinstance(m, nn.Conv2d):
-            new = nn.Conv2d(
-                w(m.in_channels),
-                w(m.out_channels),
-                m.kernel_size,
-                m.stride,
-                m.padding,
-                bias=False,
-            )
-        elif isinstance(m, nn.BatchNorm2d):
-            new = nn.BatchNorm2d(w(m.num_features))
-        elif isinstance(m, nn.Linear):
-            new = nn.Linear(w(m.in_features), m.out_features)
-        else:
-            continue
-        parent, _, child = name.rpartition(".")
-        setattr(net.get_submodule(parent) if parent else net, child, new)
-    return net
-
-
+# the user's constructor (dnal_core/examples.py), shown as a user would have written it
+display(Code(inspect.getsource(cifar_resnet18), language="python"))
 make = functools.partial(cifar_resnet18, num_classes=10, width=WIDTH)
 torch.manual_seed(recipe.seed)
 model = dn.attach_gates(make(), torch.zeros(1, 3, 32, 32), constructor=make)
@@ -319,6 +294,51 @@ reader_table(table, {
 })
 
 # %% [markdown]
+# ### At the cpu scale: DNAL's budget against Torch-Pruning and uniform width
+#
+# What a user would ask before pruning their own network with this library rather than the one
+# they would pick instead. The same constructor at a quarter width (35.0M MACs, 0.70M
+# parameters) on the full CIFAR-10 split, the `cpu` recipe (15 + 3 + 12 cosine epochs): one
+# weight stage, then, at half and a quarter of the dense MACs, three networks of the same MACs,
+# each compared with the others:
+#
+# - **DNAL with the MACs budget** (`--target-macs`): the architecture stage steered to the
+#   target from the weight stage, then 12 epochs of finetuning;
+# - **Torch-Pruning's own global L1 pruning** of the same trained weights, as its users write it
+#   (`MetaPruner`, `MagnitudeImportance(p=1)`, `global_pruning=True`, the classifier ignored),
+#   its ratio bisected to the DNAL network's MACs (within 2%), then the same 12 epochs;
+# - **uniform width**: the constructor at the one width of those MACs (within 2%; whole
+#   channels allow 5% at some sizes), trained from scratch for 30 epochs, as long as the three
+#   stages, beside the dense network trained as long.
+#
+# Made from the shell (two processes, about two hours on the 2-core machine; `dnal_core/
+# experiments/own.py`):
+#
+# ```
+# python -m dnal_core.experiments own --part search --data $DNAL_DATA --precision bf16 &
+# python -m dnal_core.experiments own --part controls --data $DNAL_DATA --precision bf16
+# ```
+
+# %% tags=["nbval-check-output"]
+cpu_dir = report.results_dir(NAME, "cpu")
+own = report_cpu.own_rows(cpu_dir) if cpu_dir else None
+if own is None:
+    report.say("Not run yet: the commands above make it; it shows here once committed.")
+else:
+    report.say(f"Made on {report.run_line(report.read_folder(cpu_dir))}.")
+    display(reader_table(own, {
+        "method": "network",
+        "macs_m": COLUMNS["macs_m"],
+        "macs_frac": Col("MACs / dense", "{:.3f}"),
+        "params_m": COLUMNS["params_m"],
+        "top1": COLUMNS["top1"],
+        "vs_uniform": Col("vs uniform width (points)", "points", missing="-"),
+        "vs_tp": Col("vs Torch-Pruning (points)", "points", missing="-"),
+    }))
+    title = "cifar_resnet18 x0.25 at the cpu profile"
+    display(report.save_figure(report_cpu.plot_own(own, title), f"{NAME}_cpu", run.fig))
+
+# %% [markdown]
 # ## Check
 #
 # Structural, from the committed files: every search was pruned with the logit check passed
@@ -333,10 +353,8 @@ for r in pruned.itertuples():
         0 < w <= f for w, f in zip(r.widths, r.full_widths)
     ), r
     arch = read_json(have / "arch" / f"{r.network}.json")
-    assert arch["constructor"] == "__main__:cifar_resnet18" and arch["kwargs"] == {
-        "num_classes": 10,
-        "width": WIDTH,
-    }
+    assert arch["constructor"] == "dnal_core.examples:cifar_resnet18"
+    assert arch["kwargs"] == {"num_classes": 10, "width": WIDTH}
     rebuilt = dn.build_from_arch(arch)
     assert dn.count(rebuilt) == {"macs": r.macs, "params": r.params}, (
         dn.count(rebuilt),

@@ -22,12 +22,15 @@ the device and the command). One module a concern, every name re-exported here:
                  chapter's (``budget_runs``), from Table I's
   ``lambdas``    ``run_lambdas``: the table chapters' runs (one weight stage, then each lambda)
   ``precision``  bf16 autocast against fp32 (the CPU speed issue's accuracy check)
+  ``own``        your own network at the cpu scale (``experiments.own``, not re-exported): DNAL's
+                 budget against Torch-Pruning's global L1 and uniform width
 
 Run from the shell (``make book PROFILE=cpu`` runs the same through the notebooks)::
 
     python -m dnal_core.experiments table1 --part search   --data $DNAL_DATA
     python -m dnal_core.experiments table1 --part controls --data $DNAL_DATA
     python -m dnal_core.experiments table2 --part search   --data $DNAL_DATA   # ResNet20 (cpu)
+    python -m dnal_core.experiments own --part search      --data $DNAL_DATA   # your own network
 
 The two parts are independent processes, one CPU thread each (on the 2-core machine two
 1-thread runs side by side take about 107 s an epoch each, one 2-thread run 58 s: the same

@@ -18,7 +18,8 @@ def main(argv=None) -> int:
     p.add_argument("experiment", choices=sorted(NAMES))
     p.add_argument("--part", choices=["search", "controls", "calibration", "scratch", "classic", "collect", "variant",
                                       "uniform", "dense"],
-                   help="table1 (and table2, ResNet20 at the cpu profile: search or controls): which of its "
+                   help="table1 (and table2, ResNet20 at the cpu profile, and own, your own network: search "
+                        "or controls): which of its "
                         "processes (calibration: the delta-free loss form's lambda "
                         "sweep); criteria: scratch (the learned widths trained from scratch), classic "
                         "(classic criteria at Table I's MACs), collect (Table I's and the budget "
@@ -65,8 +66,8 @@ def main(argv=None) -> int:
 
     if a.experiment == "table1" and a.part not in ("search", "controls", "calibration"):
         p.error("table1 needs --part search, controls or calibration")
-    if a.experiment == "table2" and a.part not in ("search", "controls"):
-        p.error("table2 needs --part search or controls")
+    if a.experiment in ("table2", "own") and a.part not in ("search", "controls"):
+        p.error(f"{a.experiment} needs --part search or controls")
     if a.experiment == "criteria" and a.part not in ("scratch", "classic", "collect", "variant", "uniform"):
         p.error("criteria needs --part scratch, classic, collect, variant or uniform")
     if a.experiment == "precision" and a.part not in ("dense", "search"):
@@ -123,7 +124,11 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"experiments: {e}", file=sys.stderr)
         return 2
-    if a.experiment == "table2" and a.part == "search":  # Table I's experiment on Table II's network
+    if a.experiment == "own":  # your own network: DNAL's budget, Torch-Pruning, uniform width
+        from . import own
+
+        (own.own_search if a.part == "search" else own.own_controls)(recipe, a.data, runs, out, command, a.device)
+    elif a.experiment == "table2" and a.part == "search":  # Table I's experiment on Table II's network
         table1_search(recipe, a.data, runs, out, command, a.device, targets=TABLE2_TARGETS)
     elif a.experiment == "table2":
         table1_controls(recipe, a.data, runs, out, command, a.device)

@@ -28,16 +28,18 @@ from ..recipes import Recipe, override
 
 NAMES = {"table1": "table1_vgg16_cifar10", "table2": "table2_resnet56_cifar10", "fig4": "fig4_ss_placement",
          "fig5": "fig5_joint_vs_sequential", "budget": "budget_vgg16_cifar10", "criteria": "criteria_vgg16_cifar10",
-         "precision": "precision_vgg16_cifar10"}
+         "precision": "precision_vgg16_cifar10", "own": "prune_your_own"}
 
 # The network each experiment trains, per profile (default VGG16): Table II's cpu scale is
 # ResNet20, the paper's ResNet56 elsewhere (dnal_core/recipes.py says why).
-MODELS = {"table2": {"cpu": "resnet20-cifar", None: "resnet56-cifar"}}
+MODELS = {"table2": {"cpu": "resnet20-cifar", None: "resnet56-cifar"},
+          "own": {None: "dnal_core.examples:cifar_resnet18"}}  # experiments.own.OWN_MODEL
 TABLE2_TARGETS = (1.5, 2.5, 4.0)  # the MACs reductions Table II's cpu lambdas are chosen for (issue 24)
 
 
 def model_for(experiment: str, profile: str) -> str:
-    """The ``dnal_core.models`` name ``experiment`` trains at ``profile``."""
+    """The ``dnal_core.models`` name (or "module:function" constructor) ``experiment`` trains at
+    ``profile``."""
     m = MODELS.get(experiment, {})
     return m.get(profile, m.get(None, "vgg16-cifar"))
 

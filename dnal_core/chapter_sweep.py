@@ -170,7 +170,9 @@ class Sweep(CifarParams, _PaperTable):
         if rows is None:
             return self._pending()
         base = build(self.net, width_mult=self.recipe.width_mult).widths
-        return self._save(plot_widths(self.folder, rows["lambda"].tolist(), base), "_widths")
+        # a ResNet's gates: two a block, after its inner conv and after its output conv
+        xlabel = "gate (two a residual block)" if self.net.startswith("resnet") else "conv layer"
+        return self._save(plot_widths(self.folder, rows["lambda"].tolist(), base, xlabel), "_widths")
 
     def chosen(self) -> list[float]:
         return json.loads((self.folder / "chosen.json").read_text())["lambdas"]

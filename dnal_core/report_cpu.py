@@ -141,9 +141,10 @@ def plot_table1(rows, dense: dict | None, base_macs: float, table: str, title: s
     return fig
 
 
-def plot_widths(folder: Path | str, lams, base_widths):
+def plot_widths(folder: Path | str, lams, base_widths, xlabel: str = "conv layer"):
     """Per-layer widths as a share of the dense network's: the learned ones of each lambda
-    (bars) and the uniform network at the same MACs (a line, when it has run). Returns the figure."""
+    (bars) and the uniform network at the same MACs (a line, when it has run), against the gated
+    layers (``xlabel``). Returns the figure."""
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -164,7 +165,7 @@ def plot_widths(folder: Path | str, lams, base_widths):
             ax.plot(x, 100 * np.array(u["widths"]) / np.array(base_widths), "-", color=STYLE["uniform"]["color"],
                     lw=2, label="uniform, same MACs")
         ax.set_title(f"lambda {lam}")
-        ax.set_xlabel("conv layer")
+        ax.set_xlabel(xlabel)
         ax.set_xticks(x[::2])
         ax.grid(alpha=0.3, axis="y")
     for ax in axes[:, 0]:

@@ -87,3 +87,19 @@ def test_seed_table_pairs_each_seed_with_its_own_controls():
     assert s.loc["eq. 4 - L1 per layer", "mean"] == pytest.approx(1.005)  # +1.0, +1.01: tight
     assert s.loc["eq. 4 - L1 per layer", "verdict"] == "eq. 4 above"
     assert s.loc["uniform width, top-1", "mean"] == pytest.approx((81.0 + 80.0 + 81.4) / 3)
+
+
+def test_a_network_stands_for_a_reduction_within_the_sweeps_factor():
+    """nearest: the network a variant chose for a target (1.92x for 2.4x: within 1.3, the
+    sweep's REFINE_TOL) stands for it; one at 1.8x does not; of two, the nearer."""
+    import pandas as pd
+
+    from dnal_core.criteria_view import NEAR, nearest
+    from dnal_core.experiments import REFINE_TOL
+
+    assert NEAR == REFINE_TOL
+    t = pd.DataFrame({"width": [0.5, 0.5, 0.25, 0.25], "seed": 0, "method": "dnal-eq4",
+                      "reduction": [1.92, 3.41, 1.8, 2.36]})
+    got = nearest(t, 2.4)
+    assert sorted(got["reduction"]) == [1.92, 2.36]
+    assert nearest(t[t["width"] == 0.25].iloc[:1], 2.4).empty

@@ -225,6 +225,6 @@ def own_recipe(ref: str, profile: str) -> Recipe:
     the full split; ``OWN_CPU_ARGS``: the constructor keywords of the book's example) at the
     network's own width."""
     if profile not in ("paper", "smoke", "cpu"):
-        raise ValueError(f"unknown profile {profile!r} for a module:function network; valid: paper, smoke, cpu")
+        raise ValueError(f"unknown profile {profile!r} for a module:function network; valid: cpu, paper, smoke")
     args = dict(OWN_CPU_ARGS.get(ref, {})) if profile == "cpu" else {}
     return dataclasses.replace(RECIPES[("vgg16-cifar", profile)], model=ref, width_mult=1.0, model_args=args)

@@ -160,7 +160,7 @@ def test_bad_constructors(bad):
     bad(f"{__name__}:no_gate", lam, "no group of channels to gate")
     bad(REF, [*lam, "--set", "model_args.depth=3"], "unexpected keyword argument 'depth'")
     bad("torchvision.models", lam, "or a module:function")
-    bad(REF, [*lam, "--profile", "cpu"], "unknown profile 'cpu' for a module:function network")
+    bad(REF, [*lam, "--profile", "huge"], "unknown profile 'huge' for a module:function network")
     bad(REF, [*lam, "--width-mult", "0.5"], "model_args")
     bad("vgg16-cifar", [*lam, "--set", "model_args.width=3"], "vgg16-cifar is a registered model")
 

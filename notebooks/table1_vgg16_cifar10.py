@@ -161,7 +161,9 @@ if chapter.profile == "cpu":  # issue 14's bar for results that mean something
 #   [What decides the result](criteria_vgg16_cifar10): the learned widths trained from scratch,
 #   classic criteria, the width trend and seeds, all at equal MACs. Over three seeds, near 2.3x
 #   and near 3.4x uniform width stays above eq. 4 on every seed; this table's seed is the worst
-#   of the three at 3.49x (its 5.45-point gap against 1.26 and 2.24 on the other two).
+#   of the three at 3.49x (its 5.45-point gap against 1.26 and 2.24 on the other two). The same
+#   experiment at 1/2 width puts eq. 4 level with uniform width (-0.46 points at 1.92x, -0.04 at
+#   3.41x): the loss this table shows belongs to the quarter width.
 # - **What departs from Section V-B at the `cpu` profile** (the recipe's comment in
 #   `dnal_core/recipes.py` says why): a quarter-width VGG16 (20.0M MACs instead of 313M),
 #   15 + 3 + 12 epochs with cosine learning rates instead of 100 + 20 + 130. The search itself

@@ -218,7 +218,9 @@ trend
 # at 1.92x, is the nearest to 2.4x within the sweep's factor. Eq. 4 comes level with uniform
 # width: 85.07 against 85.53 at 1.92x (-0.46; -0.35 at 1/4 width near 2.4x) and 84.05 against
 # 84.09 at 3.41x (-0.04, uniform width interpolated between its 22.46M and 41.05M networks;
-# -5.45 at 1/4 width, -2.98 over three seeds).
+# -5.45 at 1/4 width, -2.98 over three seeds). The cost-aware budget lands on its targets
+# (2.40x and 4.00x) at 85.55 and 83.12: +0.58 and -0.31 against uniform width interpolated at
+# its MACs (+0.65 and -1.10 at 1/4 width).
 #
 # So the trend runs one way over the three widths. Near 4x, eq. 4 minus uniform width is -28.4
 # points at 1/8 width, -5.45 at 1/4 and -0.04 at 1/2: the wider the network, the less it costs

@@ -195,7 +195,7 @@ class Sweep(CifarParams, _PaperTable):
 
         from .models import build_from_arch
         from .prune.stream import stream_gap_pruned
-        from .report_tables import Col
+        from .report_tables import STREAM_GAP
 
         if rows is None:
             return self._pending()
@@ -205,9 +205,8 @@ class Sweep(CifarParams, _PaperTable):
                 (self.folder / "arch" / f"lam{lam}.json").read_text())))
             out.append({"lambda": lam, "ours_macs_m": ours / 1e6, "authors_macs_m": authors / 1e6,
                         "ratio": ours / authors})
-        return reader_table(pd.DataFrame(out), {"lambda": None, "ours_macs_m": Col("ours: pruned MACs (M)", "millions"),
-                                                "authors_macs_m": Col("authors' count (M)", "millions"),
-                                                "ratio": Col("ours / authors'", "x")})
+        cols = ("ours_macs_m", "authors_macs_m", "ratio")  # as stream_gap_table's
+        return reader_table(pd.DataFrame(out), {"lambda": None, **{k: STREAM_GAP[k] for k in cols}})
 
     def check(self, rows, finals) -> str:
         """What every sweep chapter asserts of its rows (an AssertionError names what is off):
@@ -225,9 +224,10 @@ class Sweep(CifarParams, _PaperTable):
         assert rows["macs_m"].is_monotonic_decreasing and (rows["macs_m"] * 1e6 <= small["macs"]).all(), rows
         u = rows.dropna(subset=["uniform_top1"])
         assert ((u["uniform_macs_m"] / u["macs_m"] - 1).abs() <= 0.02).all(), u
-        todo = [lam for lam in self.chosen() if lambda_label(lam) not in set(rows["lambda"])]
+        chosen = self.chosen()
+        todo = [lam for lam in chosen if lambda_label(lam) not in set(rows["lambda"])]
         state = ("every chosen lambda finetuned" if not todo else
-                 f"{len(self.chosen()) - len(todo)} of the {len(self.chosen())} chosen lambdas finetuned so far: "
+                 f"{len(chosen) - len(todo)} of the {len(chosen)} chosen lambdas finetuned so far: "
                  "the experiment is still running (its command resumes it)")
         return (f"{len(rows)} lambdas, reductions {rows['macs_x'].min():.2f}x to {rows['macs_x'].max():.2f}x; "
                 f"{len(u)} uniform controls; {state}")

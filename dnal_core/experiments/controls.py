@@ -6,6 +6,7 @@ uniform-width network at a pruned network's MACs, ``uniform_width_for``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..io import read_json, write_json
@@ -15,48 +16,62 @@ from ..recipes import Recipe, override
 from .runs import claim, label, provenance
 
 
-def control_recipe(recipe: Recipe, width_mult: float) -> Recipe:
-    """The control: ``recipe``'s network at ``width_mult``, trained from scratch as one weight
-    stage of weights + architecture + finetune epochs (cosine from the weight stage's lr)."""
+def control_recipe(recipe: Recipe, width: float, key: str = "width_mult") -> Recipe:
+    """The control: ``recipe``'s network at ``width`` (the recipe field ``key``: the registered
+    builders' ``width_mult``, or a constructor keyword such as ``model_args.width``), trained from
+    scratch as one weight stage of weights + architecture + finetune epochs (cosine from the
+    weight stage's lr)."""
     epochs = recipe.weights.epochs + recipe.arch.epochs + recipe.finetune.epochs
-    return override(recipe, {"width_mult": width_mult, "weights.epochs": epochs, "weights.schedule": "cosine"})
+    return override(recipe, {key: width, "weights.epochs": epochs, "weights.schedule": "cosine"})
 
 
-def control(recipe: Recipe, data, runs: Path, width_mult: float, name: str, device="auto") -> dict:
-    """Train the control at ``width_mult`` into runs/<name>; returns its summary row."""
+def control(recipe: Recipe, data, runs: Path, width: float, name: str, device="auto",
+            key: str = "width_mult") -> dict:
+    """Train the control at ``width`` (``control_recipe``) into runs/<name>, resumable; returns
+    its summary row, which names the width by the last part of ``key``."""
     from ..io import load_model
     from ..train import run_pipeline
 
-    r = control_recipe(recipe, width_mult)
+    r = control_recipe(recipe, width, key)
     folder = runs / name
     if not (folder / "weights.pt").is_file():
         run_pipeline(r, data, folder, device=device, stages=["weights"], resume=True)
     model, meta = load_model(folder / "weights.pt")
     size = count(model)
-    return {"name": name, "width_mult": width_mult, "widths": list(model.widths), "macs": size["macs"],
+    widths = {"widths": list(model.widths)} if hasattr(model, "widths") else {}
+    return {"name": name, key.rsplit(".", 1)[-1]: width, **widths, "macs": size["macs"],
             "params": size["params"], "top1": meta.get("top1"), "top5": meta.get("top5"),
             "epochs": r.weights.epochs, "seconds": meta.get("seconds")}
+
+
+def closest(macs_at: Callable[[float], float], target: float, lo: float, hi: float, *, rising: bool = True,
+            tol: float = 0.02, steps: int = 40, grid: bool = False, what: str = "no setting") -> float:
+    """The setting x in [lo, hi] whose ``macs_at(x)`` (monotone: growing with x when
+    ``rising``) comes closest to ``target``: bisection, then the best of the points it
+    visited, or (``grid``, for widths, whose channel counts are integers) of a fine grid of
+    settings 0.25% apart around where it ended. ValueError ``"<what> reaches ... within
+    <tol>"`` naming the closest miss when none comes within ``tol`` (relative)."""
+    seen = {}
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        seen[mid] = macs_at(mid)
+        lo, hi = (mid, hi) if (seen[mid] < target) == rising else (lo, mid)
+    if grid:
+        seen = {x: macs_at(x) for x in (round(lo * (1 + k / 400), 5) for k in range(-8, 9))}
+    best = min(seen, key=lambda x: abs(seen[x] / target - 1))
+    err = seen[best] / target - 1
+    if abs(err) > tol:
+        raise ValueError(f"{what} reaches {target:.0f} MACs within {tol:.0%} (closest: {best:.4g}, {err:+.1%})")
+    return best
 
 
 def uniform_width_for(model: str, macs: float, num_classes: int = 10, tol: float = 0.02,
                       lo: float = 0.01, hi: float = 1.0) -> float:
     """The one width factor (relative to the full network) whose network has ``macs`` MACs
-    within ``tol`` (relative): bisection on the factor (MACs grow with it), then the
-    closest factor on a fine grid around it, since channel counts are integers. ValueError
-    when no factor comes within ``tol``."""
-    def macs_at(w):
-        return count(build(model, width_mult=w, num_classes=num_classes))["macs"]
-
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if macs_at(mid) < macs else (lo, mid)
-    grid = [round(lo * (1 + k / 400), 5) for k in range(-8, 9)]
-    best = min(grid, key=lambda w: abs(macs_at(w) / macs - 1))
-    err = macs_at(best) / macs - 1
-    if abs(err) > tol:
-        raise ValueError(f"no uniform width of {model} has {macs:.0f} MACs within {tol:.0%} "
-                         f"(closest: x{best}, {err:+.1%})")
-    return best
+    within ``tol`` (relative), on a grid of channel counts (``closest``). ValueError when no
+    factor comes within ``tol``."""
+    return closest(lambda w: count(build(model, width_mult=w, num_classes=num_classes))["macs"], macs, lo, hi,
+                   tol=tol, grid=True, what=f"no uniform width of {model}")
 
 
 def table1_controls(recipe, data, runs: Path, out: Path, command: str, device="auto",

@@ -9,8 +9,8 @@ gives) trained once, then pruned to each of ``OWN_TARGETS`` of its dense MACs th
   otherwise, the classifier ignored) on the same trained weights, its ratio bisected until the
   network's MACs lie within 2% of the DNAL network's, then the same finetune stage;
 - **uniform width**: the constructor at the one width whose MACs equal the DNAL network's
-  (within 2%, else the closest within 5%: ``UNIFORM_TOL``), trained from scratch for as many epochs as the three stages, beside the dense
-  network trained as long.
+  (within 2%, else the closest within 5%: ``UNIFORM_TOL``), trained from scratch for as many
+  epochs as the three stages (``controls.control``), beside the dense network trained as long.
 
   ``own_search``    weights, budget searches, then Torch-Pruning's networks (one process)
   ``own_controls``  the dense control, then the uniform widths (a second process, which waits
@@ -33,8 +33,7 @@ from torch import nn
 
 from ..io import read_json, write_json
 from ..measure import count, count_macs
-from ..recipes import override
-from .controls import control_recipe
+from .controls import closest, control
 from .runs import claim, provenance
 
 OWN_MODEL = "dnal_core.examples:cifar_resnet18"
@@ -45,6 +44,7 @@ TOL = 0.02                  # "the same MACs": within 2%
 # takes the closest width within 5% then, and its row keeps its own MACs beside the target's.
 UNIFORM_TOL = 0.05
 INPUT = (3, 32, 32)
+WIDTH = "model_args.width"   # the constructor keyword a uniform control scales
 
 
 def _build(recipe, **args) -> nn.Module:
@@ -53,31 +53,12 @@ def _build(recipe, **args) -> nn.Module:
     return resolve(recipe.model)(**{"num_classes": 10, **recipe.model_args, **args})
 
 
-def _closest(fn, target: float, lo: float, hi: float, rising: bool, tol: float = TOL, steps: int = 30):
-    """Bisection of ``fn`` (a MACs count, monotone in its argument by ``rising``) towards
-    ``target`` on [lo, hi], then the best of the points it visited; ValueError naming the
-    closest miss when none lies within ``tol``."""
-    seen = {}
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        seen[mid] = fn(mid)
-        if (seen[mid] < target) == rising:
-            lo = mid
-        else:
-            hi = mid
-    best = min(seen, key=lambda x: abs(seen[x] / target - 1))
-    err = seen[best] / target - 1
-    if abs(err) > tol:
-        raise ValueError(f"no setting reaches {target:.0f} MACs within {tol:.0%} (closest {best:.4g}: {err:+.1%})")
-    return best
-
-
 def own_width_for(recipe, macs: float, tol: float = TOL) -> float:
     """The constructor's ``width`` keyword (relative to the network of ``recipe``) whose network
     has ``macs`` MACs within ``tol``; ValueError when no width does."""
     full = recipe.model_args.get("width", 1.0)
-    return round(_closest(lambda w: count_macs(_build(recipe, width=w), INPUT), macs, 0.01 * full, full, True, tol),
-                 6)
+    return round(closest(lambda w: count_macs(_build(recipe, width=w), INPUT), macs, 0.01 * full, full, tol=tol,
+                         steps=30, what="no width"), 6)
 
 
 def tp_prune(plain: nn.Module, target_macs: float, tol: float = TOL) -> nn.Module:
@@ -95,7 +76,8 @@ def tp_prune(plain: nn.Module, target_macs: float, tol: float = TOL) -> nn.Modul
                              pruning_ratio=ratio, ignored_layers=last).step()
         return m
 
-    ratio = _closest(lambda r: count_macs(pruned(r), INPUT), target_macs, 0.0, 0.95, False, tol, steps=16)
+    ratio = closest(lambda r: count_macs(pruned(r), INPUT), target_macs, 0.0, 0.95, rising=False, tol=tol, steps=16,
+                    what="no pruning ratio")
     return pruned(ratio)
 
 
@@ -131,22 +113,6 @@ def tp_network(recipe, data, weights_pt: Path, target_macs: float, device="auto"
             "seconds": time.perf_counter() - start}
 
 
-def own_control(recipe, data, runs: Path, width: float, name: str, device="auto") -> dict:
-    """The constructor at ``width`` trained from scratch as long as the three stages
-    (``control_recipe``) into runs/<name> (resumable); its summary row."""
-    from ..io import load_model
-    from ..train import run_pipeline
-
-    r = override(control_recipe(recipe, 1.0), {"model_args.width": width})
-    folder = runs / name
-    if not (folder / "weights.pt").is_file():
-        run_pipeline(r, data, folder, device=device, stages=["weights"], resume=True)
-    model, meta = load_model(folder / "weights.pt")
-    size = count(model)
-    return {"name": name, "width": width, "macs": size["macs"], "params": size["params"], "top1": meta.get("top1"),
-            "top5": meta.get("top5"), "epochs": r.weights.epochs, "seconds": meta.get("seconds")}
-
-
 def _tag(t: float) -> str:
     return f"macs{t:g}"
 
@@ -177,7 +143,7 @@ def own_controls(recipe, data, runs: Path, out: Path, command: str, device="auto
     dense = out / "controls" / "dense.json"
     if not dense.is_file() and claim(runs / "dense"):
         width = recipe.model_args.get("width", 1.0)
-        write_json(dense, {"method": "dense", **own_control(recipe, data, runs, width, "dense", device), **prov})
+        write_json(dense, {"method": "dense", **control(recipe, data, runs, width, "dense", device, WIDTH), **prov})
     for t in sorted(targets):
         path = out / "controls" / f"uniform_{_tag(t)}.json"
         if path.is_file() or not claim(runs / f"uniform_{_tag(t)}"):
@@ -190,5 +156,5 @@ def own_controls(recipe, data, runs: Path, out: Path, command: str, device="auto
             width = own_width_for(recipe, target)
         except ValueError:  # whole channels: the closest width within UNIFORM_TOL
             width = own_width_for(recipe, target, UNIFORM_TOL)
-        row = own_control(recipe, data, runs, width, f"uniform_{_tag(t)}", device)
+        row = control(recipe, data, runs, width, f"uniform_{_tag(t)}", device, WIDTH)
         write_json(path, {"method": "uniform", "target": t, "target_macs": target, **row, **prov})

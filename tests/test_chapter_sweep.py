@@ -110,7 +110,7 @@ def test_a_broken_check_names_what_is_off(folder):
         s.check(rows, finals)
 
 
-def test_figures_are_saved_and_a_missing_experiment_says_so(folder, tmp_path):
+def test_figures_are_saved_and_a_missing_experiment_says_so(folder, tmp_path, monkeypatch):
     s = _sweep()
     finals, rows = s.run(), s.rows()
     for fig in (s.figure(rows, finals), s.widths(rows), s.sweep()):
@@ -119,6 +119,8 @@ def test_figures_are_saved_and_a_missing_experiment_says_so(folder, tmp_path):
     assert names == [f"{NAME}_cpu.png", f"{NAME}_cpu_sweep.png", f"{NAME}_cpu_widths.png"]
     for f in folder.glob("lam*.json"):
         f.unlink()
+    # the repository's own committed cpu results must not stand in for the missing ones
+    monkeypatch.setattr("dnal_core.report.results.repo_root", lambda: tmp_path / "repository")
     empty = _sweep()
     assert empty.folder is None and empty.run() is None and empty.rows() is None
     assert "not run yet" in empty.made(None, "Run it.").data

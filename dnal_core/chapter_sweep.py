@@ -21,6 +21,7 @@ and how to run it.
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from .experiments.runs import NAMES, model_for
 from .models import build
 from .recipes import get_recipe
 from .report.results import has_results, provenance, read_folder, results_dir
-from .report.text import lambda_label, run_line
+from .report.text import PAGE_WIDTH, lambda_label, run_line
 from .report_tables import reader_table
 
 ROW_COLUMNS = ["lambda", "macs_m", "params_m", "macs_x", "top1", "drop", "uniform_top1", "dnal_minus_uniform"]
@@ -229,8 +230,9 @@ class Sweep(CifarParams, _PaperTable):
         state = ("every chosen lambda finetuned" if not todo else
                  f"{len(chosen) - len(todo)} of the {len(chosen)} chosen lambdas finetuned so far: "
                  "the experiment is still running (its command resumes it)")
-        return (f"{len(rows)} lambdas, reductions {rows['macs_x'].min():.2f}x to {rows['macs_x'].max():.2f}x; "
+        line = (f"{len(rows)} lambdas, reductions {rows['macs_x'].min():.2f}x to {rows['macs_x'].max():.2f}x; "
                 f"{len(u)} uniform controls; {state}")
+        return "\n".join(textwrap.wrap(line, PAGE_WIDTH))  # printed: lines that fit the page
 
     def complete(self, rows) -> bool:
         """Whether every chosen lambda has a finetuned row."""

@@ -12,6 +12,7 @@ from dnal_core.measure import count
 from dnal_core.models import build
 from dnal_core.prune import prune
 from dnal_core.prune.stream import stream_gap_pruned
+from dnal_core.report.text import PAGE_WIDTH
 from dnal_core.train import hard_gated
 
 NAME = "table2_resnet56_cifar10"
@@ -88,6 +89,10 @@ def test_rows_tables_and_check(folder):
     line = s.check(rows, finals)
     assert line.startswith("3 lambdas, reductions") and "2 uniform controls; every chosen lambda" in line
     assert s.complete(rows)
+    (folder / "lam1e-2.json").unlink()  # a chosen lambda still to finetune: the longest text
+    s = _sweep()
+    text = s.check(s.rows(), s.run())
+    assert "still running" in text and max(len(x) for x in text.splitlines()) <= PAGE_WIDTH  # fits the page
 
 
 def test_stream_counts_each_lambda_both_ways(folder):
